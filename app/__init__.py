@@ -1,0 +1,3 @@
+"""Tramontane: offline chat and code completion with local models."""
+
+__version__ = "0.1.0"

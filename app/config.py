@@ -1,0 +1,198 @@
+"""Where Tramontane keeps its files, and the user's settings in config.toml.
+
+`TRAMONTANE_HOME` puts everything under one folder (tests use it). config.toml is read and
+written with tomlkit so the user's comments survive; a broken file is reported with its line
+and the app goes on with defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomlkit
+import tomlkit.exceptions
+
+APP_NAME = "tramontane"
+
+DEFAULTS: dict[str, Any] = {
+    "chat": {"model": "", "backend": "llama.cpp", "system_prompt": ""},
+    "params": {
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "top_k": 40,
+        "repeat_penalty": 1.1,
+        "seed": -1,
+        "max_tokens": 512,
+        "context_length": 4096,
+        "threads": 0,
+    },
+    "ui": {"theme": "textual-dark"},
+    "ollama": {"host": ""},
+}
+
+_TEMPLATE = """\
+# Tramontane settings. Comments you add here are kept when the app saves a change.
+
+[chat]
+# Default chat model: a catalog id, a model name from `tramontane models list`, or a .gguf path.
+model = ""
+backend = "llama.cpp"
+system_prompt = ""
+
+[params]
+temperature = 0.7
+top_p = 0.95
+top_k = 40
+repeat_penalty = 1.1
+seed = -1            # -1 picks a new seed each time
+max_tokens = 512
+context_length = 4096
+threads = 0          # 0 = as many as the machine has cores
+
+[ui]
+theme = "textual-dark"
+
+[ollama]
+host = ""            # empty: OLLAMA_HOST, else http://127.0.0.1:11434
+"""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every folder Tramontane writes to."""
+
+    config_dir: Path
+    data_dir: Path
+    log_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def user_catalog(self) -> Path:
+        return self.config_dir / "models.toml"
+
+    @property
+    def history_db(self) -> Path:
+        return self.data_dir / "history.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def ensure(self) -> None:
+        for folder in (self.config_dir, self.data_dir, self.log_dir, self.models_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def paths() -> Paths:
+    """The folders in use now: TRAMONTANE_HOME if set, else the platform's own."""
+    home = os.environ.get("TRAMONTANE_HOME")
+    if home:
+        root = Path(home).expanduser()
+        return Paths(root / "config", root / "data", root / "logs")
+    return Paths(
+        Path(platformdirs.user_config_dir(APP_NAME)),
+        Path(platformdirs.user_data_dir(APP_NAME)),
+        Path(platformdirs.user_log_dir(APP_NAME)),
+    )
+
+
+@dataclass
+class Config:
+    """Settings merged over the defaults, plus the warnings met while reading them."""
+
+    values: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+    warnings: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values.get(section, {}).get(key, DEFAULTS.get(section, {}).get(key))
+
+    def section(self, section: str) -> dict[str, Any]:
+        merged = dict(DEFAULTS.get(section, {}))
+        merged.update(self.values.get(section, {}))
+        return merged
+
+    def set(self, section: str, key: str, value: Any) -> None:
+        """Change one setting and write it back, keeping the file's comments."""
+        self.values.setdefault(section, {})[key] = value
+        if self.path is None:
+            return
+        text = self.path.read_text(encoding="utf-8") if self.path.exists() else _TEMPLATE
+        doc = tomlkit.parse(text)
+        table = doc.get(section)
+        if table is None:
+            table = tomlkit.table()
+            doc[section] = table
+        table[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".toml.tmp")
+        tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def load_config(p: Paths | None = None) -> Config:
+    """Read config.toml; on a broken file keep the defaults and say where it broke."""
+    p = p or paths()
+    cfg = Config(path=p.config_file)
+    if not p.config_file.exists():
+        return cfg
+    try:
+        text = p.config_file.read_text(encoding="utf-8")
+        doc = tomlkit.parse(text).unwrap()
+    except tomlkit.exceptions.ParseError as exc:
+        cfg.warnings.append(
+            f"{p.config_file}: line {exc.line}, column {exc.col}: {_reason(exc)}. "
+            "Using the default settings until the file is fixed."
+        )
+        return cfg
+    except (OSError, UnicodeDecodeError) as exc:
+        cfg.warnings.append(f"{p.config_file}: cannot be read ({exc}). Using the defaults.")
+        return cfg
+    for section, value in doc.items():
+        if section in DEFAULTS and not isinstance(value, dict):
+            cfg.warnings.append(f"{p.config_file}: [{section}] should be a table; ignored.")
+            continue
+        _merge(cfg.values, {section: value})
+    return cfg
+
+
+def _reason(exc: tomlkit.exceptions.ParseError) -> str:
+    message = str(exc)
+    cut = message.rfind(" at line ")
+    return message[:cut] if cut > 0 else message
+
+
+def write_default_config(p: Paths | None = None) -> Path:
+    """Create config.toml with commented defaults if there is none yet."""
+    p = p or paths()
+    if not p.config_file.exists():
+        p.config_dir.mkdir(parents=True, exist_ok=True)
+        p.config_file.write_text(_TEMPLATE, encoding="utf-8")
+    return p.config_file
+
+
+def ollama_host(cfg: Config) -> str:
+    """The Ollama server to talk to: config.toml, then OLLAMA_HOST, then the local default."""
+    host = str(cfg.get("ollama", "host") or os.environ.get("OLLAMA_HOST") or "127.0.0.1:11434")
+    if "://" not in host:
+        host = "http://" + host
+    scheme, _, rest = host.partition("://")
+    if ":" not in rest.split("/")[0]:
+        rest = rest.split("/")[0] + ":11434"
+    return f"{scheme}://{rest.rstrip('/')}"

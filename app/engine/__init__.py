@@ -1,0 +1,1 @@
+"""Model backends behind one protocol, and the prompt formats they use."""

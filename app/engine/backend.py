@@ -1,0 +1,135 @@
+"""The one protocol every backend follows, and the small typed events it streams.
+
+The UI and the CLI match on `Token`, `Done` and `Error`; nothing above this layer knows
+whether llama.cpp or an Ollama server produced them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Params:
+    """Sampling and load settings for one request."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    repeat_penalty: float = 1.1
+    seed: int = -1
+    max_tokens: int = 512
+    context_length: int = 4096
+    threads: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Params:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def thread_count(self) -> int:
+        return self.threads if self.threads > 0 else max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model a backend can load: a GGUF path for llama.cpp, a tag for Ollama."""
+
+    name: str
+    path: Path | None = None
+    chat_format: str = "auto"  # "auto" = the template in the GGUF, "mistral-v3", "plain"
+    chat_tuned: bool = True
+    fim_format: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Stats:
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    ttft_ms: float = 0.0
+    decode_tps: float = 0.0
+    total_ms: float = 0.0
+    stop_reason: str = "stop"  # stop | length | cancelled
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"prompt {self.prompt_tokens} tok (cached {self.cached_tokens}) · "
+            f"generated {self.generated_tokens} tok · first token {self.ttft_ms:.0f} ms · "
+            f"{self.decode_tps:.1f} tok/s"
+        )
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    stats: Stats = field(default_factory=Stats)
+
+
+@dataclass(frozen=True)
+class Error:
+    message: str
+    recoverable: bool = True
+
+
+Event = Token | Done | Error
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: str
+    completed: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    model: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What every backend offers. Streams end with exactly one `Done` or `Error`."""
+
+    name: str
+
+    def chat(self, messages: list[Message], params: Params) -> AsyncIterator[Event]: ...
+
+    def complete(self, prefix: str, suffix: str, params: Params) -> AsyncIterator[Event]: ...
+
+    async def load(self, model: ModelRef, params: Params | None = None) -> None: ...
+
+    async def unload(self) -> None: ...
+
+    async def models(self) -> list[ModelRef]: ...
+
+    def pull(self, ref: str) -> AsyncIterator[Progress]: ...
+
+    async def delete(self, ref: str) -> None: ...
+
+    async def info(self) -> BackendInfo: ...

@@ -1,0 +1,1 @@
+"""The llama.cpp backend: the model runs in a spawned worker process."""

@@ -1,0 +1,228 @@
+"""The llama.cpp backend. The model lives in a worker process; this side renders prompts,
+streams events, cancels (a message, then a kill after one second) and restarts a dead worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from app.engine.backend import (
+    BackendInfo,
+    Done,
+    Error,
+    Event,
+    Message,
+    ModelRef,
+    Params,
+    Progress,
+    Stats,
+    Token,
+)
+from app.engine.llama.process import WorkerDied, WorkerProcess
+from app.engine.prompts import chat as chat_prompts
+from app.errors import BackendError
+
+CANCEL_GRACE_S = 1.0
+
+
+class LlamaBackend:
+    """`Backend` over llama-cpp-python in a spawned worker."""
+
+    name = "llama.cpp"
+
+    def __init__(self, log_path: Path | None = None, models_dirs: list[Path] | None = None):
+        self.log_path = str(log_path) if log_path else None
+        self.models_dirs = models_dirs or []
+        self.model: ModelRef | None = None
+        self.worker: WorkerProcess | None = None
+        self.loaded: dict[str, Any] = {}
+        self._load_key: tuple[Any, ...] | None = None
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+
+    # -- model lifecycle -------------------------------------------------------------------
+
+    async def load(self, model: ModelRef, params: Params | None = None) -> None:
+        if model.path is None:
+            raise BackendError(f"{model.name} has no file on disk for llama.cpp to load.")
+        params = params or Params()
+        key = (str(model.path), params.context_length, params.thread_count)
+        if self.model == model and key == self._load_key and self._alive():
+            return
+        await self._stop_worker()
+        self.model = model
+        worker = WorkerProcess(self.log_path)
+        self.worker = worker
+        opts = {"context_length": params.context_length, "threads": params.thread_count}
+        try:
+            worker.send(("load", str(model.path), opts))
+            reply = await worker.recv()
+        except WorkerDied as exc:
+            self.worker = None
+            raise BackendError(
+                f"The model worker {exc} while loading {model.path.name}. The file may be "
+                "corrupt, or too large for this machine's memory."
+            ) from exc
+        if reply[0] == "error":
+            await self._stop_worker()
+            raise BackendError(str(reply[1]))
+        self.loaded = dict(reply[1])
+        self._load_key = key
+
+    async def unload(self) -> None:
+        await self._stop_worker()
+        self.model = None
+
+    def _alive(self) -> bool:
+        return self.worker is not None and not self.worker.dead and self.worker.proc.is_alive()
+
+    async def _stop_worker(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        self.worker = None
+        self.loaded = {}
+        self._load_key = None
+
+    async def _ready(self, params: Params) -> WorkerProcess:
+        if self.model is None:
+            raise BackendError("No model is loaded. Choose one with -m or `models use`.")
+        await self.load(self.model, params)
+        assert self.worker is not None
+        self.worker.attach()
+        return self.worker
+
+    # -- generation --------------------------------------------------------------------------
+
+    async def chat(self, messages: list[Message], params: Params) -> AsyncIterator[Event]:
+        try:
+            worker = await self._ready(params)
+            prompt = chat_prompts.build(self._chat_format(), messages, self._template_vars())
+        except BackendError as exc:
+            yield Error(str(exc))
+            return
+        async for event in self._generate(worker, prompt.text, prompt.stop, params):
+            yield event
+
+    async def complete(self, prefix: str, suffix: str, params: Params) -> AsyncIterator[Event]:
+        """Without FIM tokens the model continues the prefix (the FIM formats come later)."""
+        try:
+            worker = await self._ready(params)
+        except BackendError as exc:
+            yield Error(str(exc))
+            return
+        async for event in self._generate(worker, prefix, [], params):
+            yield event
+
+    def render_chat(self, messages: list[Message]) -> str:
+        """The exact prompt text a chat request sends (needs a loaded model)."""
+        return chat_prompts.build(self._chat_format(), messages, self._template_vars()).text
+
+    def _chat_format(self) -> str:
+        return self.model.chat_format if self.model else "auto"
+
+    def _template_vars(self) -> dict[str, Any]:
+        meta = dict(self.loaded.get("metadata", {}))
+        meta["bos_token_text"] = self.loaded.get("bos_token_text", "")
+        meta["eos_token_text"] = self.loaded.get("eos_token_text", "")
+        return meta
+
+    async def _generate(
+        self, worker: WorkerProcess, text: str, stop: list[str], params: Params
+    ) -> AsyncIterator[Event]:
+        async with self._lock:
+            req = next(self._ids)
+            opts = params.to_dict() | {"stop": stop, "add_bos": self.loaded.get("add_bos", True)}
+            finished = False
+            t0 = time.perf_counter()
+            t_first = t_last = 0.0
+            try:
+                worker.send(("generate", req, text, opts))
+                while True:
+                    msg = await worker.recv()
+                    if len(msg) < 2 or msg[1] != req:
+                        continue  # the tail of an earlier, cancelled request
+                    if msg[0] == "token":
+                        t_last = time.perf_counter()
+                        t_first = t_first or t_last
+                        yield Token(str(msg[2]))
+                    elif msg[0] == "done":
+                        finished = True
+                        yield Done(_stats(dict(msg[2]), t0, t_first, t_last))
+                        return
+                    elif msg[0] == "error":
+                        finished = True
+                        yield Error(str(msg[2]))
+                        return
+            except WorkerDied as exc:
+                finished = True
+                await self._stop_worker()
+                yield Error(
+                    f"The model worker {exc}. The partial reply is kept; the next request "
+                    "starts a fresh worker.",
+                    recoverable=True,
+                )
+            finally:
+                if not finished:
+                    await self._cancel(worker, req)
+
+    async def _cancel(self, worker: WorkerProcess, req: int) -> None:
+        """Ask the worker to stop; kill it if it has not stopped within a second."""
+        try:
+            worker.send(("cancel", req))
+            async with asyncio.timeout(CANCEL_GRACE_S):
+                while True:
+                    msg = await worker.recv()
+                    if msg[0] in ("done", "error") and msg[1] == req:
+                        return
+        except (WorkerDied, TimeoutError, asyncio.CancelledError):
+            worker.kill()
+            if self.worker is worker:
+                self.worker = None
+                self._load_key = None
+
+    # -- catalogue-ish calls -----------------------------------------------------------------
+
+    async def models(self) -> list[ModelRef]:
+        found = []
+        for folder in self.models_dirs:
+            for path in sorted(folder.glob("*.gguf")):
+                found.append(ModelRef(name=path.stem, path=path, source=str(folder)))
+        return found
+
+    async def pull(self, ref: str) -> AsyncIterator[Progress]:
+        raise BackendError("llama.cpp loads files on disk; download with `tramontane models pull`.")
+        yield  # pragma: no cover  (makes this an async generator)
+
+    async def delete(self, ref: str) -> None:
+        raise BackendError("llama.cpp does not own model files; use `tramontane models rm`.")
+
+    async def info(self) -> BackendInfo:
+        details: dict[str, Any] = {}
+        if self.loaded:
+            details = {
+                "n_ctx": self.loaded.get("n_ctx"),
+                "n_ctx_train": self.loaded.get("n_ctx_train"),
+                "pid": self.worker.pid if self.worker else None,
+                **self.loaded.get("system_info", {}),
+            }
+        return BackendInfo(self.name, self.model.name if self.model else None, details)
+
+
+def _stats(raw: dict[str, Any], t0: float, t_first: float, t_last: float) -> Stats:
+    """The worker's counts, with times measured here, where the caller sees the tokens."""
+    generated = int(raw.get("generated_tokens", 0))
+    span = t_last - t_first
+    return Stats(
+        prompt_tokens=int(raw.get("prompt_tokens", 0)),
+        cached_tokens=int(raw.get("cached_tokens", 0)),
+        generated_tokens=generated,
+        ttft_ms=(t_first - t0) * 1000 if t_first else 0.0,
+        decode_tps=(generated - 1) / span if generated > 1 and span > 0 else 0.0,
+        total_ms=(time.perf_counter() - t0) * 1000,
+        stop_reason=str(raw.get("stop_reason", "stop")),
+    )

@@ -1,0 +1,121 @@
+"""A handle on one spawned worker process: its pipe, read without blocking the event loop,
+and a plain-words account of how it ended when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+from app.engine.llama.worker import worker_main
+
+_SIGNAL_WORDS = {
+    signal.SIGKILL: "killed; the system may have run out of memory",
+    signal.SIGSEGV: "segmentation fault inside llama.cpp",
+    signal.SIGABRT: "aborted by llama.cpp",
+    signal.SIGBUS: "bus error; the model file may have changed on disk",
+    signal.SIGILL: "illegal instruction; llama.cpp was built for another CPU",
+    signal.SIGTERM: "terminated",
+}
+
+
+class WorkerDied(Exception):
+    """The worker process ended without being asked to."""
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode)
+        except ValueError:
+            return f"ended by signal {-exitcode}"
+        words = _SIGNAL_WORDS.get(sig, "")
+        return f"ended by {sig.name}" + (f" ({words})" if words else "")
+    return f"exited with code {exitcode}"
+
+
+class WorkerProcess:
+    """One llama.cpp worker. Messages arrive on an asyncio queue; `None` there means it died."""
+
+    def __init__(self, log_path: str | None) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=worker_main, args=(child, log_path), daemon=True, name="tramontane-worker"
+        )
+        self.proc.start()
+        child.close()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.dead = False
+        self.attach()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid
+
+    def attach(self) -> None:
+        """Read the pipe from the running event loop (re-attach when the loop changed)."""
+        loop = asyncio.get_running_loop()
+        if loop is self.loop or self.dead:
+            return
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.remove_reader(self.conn.fileno())
+        self.loop = loop
+        self.queue = asyncio.Queue()
+        loop.add_reader(self.conn.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            while self.conn.poll():
+                self.queue.put_nowait(self.conn.recv())
+        except (EOFError, OSError):
+            self._mark_dead()
+
+    def _mark_dead(self) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.remove_reader(self.conn.fileno())
+        self.queue.put_nowait(None)
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        try:
+            self.conn.send(msg)
+        except (OSError, ValueError) as exc:
+            self._mark_dead()
+            raise WorkerDied(self.exit_words()) from exc
+
+    async def recv(self) -> tuple[Any, ...]:
+        msg = await self.queue.get()
+        if msg is None:
+            self.queue.put_nowait(None)
+            await asyncio.to_thread(self.proc.join, 2.0)
+            raise WorkerDied(self.exit_words())
+        return tuple(msg)
+
+    def exit_words(self) -> str:
+        return describe_exit(self.proc.exitcode)
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(2.0)
+        self._mark_dead()
+        self.conn.close()
+
+    async def stop(self) -> None:
+        """Ask the worker to exit so its memory goes back to the OS; kill it if it lingers."""
+        if not self.dead:
+            try:
+                self.conn.send(("exit",))
+            except (OSError, ValueError):
+                pass
+            await asyncio.to_thread(self.proc.join, 1.0)
+        self.kill()

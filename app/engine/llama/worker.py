@@ -1,0 +1,208 @@
+"""The worker process that owns llama.cpp. Only this module imports `llama_cpp`.
+
+It reads commands from a pipe and answers with tuples. Between tokens it polls the pipe, so a
+`cancel` stops generation at the next token; a closed pipe (the app died) ends the worker.
+
+Commands: ("load", path, opts) -> ("loaded", info) | ("error", msg)
+          ("generate", req, text, opts) -> ("token", req, text)* then ("done", req, stats)
+                                           | ("error", req, msg)
+          ("cancel", req), ("exit",)
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from app.engine.llama.stops import StopScanner
+
+
+def _redirect_stderr(log_path: str | None) -> None:
+    """llama.cpp writes to fd 2; send that to the worker log so the terminal stays clean."""
+    if not log_path:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+class Worker:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.llm: Any = None
+        self.path = ""
+
+    def serve(self) -> None:
+        while True:
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = msg[0]
+            if kind == "exit":
+                return
+            try:
+                if kind == "load":
+                    self.load(msg[1], msg[2])
+                elif kind == "generate":
+                    self.generate(msg[1], msg[2], msg[3])
+                # a "cancel" for a request that already ended needs no answer
+            except Exception as exc:  # a bug here must reach the user as a message
+                traceback.print_exc()
+                req = () if kind == "load" else (msg[1],)
+                self.conn.send(("error", *req, f"The model worker failed: {exc!r}"))
+
+    def load(self, path: str, opts: dict[str, Any]) -> None:
+        import llama_cpp
+
+        self.llm = None
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=path,
+                n_ctx=int(opts.get("context_length", 4096)),
+                n_threads=int(opts.get("threads", 1)),
+                n_gpu_layers=int(opts.get("gpu_layers", 0)),
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            self.conn.send(("error", f"llama.cpp could not load {path}: {exc}"))
+            return
+        self.path = path
+        llm = self.llm
+        meta = dict(llm.metadata)
+        vocab = llm._model.vocab
+        bos, eos = llm.token_bos(), llm.token_eos()
+        info = {
+            "metadata": meta,
+            "n_ctx": llm.n_ctx(),
+            "n_ctx_train": llm._model.n_ctx_train(),
+            "bos_token_text": _piece(llm, bos),
+            "eos_token_text": _piece(llm, eos),
+            "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+            "system_info": _system_info(),
+        }
+        self.conn.send(("loaded", info))
+
+    def generate(self, req: int, text: str, opts: dict[str, Any]) -> None:
+        import llama_cpp
+
+        llm = self.llm
+        if llm is None:
+            self.conn.send(("error", req, "No model is loaded."))
+            return
+        t0 = time.perf_counter()
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        bos = llm.token_bos()
+        if opts.get("add_bos", True) and bos >= 0 and (not tokens or tokens[0] != bos):
+            tokens.insert(0, bos)
+        n_ctx = llm.n_ctx()
+        if len(tokens) >= n_ctx:
+            self.conn.send(
+                ("error", req, f"The prompt is {len(tokens)} tokens, more than the context "
+                 f"length of {n_ctx}. Start a new chat or raise the context length.")
+            )
+            return
+        cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        cached = min(cached, len(tokens) - 1)
+        seed = int(opts.get("seed", -1))
+        llm.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
+        max_tokens = int(opts.get("max_tokens", 512))
+        scanner = StopScanner(list(opts.get("stop", [])))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        vocab = llm._model.vocab
+        generated, reason = 0, "stop"
+        t_first = t_last = 0.0
+        try:
+            for token in llm.generate(
+                tokens,
+                top_k=int(opts.get("top_k", 40)),
+                top_p=float(opts.get("top_p", 0.95)),
+                min_p=0.0,
+                temp=float(opts.get("temperature", 0.7)),
+                repeat_penalty=float(opts.get("repeat_penalty", 1.1)),
+            ):
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                generated += 1
+                t_last = time.perf_counter()
+                if generated == 1:
+                    t_first = t_last
+                piece = scanner.feed(decoder.decode(llm.detokenize([token])))
+                if piece:
+                    self.conn.send(("token", req, piece))
+                if scanner.stopped:
+                    break
+                if generated >= max_tokens:
+                    reason = "length"
+                    break
+                if len(tokens) + generated >= n_ctx:
+                    reason = "context"
+                    break
+                if self.conn.poll() and self._cancelled(req):
+                    reason = "cancelled"
+                    break
+        except RuntimeError as exc:
+            self.conn.send(("error", req, f"llama.cpp failed while generating: {exc}"))
+            return
+        rest = scanner.flush() + decoder.decode(b"", final=True)
+        if rest:
+            self.conn.send(("token", req, rest))
+        decode_s = t_last - t_first
+        stats = {
+            "prompt_tokens": len(tokens),
+            "cached_tokens": cached,
+            "generated_tokens": generated,
+            "ttft_ms": (t_first - t0) * 1000 if generated else 0.0,
+            "decode_tps": (generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
+            "total_ms": (time.perf_counter() - t0) * 1000,
+            "stop_reason": reason,
+        }
+        self.conn.send(("done", req, stats))
+
+    def _cancelled(self, req: int) -> bool:
+        msg = self.conn.recv()
+        if msg[0] == "exit":
+            raise SystemExit(0)
+        return bool(msg[0] == "cancel" and msg[1] == req)
+
+
+def _piece(llm: Any, token: int) -> str:
+    if token < 0:
+        return ""
+    return bytes(llm.detokenize([token], special=True)).decode("utf-8", errors="replace")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _system_info() -> dict[str, str]:
+    import llama_cpp
+
+    raw = llama_cpp.llama_print_system_info()
+    return {
+        "llama_cpp_python": str(getattr(llama_cpp, "__version__", "?")),
+        "system_info": raw.decode() if isinstance(raw, bytes) else str(raw),
+    }
+
+
+def worker_main(conn: Connection, log_path: str | None) -> None:
+    """Entry point of the spawned process."""
+    _redirect_stderr(log_path)
+    try:
+        Worker(conn).serve()
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass
+    finally:
+        conn.close()

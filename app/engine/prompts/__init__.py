@@ -1,0 +1,1 @@
+"""Prompt formats: data plus pure functions, tested without a model."""

@@ -1,0 +1,1 @@
+"""Models: the catalog, what is on disk, GGUF headers, and the starter models."""

@@ -1,0 +1,183 @@
+"""Read a GGUF file's header (metadata and tensor table) without reading weights, and say
+plainly when a file is not a GGUF, is truncated, or is damaged.
+
+gguf's own `GGUFReader` parses every vocabulary string into numpy fields (5 s for SmolLM2,
+20 s for Gemma 3 here), so this walks the header with `struct` and skips arrays, using the
+gguf package's type tables.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+
+from app.errors import CorruptModelError, ModelNotFoundError
+
+_SCALARS: dict[int, str] = {
+    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
+}
+_KEEP_ARRAY_ITEMS = 64  # short arrays (layer patterns, languages) are kept; vocabularies not
+
+
+@dataclass
+class GGUFHeader:
+    path: Path
+    size: int
+    version: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    array_lengths: dict[str, int] = field(default_factory=dict)
+    tensor_count: int = 0
+    data_end: int = 0
+    tensor_bytes: int = 0
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+    def arch(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(f"{self.architecture}.{key}", default)
+
+    @property
+    def chat_template(self) -> str:
+        return str(self.metadata.get("tokenizer.chat_template", ""))
+
+
+class _Cursor:
+    def __init__(self, buf: mmap.mmap, path: Path) -> None:
+        self.buf, self.pos, self.path = buf, 0, path
+
+    def take(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buf):
+            raise CorruptModelError(
+                f"{self.path} is truncated inside its header ({len(self.buf)} bytes). "
+                "Download or copy it again."
+            )
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += size
+        return value
+
+    def string(self) -> str:
+        n = self.take("<Q")
+        if n > len(self.buf) - self.pos:
+            raise CorruptModelError(f"{self.path} has a damaged header (a string runs past the end).")
+        raw = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return bytes(raw).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int) -> Any:
+        if vtype == GGUFValueType.STRING:
+            return self.string()
+        if vtype in _SCALARS:
+            return self.take(_SCALARS[vtype])
+        raise CorruptModelError(f"{self.path} has a damaged header (unknown value type {vtype}).")
+
+
+def read_header(path: Path) -> GGUFHeader:
+    """Parse the header of `path`; raise `CorruptModelError` with a reason a user can act on."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"No model file at {path}.")
+    size = path.stat().st_size
+    if size < 24:
+        raise CorruptModelError(f"{path} is {size} bytes, too small to be a GGUF model.")
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != b"GGUF":
+            raise CorruptModelError(
+                f"{path} is not a GGUF model (it starts with {bytes(buf[:4])!r}). "
+                "Tramontane runs .gguf files made for llama.cpp."
+            )
+        try:
+            return _parse(_Cursor(buf, path), path, size)
+        except struct.error as exc:
+            raise CorruptModelError(
+                f"{path} is truncated inside its header ({size:,} bytes). Download or copy it again."
+            ) from exc
+        except (ValueError, KeyError, OverflowError) as exc:
+            raise CorruptModelError(f"{path} has a damaged header ({exc}).") from exc
+
+
+def _parse(cur: _Cursor, path: Path, size: int) -> GGUFHeader:
+    cur.pos = 4
+    version = cur.take("<I")
+    if version not in (2, 3):
+        raise CorruptModelError(f"{path} is GGUF version {version}; llama.cpp reads 2 and 3.")
+    n_tensors, n_kv = cur.take("<Q"), cur.take("<Q")
+    if n_tensors > 1_000_000 or n_kv > 1_000_000:
+        raise CorruptModelError(f"{path} has a damaged header (impossible counts).")
+    head = GGUFHeader(path=path, size=size, version=version, tensor_count=n_tensors)
+    for _ in range(n_kv):
+        key = cur.string()
+        vtype = cur.take("<I")
+        if vtype == GGUFValueType.ARRAY:
+            itype, count = cur.take("<I"), cur.take("<Q")
+            if itype == GGUFValueType.STRING:
+                items = _strings(cur, count)
+            else:
+                items = _skip_scalars(cur, itype, count)
+            head.array_lengths[key] = count
+            if count <= _KEEP_ARRAY_ITEMS and items is not None:
+                head.metadata[key] = items
+        else:
+            head.metadata[key] = cur.value(vtype)
+    data_end = 0
+    for _ in range(n_tensors):
+        cur.string()
+        n_dims = cur.take("<I")
+        dims = [cur.take("<Q") for _ in range(n_dims)]
+        ttype, offset = cur.take("<I"), cur.take("<Q")
+        nbytes = _tensor_bytes(path, ttype, dims)
+        head.tensor_bytes += nbytes
+        data_end = max(data_end, offset + nbytes)
+    align = int(head.metadata.get("general.alignment", 32))
+    data_start = (cur.pos + align - 1) // align * align
+    head.data_end = data_start + data_end
+    if head.data_end > size:
+        raise CorruptModelError(
+            f"{path} is truncated: {size:,} bytes on disk, {head.data_end:,} expected. "
+            "Download or copy it again."
+        )
+    return head
+
+
+def _strings(cur: _Cursor, count: int) -> list[Any] | None:
+    if count <= _KEEP_ARRAY_ITEMS:
+        return [cur.string() for _ in range(count)]
+    buf, pos, unpack = cur.buf, cur.pos, struct.unpack_from
+    for _ in range(count):
+        pos += 8 + unpack("<Q", buf, pos)[0]
+    if pos > len(buf):
+        raise CorruptModelError(f"{cur.path} is truncated inside its header.")
+    cur.pos = pos
+    return None
+
+
+def _skip_scalars(cur: _Cursor, itype: int, count: int) -> list[Any] | None:
+    if itype not in _SCALARS:
+        raise CorruptModelError(f"{cur.path} has a damaged header (array of type {itype}).")
+    width = struct.calcsize(_SCALARS[itype])
+    if count <= _KEEP_ARRAY_ITEMS:
+        return [cur.value(itype) for _ in range(count)]
+    if cur.pos + width * count > len(cur.buf):
+        raise CorruptModelError(f"{cur.path} is truncated inside its header.")
+    cur.pos += width * count
+    return None
+
+
+def _tensor_bytes(path: Path, ttype: int, dims: list[int]) -> int:
+    try:
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+    except (ValueError, KeyError) as exc:
+        raise CorruptModelError(f"{path} uses tensor type {ttype}, unknown to this build.") from exc
+    elements = 1
+    for d in dims:
+        elements *= d
+    return elements // block * type_size

@@ -1,0 +1,1 @@
+"""What a user does: a chat (history + model + params), a completion, a model switch."""

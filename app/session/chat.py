@@ -1,0 +1,144 @@
+"""A chat: its history in the store, its model and parameters, and one reply at a time.
+
+The reply is saved while it streams, at most half a second apart, so a process killed mid-reply
+leaves the partial text in history.db, marked partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from app.engine.backend import (
+    Backend,
+    Done,
+    Error,
+    Event,
+    Message,
+    ModelRef,
+    Params,
+    Stats,
+    Token,
+)
+from app.store.history import Chat, ChatStore, title_from
+
+SAVE_EVERY_S = 0.5
+
+
+class ChatSession:
+    def __init__(self, store: ChatStore, backend: Backend, chat: Chat, model: ModelRef,
+                 params: Params) -> None:
+        self.store = store
+        self.backend = backend
+        self.chat = chat
+        self.model = model
+        self.params = params
+
+    @property
+    def chat_id(self) -> int:
+        return self.chat.id
+
+    def history(self) -> list[Message]:
+        """The conversation sent to the model: system prompt, then every saved turn."""
+        out: list[Message] = []
+        if self.chat.system_prompt:
+            out.append(Message("system", self.chat.system_prompt))
+        for msg in self.store.messages(self.chat.id):
+            if msg.role in ("user", "assistant") and (msg.content or msg.role == "user"):
+                out.append(Message(msg.role, msg.content))  # type: ignore[arg-type]
+        return out
+
+    async def load(self) -> None:
+        await self.backend.load(self.model, self.params)
+
+    async def send(self, text: str) -> AsyncIterator[Event]:
+        """Save the question, stream the reply, and keep what arrives saved as it comes."""
+        self.store.add_message(self.chat.id, "user", text)
+        if not self.chat.title:
+            self.chat.title = title_from(text)
+            self.store.update_chat(self.chat.id, title=self.chat.title)
+        async for event in self._reply():
+            yield event
+
+    async def regenerate(self) -> AsyncIterator[Event]:
+        """Drop the last reply and ask again."""
+        msgs = self.store.messages(self.chat.id)
+        if msgs and msgs[-1].role == "assistant":
+            self.store.delete_message(msgs[-1].id)
+        async for event in self._reply():
+            yield event
+
+    async def _reply(self) -> AsyncIterator[Event]:
+        messages = self.history()
+        reply_id = self.store.add_message(self.chat.id, "assistant", "", state="partial")
+        saver = _Autosave(self.store, reply_id)
+        finished = False
+        try:
+            async with aclosing(self.backend.chat(messages, self.params)) as stream:
+                async for event in stream:
+                    match event:
+                        case Token(text):
+                            saver.append(text)
+                        case Done(stats):
+                            finished = True
+                            state = "partial" if stats.stop_reason == "cancelled" else "complete"
+                            saver.finish(state, **_stat_fields(stats))
+                        case Error(message):
+                            finished = True
+                            saver.finish("error", error=message)
+                    yield event
+        finally:
+            if not finished:
+                saver.finish("partial")
+
+
+class _Autosave:
+    """Writes the growing reply at most every SAVE_EVERY_S, and once more at the end."""
+
+    def __init__(self, store: ChatStore, message_id: int) -> None:
+        self.store, self.message_id = store, message_id
+        self.parts: list[str] = []
+        self.saved_at = time.monotonic()
+        self.dirty = False
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def append(self, piece: str) -> None:
+        self.parts.append(piece)
+        self.dirty = True
+        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+            self.save()
+        elif self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._later())
+
+    async def _later(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, SAVE_EVERY_S - (time.monotonic() - self.saved_at)))
+            if self.dirty and time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+                self.save()
+
+    def save(self) -> None:
+        self.store.update_message(self.message_id, content=self.text)
+        self.saved_at = time.monotonic()
+        self.dirty = False
+
+    def finish(self, state: str, **fields: object) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        self.store.update_message(self.message_id, content=self.text, state=state, **fields)
+
+
+def _stat_fields(stats: Stats) -> dict[str, object]:
+    return {
+        "prompt_tokens": stats.prompt_tokens,
+        "cached_tokens": stats.cached_tokens,
+        "generated_tokens": stats.generated_tokens,
+        "ttft_ms": stats.ttft_ms,
+        "decode_tps": stats.decode_tps,
+    }

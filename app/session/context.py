@@ -1,0 +1,74 @@
+"""Everything a command or screen needs, built once: paths, settings, history, backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from app.config import Config, Paths, load_config, paths
+from app.engine.backend import ModelRef, Params
+from app.engine.llama.backend import LlamaBackend
+from app.models import local
+from app.models.local import LocalModel
+from app.store.history import ChatStore
+
+
+@dataclass
+class AppContext:
+    paths: Paths = field(default_factory=paths)
+    config: Config | None = None
+
+    def __post_init__(self) -> None:
+        self.paths.ensure()
+        if self.config is None:
+            self.config = load_config(self.paths)
+
+    @property
+    def cfg(self) -> Config:
+        assert self.config is not None
+        return self.config
+
+    @cached_property
+    def store(self) -> ChatStore:
+        return ChatStore(self.paths.history_db)
+
+    @cached_property
+    def backend(self) -> LlamaBackend:
+        return LlamaBackend(
+            log_path=self.paths.log_dir / "worker.log", models_dirs=[self.paths.models_dir]
+        )
+
+    def default_params(self) -> Params:
+        return Params.from_dict(self.cfg.section("params"))
+
+    def default_model_name(self) -> str:
+        return str(self.cfg.get("chat", "model") or local.DEFAULT_CHAT_MODEL)
+
+    def resolve_model(self, name: str | None) -> LocalModel:
+        return local.resolve(name or self.default_model_name(), self.paths.models_dir,
+                             self.paths.user_catalog)
+
+    def local_models(self) -> list[LocalModel]:
+        return local.find_local(self.paths.models_dir, self.paths.user_catalog)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+def model_ref(model: LocalModel) -> ModelRef:
+    """What a backend needs to load a model found on disk."""
+    cat = model.catalog
+    return ModelRef(
+        name=model.name,
+        path=model.path,
+        chat_format=cat.chat_format if cat else "auto",
+        chat_tuned=cat.chat_tuned if cat else True,
+        fim_format=cat.fim_format if cat else "",
+        source=model.source,
+    )
+
+
+def stored_name(model: LocalModel) -> str:
+    """How a chat remembers its model: the catalog name, or the path for a loose file."""
+    return str(model.path) if model.source == "path" else model.name

@@ -1,0 +1,116 @@
+"""`tramontane doctor`: what this machine has, what Tramontane finds, and a smoke inference in
+a throwaway worker that catches a llama.cpp build that crashes on this CPU.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from app import __version__
+from app.config import ollama_host
+from app.engine.backend import Done, Error, Message, Params, Token
+from app.engine.llama.backend import LlamaBackend
+from app.errors import TramontaneError
+from app.session.context import AppContext, model_ref
+
+AMX_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON"
+)
+REBUILD = (
+    "make rebuild-llama   (from a checkout), or: "
+    f'CMAKE_ARGS="{AMX_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir '
+    "--no-deps llama-cpp-python"
+)
+_FEATURES = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "amx_tile",
+             "amx_int8", "amx_bf16", "neon", "asimd")
+
+
+def cpu_features() -> dict[str, Any]:
+    flags: set[str] = set()
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+            elif key.strip() == "model name":
+                name = value.strip()
+    return {
+        "name": name,
+        "cores": psutil.cpu_count(logical=False) or psutil.cpu_count(),
+        "threads": psutil.cpu_count(),
+        "features": [f for f in _FEATURES if f in flags],
+        "amx": any(f.startswith("amx") for f in flags),
+    }
+
+
+def check_ollama(host: str) -> dict[str, Any]:
+    try:
+        resp = httpx.get(f"{host}/api/version", timeout=1.0)
+        return {"host": host, "answers": resp.status_code == 200,
+                "version": resp.json().get("version", "") if resp.status_code == 200 else ""}
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"host": host, "answers": False, "error": type(exc).__name__}
+
+
+async def smoke_inference(ctx: AppContext) -> dict[str, Any]:
+    """Load the starter model in a fresh worker and generate a few tokens."""
+    try:
+        model = ctx.resolve_model("smollm2-135m-instruct")
+    except TramontaneError as exc:
+        return {"ok": False, "error": str(exc)}
+    backend = LlamaBackend(log_path=ctx.paths.log_dir / "worker.log")
+    params = Params(temperature=0.0, max_tokens=4, context_length=256, seed=1)
+    result: dict[str, Any] = {"ok": False, "model": model.name}
+    try:
+        await backend.load(model_ref(model), params)
+        text = ""
+        async with aclosing(backend.chat([Message("user", "Say hello.")], params)) as stream:
+            async for event in stream:
+                match event:
+                    case Token(piece):
+                        text += piece
+                    case Done(stats):
+                        result.update(ok=stats.generated_tokens > 0, text=text,
+                                      tokens_per_s=round(stats.decode_tps, 1))
+                    case Error(message):
+                        result.update(error=message)
+        info = await backend.info()
+        result.update(llama=info.details)
+    except TramontaneError as exc:
+        result["error"] = str(exc)
+    finally:
+        await backend.unload()
+    if not result["ok"]:
+        result["fix"] = REBUILD
+    return result
+
+
+async def run_doctor(ctx: AppContext) -> dict[str, Any]:
+    mem = psutil.virtual_memory()
+    try:
+        models = [{"name": m.name, "path": str(m.path), "size": m.size, "source": m.source,
+                   "chat_tuned": m.chat_tuned} for m in ctx.local_models()]
+    except TramontaneError as exc:
+        models = [{"error": str(exc)}]
+    return {
+        "tramontane": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_features(),
+        "ram": {"total": mem.total, "available": mem.available},
+        "paths": {"config": str(ctx.paths.config_file), "history": str(ctx.paths.history_db),
+                  "models": str(ctx.paths.models_dir), "logs": str(ctx.paths.log_dir)},
+        "config_warnings": ctx.cfg.warnings,
+        "models": models,
+        "ollama": check_ollama(ollama_host(ctx.cfg)),
+        "smoke": await smoke_inference(ctx),
+    }

@@ -1,0 +1,1 @@
+"""The two faces: the Textual app and the command line."""

@@ -1,0 +1,79 @@
+"""The `tramontane` command. Thin: each command is a few lines over a session call.
+
+Exit codes: 0 ok, 1 a user-facing error (one line on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from app import __version__
+from app.errors import TramontaneError
+from app.ui import cli_chat, cli_history, cli_misc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tramontane", description="Offline chat and code completion with local models."
+    )
+    parser.add_argument("--version", action="version", version=f"tramontane {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="chat with a model (one reply, or a REPL without PROMPT)")
+    chat.add_argument("-m", "--model", help="catalog id, model name, or path to a .gguf")
+    chat.add_argument("--system", help="system prompt for a new chat")
+    chat.add_argument("--chat", type=int, metavar="ID", help="continue chat ID")
+    chat.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--top-p", type=float)
+    chat.add_argument("--top-k", type=int)
+    chat.add_argument("--repeat-penalty", type=float)
+    chat.add_argument("--seed", type=int)
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--ctx", type=int, dest="context_length", help="context length in tokens")
+    chat.add_argument("--threads", type=int)
+    chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
+    chat.set_defaults(func=cli_chat.run)
+
+    hist = sub.add_parser("history", help="list, show, export or delete saved chats")
+    hsub = hist.add_subparsers(dest="action", metavar="ACTION", required=True)
+    hsub.add_parser("list", help="saved chats, newest first").add_argument("--json", action="store_true")
+    show = hsub.add_parser("show", help="print one chat")
+    show.add_argument("id", type=int)
+    export = hsub.add_parser("export", help="export one chat")
+    export.add_argument("id", type=int)
+    export.add_argument("--format", choices=["md", "json"], default="md")
+    export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    delete = hsub.add_parser("delete", help="delete one chat")
+    delete.add_argument("id", type=int)
+    hist.set_defaults(func=cli_history.run)
+
+    doctor = sub.add_parser("doctor", help="check this machine, the models and llama.cpp")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cli_misc.doctor)
+
+    models = sub.add_parser("models", help="models on this machine")
+    msub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    msub.add_parser("list", help="models usable now").add_argument("--json", action="store_true")
+    models.set_defaults(func=cli_misc.models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["chat", *(argv or [])])
+    try:
+        return int(args.func(args))
+    except TramontaneError as exc:
+        print(f"tramontane: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

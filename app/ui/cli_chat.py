@@ -1,0 +1,107 @@
+"""`tramontane chat`: one streamed reply, or a line REPL."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from app.engine.backend import Done, Error, Params, Token
+from app.session.chat import ChatSession
+from app.session.context import AppContext, model_ref, stored_name
+
+_PARAM_FLAGS = ("temperature", "top_p", "top_k", "repeat_penalty", "seed", "max_tokens",
+                "context_length", "threads")
+
+
+def warn(ctx: AppContext) -> None:
+    for line in ctx.cfg.warnings:
+        print(f"tramontane: warning: {line}", file=sys.stderr)
+
+
+def open_session(ctx: AppContext, args: argparse.Namespace) -> ChatSession:
+    store = ctx.store
+    if args.chat is not None:
+        chat = store.chat(args.chat)
+        model = ctx.resolve_model(args.model or chat.model)
+        params = Params.from_dict(ctx.default_params().to_dict() | chat.params)
+    else:
+        model = ctx.resolve_model(args.model)
+        params = ctx.default_params()
+        chat = None
+    overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
+    params = Params.from_dict(params.to_dict() | overrides)
+    if chat is None:
+        system = args.system if args.system is not None else str(ctx.cfg.get("chat", "system_prompt"))
+        chat = store.create_chat(stored_name(model), ctx.backend.name, system, params.to_dict())
+    elif overrides or args.model:
+        store.update_chat(chat.id, params=params.to_dict(), model=stored_name(model))
+    if not model.chat_tuned:
+        print(f"tramontane: note: {model.name} is a base model, not tuned for chat; "
+              "replies may wander.", file=sys.stderr)
+    return ChatSession(store, ctx.backend, chat, model_ref(model), params)
+
+
+async def stream_reply(session: ChatSession, text: str, show_stats: bool) -> int:
+    """Print one reply as it streams. 0 when it finished, 1 on an error."""
+    code = 0
+    async for event in session.send(text):
+        match event:
+            case Token(piece):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            case Done(stats):
+                sys.stdout.write("\n")
+                if stats.stop_reason in ("length", "context"):
+                    print(f"[reply cut at {stats.stop_reason} limit]", file=sys.stderr)
+                if show_stats:
+                    print(stats.summary(), file=sys.stderr)
+            case Error(message):
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+                print(f"tramontane: {message}", file=sys.stderr)
+                code = 1
+    sys.stdout.flush()
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = AppContext()
+    warn(ctx)
+    session = open_session(ctx, args)
+    with asyncio.Runner() as runner:
+        try:
+            runner.run(session.load())
+            if args.prompt is not None:
+                text = sys.stdin.read() if args.prompt == "-" else args.prompt
+                if not text.strip():
+                    print("tramontane: the prompt is empty.", file=sys.stderr)
+                    return 2
+                try:
+                    return runner.run(stream_reply(session, text, args.stats))
+                except KeyboardInterrupt:
+                    print("\n[stopped]", file=sys.stderr)
+                    return 130
+            return repl(runner, session, args.stats)
+        finally:
+            runner.run(ctx.backend.unload())
+            ctx.close()
+
+
+def repl(runner: asyncio.Runner, session: ChatSession, show_stats: bool) -> int:
+    print(f"Chat {session.chat_id} with {session.model.name}. Ctrl+C stops a reply, "
+          "Ctrl+D or /quit leaves.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if line.strip() in ("/quit", "/exit"):
+            return 0
+        if not line.strip():
+            continue
+        try:
+            runner.run(stream_reply(session, line, show_stats))
+        except KeyboardInterrupt:
+            print("\n[stopped]", file=sys.stderr)

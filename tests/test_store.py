@@ -1,0 +1,121 @@
+"""history.db: schema versions, permissions, streaming updates, export, and errors."""
+
+import json
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from app.errors import ChatNotFoundError, HistoryError
+from app.store import db as dbmod
+from app.store.history import ChatStore, title_from
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ChatStore:
+    return ChatStore(tmp_path / "history.db")
+
+
+def test_new_file_is_private_and_versioned(tmp_path: Path, store: ChatStore) -> None:
+    path = tmp_path / "history.db"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(dbmod.UPGRADES)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_reopen_does_not_rerun_upgrades(tmp_path: Path, store: ChatStore) -> None:
+    chat = store.create_chat("m", "llama.cpp")
+    store.close()
+    again = ChatStore(tmp_path / "history.db")
+    assert again.chat(chat.id).model == "m"
+
+
+def test_newer_schema_is_refused_untouched(tmp_path: Path, store: ChatStore) -> None:
+    store.db.execute("PRAGMA user_version = 99")
+    store.close()
+    with pytest.raises(HistoryError, match="newer"):
+        ChatStore(tmp_path / "history.db")
+
+
+def test_round_trip_and_cascade(store: ChatStore) -> None:
+    chat = store.create_chat("smollm2", "llama.cpp", "Be brief.", {"temperature": 0.2})
+    store.add_message(chat.id, "user", "Hello")
+    reply = store.add_message(chat.id, "assistant", "", state="partial")
+    store.update_message(reply, content="Hi", state="complete", generated_tokens=2)
+    msgs = store.messages(chat.id)
+    assert [(m.role, m.content, m.state) for m in msgs] == [
+        ("user", "Hello", "complete"), ("assistant", "Hi", "complete")]
+    assert store.chat(chat.id).params == {"temperature": 0.2}
+    store.delete_chat(chat.id)
+    assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    with pytest.raises(ChatNotFoundError):
+        store.chat(chat.id)
+
+
+def test_newest_chat_first(store: ChatStore) -> None:
+    a = store.create_chat("m", "llama.cpp", title="a")
+    b = store.create_chat("m", "llama.cpp", title="b")
+    store.add_message(a.id, "user", "bump")
+    assert [c.title for c in store.chats()] == ["a", "b"]
+    assert b.id != a.id
+
+
+def test_export_markdown_and_json(store: ChatStore) -> None:
+    chat = store.create_chat("m", "llama.cpp", "Sys", title="Rivers")
+    store.add_message(chat.id, "user", "Name a river")
+    store.add_message(chat.id, "assistant", "The Loire", state="partial")
+    md = store.export_markdown(chat.id)
+    assert md.startswith("# Rivers\n") and "## System\n\nSys" in md
+    assert "The Loire\n\n*(reply cut off)*" in md
+    data = json.loads(store.export_json(chat.id))
+    assert data["chat"]["title"] == "Rivers"
+    assert [m["state"] for m in data["messages"]] == ["complete", "partial"]
+
+
+def test_title_from_first_question() -> None:
+    assert title_from("  What is   a river?\nMore text") == "What is a river?"
+    assert len(title_from("x" * 200)) == 60
+
+
+def test_not_a_database_is_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    before = path.read_bytes()
+    with pytest.raises(HistoryError, match="damaged or is not a Tramontane database"):
+        ChatStore(path)
+    assert path.read_bytes() == before
+
+
+def test_locked_database_says_so(tmp_path: Path, store: ChatStore) -> None:
+    chat = store.create_chat("m", "llama.cpp")
+    other = sqlite3.connect(tmp_path / "history.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        store.db.execute("PRAGMA busy_timeout = 50")
+        with pytest.raises(HistoryError, match="locked"):
+            store.add_message(chat.id, "user", "hello")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.add_message(chat.id, "user", "hello")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file; permissions cannot make it unreadable")
+    path = tmp_path / "history.db"
+    ChatStore(path).close()
+    path.chmod(0)
+    with pytest.raises(HistoryError):
+        ChatStore(path)
+
+
+def test_history_path_that_cannot_be_opened(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    path.mkdir()
+    with pytest.raises(HistoryError, match="history"):
+        ChatStore(path)
