@@ -7,7 +7,7 @@ whether llama.cpp or an Ollama server produced them.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -33,6 +33,7 @@ class Params:
     max_tokens: int = 512
     context_length: int = 4096
     threads: int = 0
+    ignore_eos: bool = False  # benchmarks: always generate max_tokens
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Params:
@@ -118,9 +119,9 @@ class Backend(Protocol):
 
     name: str
 
-    def chat(self, messages: list[Message], params: Params) -> AsyncIterator[Event]: ...
+    def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]: ...
 
-    def complete(self, prefix: str, suffix: str, params: Params) -> AsyncIterator[Event]: ...
+    def complete(self, prefix: str, suffix: str, params: Params) -> AsyncGenerator[Event, None]: ...
 
     async def load(self, model: ModelRef, params: Params | None = None) -> None: ...
 
@@ -128,7 +129,7 @@ class Backend(Protocol):
 
     async def models(self) -> list[ModelRef]: ...
 
-    def pull(self, ref: str) -> AsyncIterator[Progress]: ...
+    def pull(self, ref: str) -> AsyncGenerator[Progress, None]: ...
 
     async def delete(self, ref: str) -> None: ...
 

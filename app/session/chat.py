@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from app.engine.backend import (
@@ -22,6 +22,7 @@ from app.engine.backend import (
     Stats,
     Token,
 )
+from app.errors import TramontaneError
 from app.store.history import Chat, ChatStore, title_from
 
 SAVE_EVERY_S = 0.5
@@ -53,7 +54,7 @@ class ChatSession:
     async def load(self) -> None:
         await self.backend.load(self.model, self.params)
 
-    async def send(self, text: str) -> AsyncIterator[Event]:
+    async def send(self, text: str) -> AsyncGenerator[Event, None]:
         """Save the question, stream the reply, and keep what arrives saved as it comes."""
         self.store.add_message(self.chat.id, "user", text)
         if not self.chat.title:
@@ -62,7 +63,7 @@ class ChatSession:
         async for event in self._reply():
             yield event
 
-    async def regenerate(self) -> AsyncIterator[Event]:
+    async def regenerate(self) -> AsyncGenerator[Event, None]:
         """Drop the last reply and ask again."""
         msgs = self.store.messages(self.chat.id)
         if msgs and msgs[-1].role == "assistant":
@@ -70,12 +71,19 @@ class ChatSession:
         async for event in self._reply():
             yield event
 
-    async def _reply(self) -> AsyncIterator[Event]:
+    async def _reply(self) -> AsyncGenerator[Event, None]:
         messages = self.history()
         reply_id = self.store.add_message(self.chat.id, "assistant", "", state="partial")
         saver = _Autosave(self.store, reply_id)
         finished = False
         try:
+            try:
+                await self.backend.load(self.model, self.params)
+            except TramontaneError as exc:
+                finished = True
+                saver.finish("error", error=str(exc))
+                yield Error(str(exc))
+                return
             async with aclosing(self.backend.chat(messages, self.params)) as stream:
                 async for event in stream:
                     match event:

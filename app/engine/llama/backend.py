@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ class LlamaBackend:
 
     # -- generation --------------------------------------------------------------------------
 
-    async def chat(self, messages: list[Message], params: Params) -> AsyncIterator[Event]:
+    async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
         try:
             worker = await self._ready(params)
             prompt = chat_prompts.build(self._chat_format(), messages, self._template_vars())
@@ -108,7 +108,7 @@ class LlamaBackend:
         async for event in self._generate(worker, prompt.text, prompt.stop, params):
             yield event
 
-    async def complete(self, prefix: str, suffix: str, params: Params) -> AsyncIterator[Event]:
+    async def complete(self, prefix: str, suffix: str, params: Params) -> AsyncGenerator[Event, None]:
         """Without FIM tokens the model continues the prefix (the FIM formats come later)."""
         try:
             worker = await self._ready(params)
@@ -133,7 +133,7 @@ class LlamaBackend:
 
     async def _generate(
         self, worker: WorkerProcess, text: str, stop: list[str], params: Params
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         async with self._lock:
             req = next(self._ids)
             opts = params.to_dict() | {"stop": stop, "add_bos": self.loaded.get("add_bos", True)}
@@ -194,7 +194,7 @@ class LlamaBackend:
                 found.append(ModelRef(name=path.stem, path=path, source=str(folder)))
         return found
 
-    async def pull(self, ref: str) -> AsyncIterator[Progress]:
+    async def pull(self, ref: str) -> AsyncGenerator[Progress, None]:
         raise BackendError("llama.cpp loads files on disk; download with `tramontane models pull`.")
         yield  # pragma: no cover  (makes this an async generator)
 

@@ -5,9 +5,9 @@ and a plain-words account of how it ended when it dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import signal
-from multiprocessing.connection import Connection
 from typing import Any
 
 from app.engine.llama.worker import worker_main
@@ -113,9 +113,7 @@ class WorkerProcess:
     async def stop(self) -> None:
         """Ask the worker to exit so its memory goes back to the OS; kill it if it lingers."""
         if not self.dead:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self.conn.send(("exit",))
-            except (OSError, ValueError):
-                pass
             await asyncio.to_thread(self.proc.join, 1.0)
         self.kill()

@@ -21,6 +21,10 @@ from typing import Any
 
 from app.engine.llama.stops import StopScanner
 
+# Text is sent at the first token, then in batches at most this far apart: one wake-up of the
+# app per batch instead of per token leaves the CPU to llama.cpp's threads.
+SEND_EVERY_S = 0.02
+
 
 def _redirect_stderr(log_path: str | None) -> None:
     """llama.cpp writes to fd 2; send that to the worker log so the terminal stays clean."""
@@ -80,7 +84,7 @@ class Worker:
         bos, eos = llm.token_bos(), llm.token_eos()
         info = {
             "metadata": meta,
-            "n_ctx": llm.n_ctx(),
+            "n_ctx": _usable_ctx(llm),
             "n_ctx_train": llm._model.n_ctx_train(),
             "bos_token_text": _piece(llm, bos),
             "eos_token_text": _piece(llm, eos),
@@ -101,7 +105,7 @@ class Worker:
         bos = llm.token_bos()
         if opts.get("add_bos", True) and bos >= 0 and (not tokens or tokens[0] != bos):
             tokens.insert(0, bos)
-        n_ctx = llm.n_ctx()
+        n_ctx = _usable_ctx(llm)
         if len(tokens) >= n_ctx:
             self.conn.send(
                 ("error", req, f"The prompt is {len(tokens)} tokens, more than the context "
@@ -116,7 +120,9 @@ class Worker:
         scanner = StopScanner(list(opts.get("stop", [])))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
+        ignore_eos = bool(opts.get("ignore_eos", False))
         generated, reason = 0, "stop"
+        outbox, sent_at = "", 0.0
         t_first = t_last = 0.0
         try:
             for token in llm.generate(
@@ -127,15 +133,16 @@ class Worker:
                 temp=float(opts.get("temperature", 0.7)),
                 repeat_penalty=float(opts.get("repeat_penalty", 1.1)),
             ):
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                if not ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1
                 t_last = time.perf_counter()
                 if generated == 1:
                     t_first = t_last
-                piece = scanner.feed(decoder.decode(llm.detokenize([token])))
-                if piece:
-                    self.conn.send(("token", req, piece))
+                outbox += scanner.feed(decoder.decode(llm.detokenize([token])))
+                if outbox and (generated == 1 or t_last - sent_at >= SEND_EVERY_S):
+                    self.conn.send(("token", req, outbox))
+                    outbox, sent_at = "", t_last
                 if scanner.stopped:
                     break
                 if generated >= max_tokens:
@@ -150,7 +157,7 @@ class Worker:
         except RuntimeError as exc:
             self.conn.send(("error", req, f"llama.cpp failed while generating: {exc}"))
             return
-        rest = scanner.flush() + decoder.decode(b"", final=True)
+        rest = outbox + scanner.flush() + decoder.decode(b"", final=True)
         if rest:
             self.conn.send(("token", req, rest))
         decode_s = t_last - t_first
@@ -170,6 +177,11 @@ class Worker:
         if msg[0] == "exit":
             raise SystemExit(0)
         return bool(msg[0] == "cancel" and msg[1] == req)
+
+
+def _usable_ctx(llm: Any) -> int:
+    """llama.cpp pads the context it allocates; llama-cpp-python's token buffer is not padded."""
+    return int(min(llm.n_ctx(), len(llm.input_ids)))
 
 
 def _piece(llm: Any, token: int) -> str:
