@@ -119,3 +119,40 @@ def test_history_path_that_cannot_be_opened(tmp_path: Path) -> None:
     path.mkdir()
     with pytest.raises(HistoryError, match="history"):
         ChatStore(path)
+
+
+def test_search_titles_and_message_text(store: ChatStore) -> None:
+    rivers = store.create_chat("m", "llama.cpp", title="French rivers")
+    store.add_message(rivers.id, "user", "Tell me about the Loire")
+    cooking = store.create_chat("m", "llama.cpp", title="Cooking")
+    reply = store.add_message(cooking.id, "assistant", "", state="partial")
+    store.update_message(reply, content="Ratatouille needs courgettes")
+    assert [c.id for c in store.search("loire")] == [rivers.id]
+    assert [c.id for c in store.search("courg")] == [cooking.id]  # prefix, after an update
+    assert [c.id for c in store.search("rivers")] == [rivers.id]
+    assert store.search("nothing-like-this") == []
+    store.delete_chat(cooking.id)
+    assert store.search("courgettes") == []
+
+
+def test_upgrade_from_version_1_indexes_old_messages(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    dbmod.UPGRADES[0](db)
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO chats (id, title, created_at, updated_at) VALUES (1, 't', 0, 0)")
+    db.execute("INSERT INTO messages (chat_id, role, content, created_at)"
+               " VALUES (1, 'user', 'an old message about lighthouses', 0)")
+    db.close()
+    store = ChatStore(path)
+    assert [c.id for c in store.search("lighthouses")] == [1]
+
+
+def test_pages_of_a_long_chat(store: ChatStore) -> None:
+    chat = store.create_chat("m", "llama.cpp")
+    ids = [store.add_message(chat.id, "user", f"m{i}") for i in range(10)]
+    last = store.messages_page(chat.id, None, 4)
+    assert [m.content for m in last] == ["m6", "m7", "m8", "m9"]
+    older = store.messages_page(chat.id, last[0].id, 4)
+    assert [m.content for m in older] == ["m2", "m3", "m4", "m5"]
+    assert store.count_messages(chat.id) == len(ids)

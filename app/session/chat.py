@@ -63,9 +63,39 @@ class ChatSession:
         async for event in self._reply():
             yield event
 
+    async def edit_last(self, text: str) -> AsyncGenerator[Event, None]:
+        """Replace the last question (and its reply) with `text`, and ask again."""
+        msgs = self.store.messages_page(self.chat.id, None, 2)
+        last_user = next((m for m in reversed(msgs) if m.role == "user"), None)
+        if last_user is not None:
+            for msg in msgs:
+                if msg.id >= last_user.id:
+                    self.store.delete_message(msg.id)
+        async for event in self.send(text):
+            yield event
+
+    def last_question(self) -> str:
+        msgs = self.store.messages_page(self.chat.id, None, 2)
+        return next((m.content for m in reversed(msgs) if m.role == "user"), "")
+
+    def set_system_prompt(self, text: str) -> None:
+        self.chat.system_prompt = text
+        self.store.update_chat(self.chat.id, system_prompt=text)
+
+    def set_params(self, params: Params) -> None:
+        self.params = params
+        self.chat.params = params.to_dict()
+        self.store.update_chat(self.chat.id, params=self.chat.params)
+
+    def switch_model(self, model: ModelRef, stored_name: str) -> None:
+        """Use another model for this chat from the next reply on."""
+        self.model = model
+        self.chat.model = stored_name
+        self.store.update_chat(self.chat.id, model=stored_name)
+
     async def regenerate(self) -> AsyncGenerator[Event, None]:
         """Drop the last reply and ask again."""
-        msgs = self.store.messages(self.chat.id)
+        msgs = self.store.messages_page(self.chat.id, None, 1)
         if msgs and msgs[-1].role == "assistant":
             self.store.delete_message(msgs[-1].id)
         async for event in self._reply():

@@ -12,9 +12,14 @@ from app.errors import HistoryError
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit)."""
-    for statement in sql.split(";"):
-        if statement.strip():
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
             db.execute(statement)
+            statement = ""
+    if statement.strip():
+        db.execute(statement)
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -52,8 +57,33 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Full-text search over message text (FTS5, kept in step by triggers)."""
+    _script(
+        db,
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='id', tokenize='unicode61'
+        );
+        INSERT INTO messages_fts(rowid, content) SELECT id, content FROM messages;
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END
+        """,
+    )
+
+
 # One function per schema version, run in order; never edit a released step, add one.
-UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_v1]
+UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 
 
 def open_db(path: Path) -> sqlite3.Connection:

@@ -150,6 +150,37 @@ class ChatStore:
             ).fetchall()
         return [StoredMessage(**dict(r)) for r in rows]
 
+    def messages_page(self, chat_id: int, before_id: int | None, limit: int) -> list[StoredMessage]:
+        """Up to `limit` messages older than `before_id` (the newest when None), oldest first."""
+        with self._guard() as db:
+            rows = db.execute(
+                "SELECT * FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (chat_id, before_id if before_id is not None else 2**62, limit),
+            ).fetchall()
+        return [StoredMessage(**dict(r)) for r in reversed(rows)]
+
+    def count_messages(self, chat_id: int) -> int:
+        with self._guard() as db:
+            row = db.execute("SELECT count(*) FROM messages WHERE chat_id = ?", (chat_id,)).fetchone()
+        return int(row[0])
+
+    def search(self, text: str, limit: int = 200) -> list[Chat]:
+        """Chats whose title or any message matches every word of `text`, newest first."""
+        words = [w for w in text.replace('"', " ").split() if w]
+        if not words:
+            return self.chats(limit)
+        match = " ".join(f'"{w}"*' for w in words)
+        like = "%" + "%".join(words) + "%"
+        with self._guard() as db:
+            rows = db.execute(
+                "SELECT * FROM chats WHERE title LIKE ? OR id IN ("
+                " SELECT m.chat_id FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+                " WHERE messages_fts MATCH ?)"
+                " ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (like, match, limit),
+            ).fetchall()
+        return [_chat(r) for r in rows]
+
     def delete_message(self, message_id: int) -> None:
         with self._guard() as db:
             db.execute("DELETE FROM messages WHERE id = ?", (message_id,))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.errors import TramontaneError
-from app.ui import cli_chat, cli_history, cli_misc
+from app.ui import cli_chat, cli_history, cli_misc, cli_tui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--threads", type=int)
     chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
     chat.set_defaults(func=cli_chat.run)
+
+    ui = sub.add_parser("ui", help="open the app (the same as no command)")
+    ui.add_argument("--chat", type=int, metavar="ID", help="open chat ID")
+    ui.set_defaults(func=cli_tui.run)
 
     hist = sub.add_parser("history", help="list, show, export or delete saved chats")
     hsub = hist.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -65,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["chat", *(argv or [])])
+        args = parser.parse_args(["ui"])
     try:
         return int(args.func(args))
     except TramontaneError as exc:

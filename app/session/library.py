@@ -1,0 +1,64 @@
+"""The user's chats as a whole: list, search, start, open, rename, delete, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.engine.backend import Backend, Params
+from app.errors import TramontaneError
+from app.models.local import LocalModel
+from app.session.chat import ChatSession
+from app.session.context import AppContext, model_ref, stored_name
+from app.store.history import Chat, ChatStore
+
+
+class ChatLibrary:
+    def __init__(self, ctx: AppContext, backend: Backend | None = None) -> None:
+        self.ctx = ctx
+        self.backend: Backend = backend if backend is not None else ctx.backend
+
+    @property
+    def store(self) -> ChatStore:
+        return self.ctx.store
+
+    def chats(self, query: str = "") -> list[Chat]:
+        return self.store.search(query) if query.strip() else self.store.chats()
+
+    def new(self, model: str | None = None, system_prompt: str | None = None) -> ChatSession:
+        local = self.ctx.resolve_model(model)
+        params = self.ctx.default_params()
+        system = system_prompt if system_prompt is not None else str(
+            self.ctx.cfg.get("chat", "system_prompt"))
+        chat = self.store.create_chat(stored_name(local), self.backend.name, system, params.to_dict())
+        return ChatSession(self.store, self.backend, chat, model_ref(local), params)
+
+    def open(self, chat_id: int) -> ChatSession:
+        """A saved chat. If its model is gone, the chat still opens with the default model."""
+        chat = self.store.chat(chat_id)
+        try:
+            local = self.ctx.resolve_model(chat.model)
+        except TramontaneError:
+            local = self.ctx.resolve_model(None)
+        params = Params.from_dict(self.ctx.default_params().to_dict() | chat.params)
+        return ChatSession(self.store, self.backend, chat, model_ref(local), params)
+
+    def models(self) -> list[LocalModel]:
+        return self.ctx.local_models()
+
+    def switch_model(self, session: ChatSession, model: LocalModel) -> None:
+        session.switch_model(model_ref(model), stored_name(model))
+
+    def rename(self, chat_id: int, title: str) -> None:
+        self.store.update_chat(chat_id, title=title.strip())
+
+    def delete(self, chat_id: int) -> None:
+        self.store.delete_chat(chat_id)
+
+    def export_markdown(self, chat_id: int, folder: Path | None = None) -> Path:
+        chat = self.store.chat(chat_id)
+        folder = folder or self.ctx.paths.data_dir / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in chat.title or "chat")
+        path = folder / f"{chat.id:04d} {safe.strip()[:50]}.md"
+        path.write_text(self.store.export_markdown(chat_id), encoding="utf-8")
+        return path

@@ -1,0 +1,1 @@
+"""The Textual app: chats sidebar, conversation, prompt box, dialogs."""

@@ -1,0 +1,344 @@
+"""The Tramontane app: chats on the left, the conversation and the prompt box on the right.
+
+The app talks to `session` objects only; replies stream in an exclusive worker that Esc
+cancels, and the partial reply stays, marked stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Label
+from textual.worker import Worker
+
+from app.engine.backend import Done, Error, Event, Params, Token
+from app.errors import TramontaneError
+from app.session.chat import ChatSession
+from app.session.library import ChatLibrary
+from app.ui.tui.conversation import Conversation
+from app.ui.tui.dialogs import ConfirmDialog, ModelPicker, ParamsDialog, TextDialog
+from app.ui.tui.message_view import MessageView
+from app.ui.tui.prompt import PromptBox
+from app.ui.tui.sidebar import ChatList
+
+
+_CHAT_ACTIONS = {"new_chat", "regenerate", "edit_last", "rename", "params", "pick_model",
+                 "export", "delete", "search", "copy_reply"}
+
+
+class TramontaneApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Tramontane"
+    BINDINGS = [
+        Binding("escape", "stop", "Stop reply", priority=True),
+        Binding("ctrl+n", "new_chat", "New chat", priority=True),
+        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
+        Binding("ctrl+e", "edit_last", "Edit last question", priority=True),
+        Binding("f2", "rename", "Rename", priority=True),
+        Binding("f3", "params", "Parameters", priority=True),
+        Binding("f4", "pick_model", "Model", priority=True),
+        Binding("f6", "export", "Export", priority=True),
+        Binding("f8", "delete", "Delete chat", priority=True),
+        Binding("ctrl+f", "search", "Search", priority=True),
+        Binding("ctrl+y", "copy_reply", "Copy reply", priority=True),
+    ]
+
+    def __init__(self, library: ChatLibrary, chat_id: int | None = None) -> None:
+        super().__init__()
+        self.library = library
+        self.session: ChatSession | None = None
+        self.start_chat = chat_id
+        self.editing = False
+        self.last_stats = ""
+        self._saved_theme: str | None = None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Chat keys act on the chat screen only, not inside a dialog."""
+        if action in _CHAT_ACTIONS and len(self.screen_stack) > 1:
+            return False
+        return True
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield ChatList(id="sidebar")
+            with Vertical(id="main"):
+                yield Conversation(id="conversation")
+                yield Label("", id="status")
+                yield PromptBox(id="prompt")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        theme = str(self.library.ctx.cfg.get("ui", "theme"))
+        if theme in self.available_themes:
+            self.theme = theme
+        self._saved_theme = self.theme
+        for warning in self.library.ctx.cfg.warnings:
+            self.notify(warning, severity="warning", timeout=10)
+        chats = self._refresh_chats()
+        first = self.start_chat if self.start_chat is not None else (chats[0].id if chats else None)
+        if first is not None:
+            await self.open_chat(first)
+        self._update_status()
+        self.query_one(PromptBox).focus()
+
+    def watch_theme(self, theme: str) -> None:
+        if self._saved_theme is not None and theme != self._saved_theme:
+            self._saved_theme = theme
+            self.library.ctx.cfg.set("ui", "theme", theme)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.query_one(Conversation)
+
+    @property
+    def busy(self) -> bool:
+        return any(w.group == "reply" and w.is_running for w in self.workers)
+
+    def _refresh_chats(self, query: str | None = None) -> list[Any]:
+        if query is None:
+            query = self.query_one("#search").value  # type: ignore[attr-defined]
+        try:
+            chats = self.library.chats(query or "")
+        except TramontaneError as exc:
+            self.notify(str(exc), severity="error")
+            return []
+        self.query_one(ChatList).show(chats, self.session.chat_id if self.session else None)
+        return chats
+
+    def _update_status(self) -> None:
+        s = self.session
+        if s is None:
+            model = self.library.ctx.default_model_name()
+            text = f"{model} · {self.library.backend.name} · new chat"
+        else:
+            text = f"{s.model.name} · {self.library.backend.name} · {self.last_stats or 'ready'}"
+        self.query_one("#status", Label).update(text)
+
+    async def open_chat(self, chat_id: int) -> None:
+        if self.busy:
+            self.notify("Stop the reply first (Esc).", severity="warning")
+            return
+        try:
+            self.session = self.library.open(chat_id)
+            await self.conversation.show_chat(self.library.store, chat_id)
+        except TramontaneError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.last_stats = ""
+        self._update_status()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    @on(PromptBox.Submitted)
+    async def _submitted(self, event: PromptBox.Submitted) -> None:
+        if self.busy:
+            self.notify("A reply is still streaming; Esc stops it.", severity="warning")
+            return
+        try:
+            if self.session is None:
+                self.session = self.library.new()
+                await self.conversation.show_chat(self.library.store, self.session.chat_id)
+        except TramontaneError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.query_one(PromptBox).clear()
+        session = self.session
+        if self.editing:
+            self.editing = False
+            await self._remove_last_turn()
+            events = session.edit_last(event.text)
+        else:
+            events = session.send(event.text)
+        await self.conversation.add(MessageView("user", event.text))
+        self.stream_reply(events)
+
+    async def _remove_last_turn(self) -> None:
+        views = list(self.conversation.query(MessageView))
+        for view in reversed(views):
+            await view.remove()
+            if view.role == "user":
+                break
+
+    @work(exclusive=True, group="reply")
+    async def stream_reply(self, events: AsyncGenerator[Event, None]) -> None:
+        reply = await self.conversation.add(MessageView("assistant", state="partial"))
+        self.conversation.anchor()
+        try:
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    match event:
+                        case Token(text):
+                            await reply.append(text)
+                        case Done(stats):
+                            state = "partial" if stats.stop_reason == "cancelled" else "complete"
+                            await reply.finish(state)
+                            self._show_stats(stats.prompt_tokens + stats.generated_tokens,
+                                             stats.decode_tps)
+                        case Error(message):
+                            await reply.finish("error", message)
+        except asyncio.CancelledError:
+            await reply.finish("partial")
+            raise
+        finally:
+            self._refresh_chats()
+
+    def _show_stats(self, used: int, tps: float) -> None:
+        size = self.session.params.context_length if self.session else 0
+        self.last_stats = f"context {used}/{size} · {tps:.1f} tok/s"
+        self._update_status()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        if isinstance(self.screen, ConfirmDialog | TextDialog | ParamsDialog | ModelPicker):
+            self.screen.dismiss(None)
+            return
+        for worker in self.workers:
+            if worker.group == "reply" and worker.is_running:
+                worker.cancel()
+                self.notify("Reply stopped.")
+
+    async def action_new_chat(self) -> None:
+        if self.busy:
+            self.notify("Stop the reply first (Esc).", severity="warning")
+            return
+        self.session = None
+        self.last_stats = ""
+        await self.conversation.show_chat(self.library.store, None)
+        self._update_status()
+        self.query_one(PromptBox).focus()
+
+    def action_regenerate(self) -> None:
+        if self.session is None or self.busy:
+            return
+        views = list(self.conversation.query(MessageView))
+        if views and views[-1].role == "assistant":
+            views[-1].remove()
+        self.stream_reply(self.session.regenerate())
+
+    def action_edit_last(self) -> None:
+        if self.session is None or self.busy:
+            return
+        question = self.session.last_question()
+        if not question:
+            return
+        self.editing = True
+        prompt = self.query_one(PromptBox)
+        prompt.load_text(question)
+        prompt.focus()
+        self.notify("Edit the question and press Enter to ask again.")
+
+    def action_search(self) -> None:
+        self.query_one("#search").focus()
+
+    def action_copy_reply(self) -> None:
+        replies = [v for v in self.conversation.query(MessageView) if v.role == "assistant"]
+        if replies:
+            replies[-1].action_copy_text()
+
+    def action_rename(self) -> None:
+        chat_id = self._target_chat()
+        if chat_id is None:
+            return
+        title = self.library.store.chat(chat_id).title
+
+        def done(value: str | None) -> None:
+            if value is not None and value.strip():
+                self.library.rename(chat_id, value)
+                if self.session and self.session.chat_id == chat_id:
+                    self.session.chat.title = value.strip()
+                self._refresh_chats()
+
+        self.push_screen(TextDialog("Rename chat", title), done)
+
+    def action_delete(self) -> None:
+        chat_id = self._target_chat()
+        if chat_id is None:
+            return
+        title = self.library.store.chat(chat_id).title or "(untitled)"
+
+        async def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            self.library.delete(chat_id)
+            if self.session and self.session.chat_id == chat_id:
+                await self.action_new_chat()
+            self._refresh_chats()
+            self.notify(f"Deleted “{title}”.")
+
+        self.push_screen(ConfirmDialog(f"Delete the chat “{title}” and all its messages?"), done)
+
+    def _target_chat(self) -> int | None:
+        sidebar = self.query_one(ChatList)
+        if sidebar.options.has_focus:
+            return sidebar.highlighted_chat()
+        return self.session.chat_id if self.session else sidebar.highlighted_chat()
+
+    def action_params(self) -> None:
+        session = self.session
+        if session is None:
+            self.notify("Send a first message to start a chat.", severity="warning")
+            return
+
+        def done(values: dict[str, Any] | None) -> None:
+            if values is None:
+                return
+            session.set_system_prompt(values.pop("system_prompt"))
+            session.set_params(Params.from_dict(session.params.to_dict() | values))
+            self.notify("Parameters saved with this chat.")
+
+        self.push_screen(ParamsDialog(session.chat.system_prompt, session.params.to_dict()), done)
+
+    def action_pick_model(self) -> None:
+        session = self.session
+        models = self.library.models()
+        rows = [f"{m.name}  ({m.size / 2**20:.0f} MiB, {m.source})"
+                + ("" if m.chat_tuned else "  base model") for m in models]
+        current = next((i for i, m in enumerate(models)
+                        if session and m.name == session.model.name), None)
+
+        async def done(index: int | None) -> None:
+            if index is None:
+                return
+            if self.session is None:
+                self.session = self.library.new(model=models[index].name)
+                await self.conversation.show_chat(self.library.store, self.session.chat_id)
+            else:
+                self.library.switch_model(self.session, models[index])
+            self._update_status()
+            self._refresh_chats()
+
+        self.push_screen(ModelPicker(rows, current), done)
+
+    def action_export(self) -> None:
+        if self.session is None:
+            return
+        path = self.library.export_markdown(self.session.chat_id)
+        self.notify(f"Exported to {path}")
+
+    # -- sidebar ------------------------------------------------------------------------------
+
+    @on(ChatList.Chosen)
+    async def _chosen(self, event: ChatList.Chosen) -> None:
+        await self.open_chat(event.chat_id)
+        self.query_one(PromptBox).focus()
+
+    @on(ChatList.SearchChanged)
+    def _search(self, event: ChatList.SearchChanged) -> None:
+        self._refresh_chats(event.query)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "reply" and event.worker.error is not None:
+            self.notify(f"The reply failed: {event.worker.error}", severity="error")
+
+    async def on_unmount(self) -> None:
+        await self.library.backend.unload()

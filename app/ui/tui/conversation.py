@@ -1,0 +1,66 @@
+"""The conversation: messages of one chat. A long chat mounts only its newest page and loads
+older pages as the reader scrolls up; it stays at the bottom only while the reader is there."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+
+from app.store.history import ChatStore
+from app.ui.tui.message_view import MessageView
+
+PAGE = 40
+
+
+class Conversation(VerticalScroll):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.store: ChatStore | None = None
+        self.chat_id: int | None = None
+        self.oldest_id: int | None = None
+        self.has_older = False
+        self._loading = False
+
+    async def show_chat(self, store: ChatStore, chat_id: int | None) -> None:
+        self.store, self.chat_id = store, chat_id
+        await self.remove_children()
+        self.oldest_id, self.has_older = None, False
+        if chat_id is None:
+            return
+        page = store.messages_page(chat_id, None, PAGE)
+        if page:
+            self.oldest_id = page[0].id
+            self.has_older = len(page) == PAGE
+            await self.mount_all([MessageView.from_stored(m) for m in page])
+        self.anchor()
+
+    async def add(self, view: MessageView) -> MessageView:
+        await self.mount(view)
+        return view
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if new <= 2 and self.has_older and not self._loading and new < old:
+            self.run_worker(self.load_older(), exclusive=True, group="older")
+
+    async def load_older(self) -> None:
+        """Mount the page before the oldest shown, keeping the reader's place."""
+        if self.store is None or self.chat_id is None or not self.has_older or self._loading:
+            return
+        self._loading = True
+        try:
+            page = self.store.messages_page(self.chat_id, self.oldest_id, PAGE)
+            self.has_older = len(page) == PAGE
+            if not page:
+                return
+            self.oldest_id = page[0].id
+            height_before = self.virtual_size.height
+            first = self.children[0] if self.children else None
+            views = [MessageView.from_stored(m) for m in page]
+            await self.mount_all(views, before=first) if first else await self.mount_all(views)
+            self.call_after_refresh(self._keep_place, height_before)
+        finally:
+            self._loading = False
+
+    def _keep_place(self, height_before: int) -> None:
+        grown = self.virtual_size.height - height_before
+        self.scroll_to(y=self.scroll_y + grown, animate=False, immediate=True)

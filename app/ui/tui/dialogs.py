@@ -1,0 +1,128 @@
+"""Modal dialogs: confirm, a line of text, chat parameters, and the model picker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, TextArea
+from textual.widgets.option_list import Option
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, yes: str = "Delete") -> None:
+        super().__init__()
+        self.question, self.yes = question, yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question)
+            with Horizontal(classes="buttons"):
+                yield Button(self.yes, variant="error", id="yes")
+                yield Button("Cancel", id="no")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class TextDialog(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str) -> None:
+        super().__init__()
+        self.title_text, self.value = title, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text)
+            yield Input(self.value, id="value")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+_FIELDS = [("temperature", "Temperature", float), ("top_p", "Top p", float),
+           ("max_tokens", "Max tokens", int), ("context_length", "Context length", int)]
+
+
+class ParamsDialog(ModalScreen[dict[str, Any] | None]):
+    """The chat's system prompt and sampling parameters, saved with the chat."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+
+    def __init__(self, system_prompt: str, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.system_prompt, self.params = system_prompt, params
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide", id="params-dialog"):
+            yield Label("System prompt")
+            yield TextArea(self.system_prompt, id="system", soft_wrap=True)
+            with Grid(id="param-grid"):
+                for key, label, _ in _FIELDS:
+                    yield Label(label)
+                    yield Input(str(self.params.get(key, "")), id=key)
+            yield Label("", id="param-error", classes="error-text")
+            with Horizontal(classes="buttons"):
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        values: dict[str, Any] = {}
+        for key, label, kind in _FIELDS:
+            raw = self.query_one(f"#{key}", Input).value.strip()
+            try:
+                values[key] = kind(raw)
+            except ValueError:
+                self.query_one("#param-error", Label).update(f"{label}: '{raw}' is not a number.")
+                return
+        if values["context_length"] < 64 or values["max_tokens"] < 1:
+            self.query_one("#param-error", Label).update("Context must be ≥ 64, max tokens ≥ 1.")
+            return
+        values["system_prompt"] = self.query_one("#system", TextArea).text
+        self.dismiss(values)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ModelPicker(ModalScreen[int | None]):
+    """Models on disk; returns the index of the chosen one."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, rows: list[str], current: int | None) -> None:
+        super().__init__()
+        self.rows, self.current = rows, current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label("Model for this chat")
+            yield OptionList(*[Option(r, id=str(i)) for i, r in enumerate(self.rows)], id="models")
+
+    def on_mount(self) -> None:
+        if self.current is not None:
+            self.query_one(OptionList).highlighted = self.current
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(int(event.option.id or 0))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
