@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import signal
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from app.engine.llama.worker import worker_main
@@ -20,6 +22,19 @@ _SIGNAL_WORDS = {
     signal.SIGILL: "illegal instruction; llama.cpp was built for another CPU",
     signal.SIGTERM: "terminated",
 }
+
+
+@contextlib.contextmanager
+def _process_stdio() -> Iterator[None]:
+    """Start processes with the real stdio: a TUI replaces sys.stderr with an object whose
+    fileno() is not a real file, and multiprocessing hands that number to the child."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.__stdout__ or sys.stdout
+    sys.stderr = sys.__stderr__ or sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 class WorkerDied(Exception):
@@ -48,7 +63,8 @@ class WorkerProcess:
         self.proc = ctx.Process(
             target=worker_main, args=(child, log_path), daemon=True, name="tramontane-worker"
         )
-        self.proc.start()
+        with _process_stdio():
+            self.proc.start()
         child.close()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.loop: asyncio.AbstractEventLoop | None = None

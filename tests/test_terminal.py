@@ -1,0 +1,86 @@
+"""The installed `tramontane` command in a real terminal (tmux), with the starter model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, db_rows, wait_until
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux is not installed here (.ci/run installs it)"
+)
+
+
+class Tmux:
+    def __init__(self, name: str) -> None:
+        self.socket = f"tramontane-test-{os.getpid()}"
+        self.name = name
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
+                              timeout=10)
+
+    def start(self, command: str) -> None:
+        out = self.run("new-session", "-d", "-s", self.name, "-x", "120", "-y", "35", command)
+        assert out.returncode == 0, out.stderr
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.name).stdout
+
+    def alive(self) -> bool:
+        return self.run("has-session", "-t", self.name).returncode == 0
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.name, *keys)
+
+    def kill(self) -> None:
+        self.run("kill-server")
+
+
+def test_chat_in_a_real_terminal_and_find_it_again(home: Path) -> None:
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text("[params]\nmax_tokens = 48\ntemperature = 0.0\n")
+    command = (f"env -u COLUMNS -u LINES TRAMONTANE_HOME={home} TERM=xterm-256color "
+               f"{BIN / 'tramontane'}")
+    tmux = Tmux("chat")
+    db = home / "data" / "history.db"
+    try:
+        tmux.start(command)
+        wait_until(lambda: "Search chats" in tmux.screen(), what="the app on screen")
+        tmux.keys("-l", "Name three French rivers.")
+        tmux.keys("Enter")
+        wait_until(lambda: "Assistant" in tmux.screen(), what="the reply starting")
+
+        def reply_done() -> bool:
+            try:
+                rows = db_rows(db, "SELECT state, content FROM messages WHERE role='assistant'")
+            except Exception:
+                return False
+            return bool(rows) and rows[0][0] == "complete"
+
+        wait_until(reply_done, timeout=90, what="the reply saved as complete")
+        reply = str(db_rows(db, "SELECT content FROM messages WHERE role='assistant'")[0][0])
+        first_words = reply.strip().split("\n")[0][:20]
+        wait_until(lambda: first_words in tmux.screen(), what="the reply text on screen")
+        try:
+            wait_until(lambda: "tok/s" in tmux.screen(), what="the speed in the status line")
+        except AssertionError:
+            print(tmux.screen())
+            raise
+        tmux.keys("C-q")
+        wait_until(lambda: not tmux.alive(), what="the app to quit")
+
+        tmux.start(command)
+        wait_until(lambda: "Search chats" in tmux.screen(), what="the app again")
+        screen = tmux.screen()
+        assert "Name three French rivers." in screen  # in the sidebar and the reopened chat
+        wait_until(lambda: first_words in tmux.screen(), what="the saved reply shown")
+        tmux.keys("C-q")
+        wait_until(lambda: not tmux.alive(), what="the app to quit again")
+    finally:
+        tmux.kill()
