@@ -25,7 +25,7 @@ async def _steady(pilot: Pilot[None]) -> None:
 
 def _rendered(app) -> bool:  # type: ignore[no-untyped-def]
     v = views(app)
-    return bool(v) and v[-1].markdown.source == v[-1].text
+    return bool(v) and v[-1].shown_source == v[-1].text
 
 
 def test_empty_app(snap_compare, home: Path) -> None:  # type: ignore[no-untyped-def]

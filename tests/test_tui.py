@@ -15,7 +15,7 @@ REPLY = "The Loire, the Seine and the Rhône."
 
 def done(app) -> bool:  # type: ignore[no-untyped-def]
     v = views(app)
-    return len(v) >= 2 and v[-1].role == "assistant" and v[-1].state != "partial"
+    return len(v) >= 2 and v[-1].role == "assistant" and v[-1].state != "streaming"
 
 
 async def test_send_and_stream(home: Path) -> None:
@@ -171,7 +171,8 @@ async def test_search_rename_delete_export(home: Path) -> None:
 
 
 async def test_an_error_reply_is_shown_with_what_to_do(home: Path) -> None:
-    backend = ScriptedBackend(error="The model worker ended by SIGSEGV. The next request starts a fresh worker.")
+    backend = ScriptedBackend(
+        error="The model worker ended by SIGSEGV. The next request starts a fresh worker.")
     app = make_app(backend)
     async with app.run_test() as pilot:
         await send(pilot, "Hi")
@@ -248,6 +249,6 @@ async def test_real_model_send_stream_stop(home: Path) -> None:
         stored = ctx.store.messages(app.session.chat_id)  # type: ignore[union-attr]
         assert stored[-1].state == "partial" and stored[-1].content == stopped_text
         await send(pilot, "Thanks.")
-        await wait_until(pilot, lambda: len(views(app)) == 4 and views(app)[-1].state != "partial",
+        await wait_until(pilot, lambda: len(views(app)) == 4 and views(app)[-1].state != "streaming",
                          timeout=120, what="a second reply after the stop")
         assert views(app)[-1].state == "complete"

@@ -23,7 +23,7 @@ from app.engine.llama.stops import StopScanner
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
 # app per batch instead of per token leaves the CPU to llama.cpp's threads.
-SEND_EVERY_S = 0.02
+SEND_EVERY_S = 0.05
 
 
 def _redirect_stderr(log_path: str | None) -> None:

@@ -7,6 +7,7 @@ cancels, and the partial reply stays, marked stopped.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -27,7 +28,6 @@ from app.ui.tui.dialogs import ConfirmDialog, ModelPicker, ParamsDialog, TextDia
 from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 from app.ui.tui.sidebar import ChatList
-
 
 _CHAT_ACTIONS = {"new_chat", "regenerate", "edit_last", "rename", "params", "pick_model",
                  "export", "delete", "search", "copy_reply"}
@@ -61,9 +61,7 @@ class TramontaneApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Chat keys act on the chat screen only, not inside a dialog."""
-        if action in _CHAT_ACTIONS and len(self.screen_stack) > 1:
-            return False
-        return True
+        return not (action in _CHAT_ACTIONS and len(self.screen_stack) > 1)
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -87,6 +85,8 @@ class TramontaneApp(App[None]):
             await self.open_chat(first)
         self._update_status()
         self.query_one(PromptBox).focus()
+        gc.collect()
+        gc.freeze()  # what start-up built lives as long as the app: keep it out of GC passes
 
     def watch_theme(self, theme: str) -> None:
         if self._saved_theme is not None and theme != self._saved_theme:
@@ -170,8 +170,12 @@ class TramontaneApp(App[None]):
 
     @work(exclusive=True, group="reply")
     async def stream_reply(self, events: AsyncGenerator[Event, None]) -> None:
-        reply = await self.conversation.add(MessageView("assistant", state="partial"))
+        reply = await self.conversation.add(MessageView("assistant", state="streaming"))
         self.conversation.anchor()
+        thresholds = gc.get_threshold()
+        # A full collection walks every object the app holds (100-200 ms once a long reply is on
+        # screen); while streaming only the young generations are collected, the rest after.
+        gc.set_threshold(thresholds[0], thresholds[1], 1_000_000)
         try:
             async with aclosing(events) as stream:
                 async for event in stream:
@@ -189,6 +193,7 @@ class TramontaneApp(App[None]):
             await reply.finish("partial")
             raise
         finally:
+            gc.set_threshold(*thresholds)
             self._refresh_chats()
 
     def _show_stats(self, used: int, tps: float) -> None:

@@ -1,21 +1,55 @@
 """One message in the conversation. A reply streams through Textual's MarkdownStream and gets
-one full update at the end; `c` copies the whole text, `b` the next code block."""
+one full update at the end; `c` copies the whole text, `b` the next code block.
+
+Textual lays out every widget at each reflow, and its Markdown widget is one widget per block.
+So only the live tail of a streaming reply is a Markdown widget: text is cut into segments at
+paragraph breaks outside code fences, and each finished segment is appended to one
+`RenderedMarkdown` (pre-rendered lines), as is every saved message. The widget count stays
+constant and streaming cost stays flat however long the reply grows. Writes are coalesced to
+at most one every FLUSH_EVERY_S so that rendering leaves the CPU to the model.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.timer import Timer
 from textual.widgets import Label, Markdown
 from textual.widgets.markdown import MarkdownStream
 
 from app.store.history import StoredMessage
+from app.ui.tui.rendered import RenderedMarkdown
 
 _CODE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _LABELS = {"user": "You", "assistant": "Assistant", "system": "System", "error": "Error"}
-STATE_NOTES = {"partial": "stopped", "error": "error", "complete": ""}
+STATE_NOTES = {"streaming": "replying…", "partial": "stopped", "error": "error", "complete": ""}
+SEGMENT_CHARS = 1500
+FLUSH_EVERY_S = 0.2
+
+
+def _closes_segment(segment: str) -> bool:
+    """A segment may end here: long enough, at a paragraph break, outside a code fence."""
+    if len(segment) < SEGMENT_CHARS or segment.count("```") % 2:
+        return False
+    return segment.endswith("\n\n") or (len(segment) >= 4 * SEGMENT_CHARS and segment.endswith("\n"))
+
+
+def split_segments(text: str) -> list[str]:
+    """The segments a finished message is shown in (the same rule as while streaming)."""
+    out, current = [], ""
+    for line in text.splitlines(keepends=True):
+        current += line
+        if _closes_segment(current):
+            out.append(current)
+            current = ""
+    if current or not out:
+        out.append(current)
+    return out
 
 
 def code_blocks(text: str) -> list[str]:
@@ -30,13 +64,19 @@ class MessageView(Vertical, can_focus=True):
 
     def __init__(self, role: str, text: str = "", state: str = "complete",
                  message_id: int | None = None, note: str = "") -> None:
-        super().__init__(classes=f"message {role} {state}")
+        super().__init__(classes=f"message {role}" + (" error" if state == "error" else ""))
         self.role = role
-        self.text = text
+        self._parts = [text]
         self.state = state
         self.message_id = message_id
         self.note = note
         self._stream: MarkdownStream | None = None
+        self._live: Markdown | None = None
+        self._timer: Timer | None = None
+        self._lock = asyncio.Lock()
+        self._segment = ""  # text of the last segment, written or waiting
+        self._unsent = ""
+        self._sent_at = 0.0
         self._code_index = 0
 
     @classmethod
@@ -46,7 +86,8 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Label(self._title(), classes="message-title")
-        yield Markdown(self.text, classes="message-body")
+        yield RenderedMarkdown(split_segments(self.text) if self.text else [],
+                               classes="message-body")
         yield Label(self.note, classes="message-note")
 
     def _title(self) -> str:
@@ -54,27 +95,77 @@ class MessageView(Vertical, can_focus=True):
         return _LABELS.get(self.role, self.role) + (f"  · {note}" if note else "")
 
     @property
-    def markdown(self) -> Markdown:
-        return self.query_one(Markdown)
+    def rendered(self) -> RenderedMarkdown:
+        return self.query_one(RenderedMarkdown)
+
+    @property
+    def shown_source(self) -> str:
+        live = self._live.source if self._live is not None else ""
+        return self.rendered.source + live
+
+    @property
+    def text(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0]
 
     async def append(self, piece: str) -> None:
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.markdown)
-        self.text += piece
-        await self._stream.write(piece)
+        self._parts.append(piece)
+        self._unsent += piece
+        wait = FLUSH_EVERY_S - (time.monotonic() - self._sent_at)
+        if wait <= 0 or _closes_segment(self._segment + self._unsent):
+            await self._flush()
+        elif self._timer is None:
+            self._timer = self.set_timer(wait, self._on_timer)  # shown even if the model pauses
 
-    async def finish(self, state: str, note: str = "") -> None:
-        """End the stream; one full update fixes code-block state."""
+    async def _on_timer(self) -> None:
+        self._timer = None  # fired: nothing to stop
+        await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            await self._write()
+
+    async def _write(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._sent_at = time.monotonic()
+        if not self._unsent:
+            return
+        piece, self._unsent = self._unsent, ""
+        if self._live is None:
+            self._live = Markdown("", classes="message-body")
+            await self.mount(self._live, before=self.query_one(".message-note"))
+            self._stream = Markdown.get_stream(self._live)
+        assert self._stream is not None
+        self._segment += piece
+        await self._stream.write(piece)
+        if _closes_segment(self._segment):
+            await self._freeze()
+
+    async def _freeze(self) -> None:
+        """End the live segment's stream and show it, complete, as one widget."""
+        if self._live is None:
+            return
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        await self.markdown.update(self.text)
+        live, self._live = self._live, None
+        self.rendered.add(self._segment)
+        await live.remove()
+        self._segment = ""
+
+    async def finish(self, state: str, note: str = "") -> None:
+        async with self._lock:
+            await self._write()
+            await self._freeze()
         self.set_state(state, note)
 
     def set_state(self, state: str, note: str = "") -> None:
-        self.remove_class(self.state)
+        # only "error" changes the look; a class change restyles every child, so keep them rare
+        self.set_class(state == "error", "error")
         self.state = state
-        self.add_class(state)
         self.note = note
         self.query_one(".message-title", Label).update(self._title())
         self.query_one(".message-note", Label).update(note)
