@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
         "context_length": 4096,
         "threads": 0,
     },
+    "code": {"model": "", "debounce_ms": 250},
     "ui": {"theme": "textual-dark"},
     "ollama": {"host": ""},
 }
@@ -53,6 +54,11 @@ seed = -1            # -1 picks a new seed each time
 max_tokens = 512
 context_length = 4096
 threads = 0          # 0 = as many as the machine has cores
+
+[code]
+# Model for fill-in-the-middle completion; empty: the chat model.
+model = ""
+debounce_ms = 250    # pause in typing before a suggestion is asked for
 
 [ui]
 theme = "textual-dark"

@@ -23,6 +23,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "home"
     monkeypatch.setenv("TRAMONTANE_HOME", str(root))
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    # other tools' stores: empty and private to the test unless a test fills them
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama-store"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     return root
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from app.errors import CorruptModelError, ModelNotFoundError
+from app.models.catalog import Arch
 
 _SCALARS: dict[int, str] = {
     GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
@@ -181,3 +182,27 @@ def _tensor_bytes(path: Path, ttype: int, dims: list[int]) -> int:
     for d in dims:
         elements *= d
     return elements // block * type_size
+
+
+def arch_of(head: GGUFHeader) -> Arch:
+    """The figures the memory estimate needs, from a GGUF header."""
+    def num(key: str, default: int = 0) -> int:
+        value = head.arch(key, default)
+        if isinstance(value, list):  # per-layer arrays: take the largest
+            value = max(value) if value else default
+        return int(value or default)
+
+    layers = num("block_count")
+    heads = num("attention.head_count", 1)
+    embedding = num("embedding_length")
+    head_dim = num("attention.key_length") or (embedding // heads if heads else 0)
+    window = num("attention.sliding_window")
+    family = head.architecture
+    swa_layers = 0
+    if window:
+        swa_layers = layers - layers // 6 if family == "gemma3" else (
+            layers // 2 if family == "gemma2" else layers)
+    vocab = head.array_lengths.get("tokenizer.ggml.tokens") or num("vocab_size")
+    return Arch(layers=layers, heads=heads, kv_heads=num("attention.head_count_kv", heads),
+                head_dim=head_dim, embedding=embedding, feed_forward=num("feed_forward_length"),
+                vocab=int(vocab), sliding_window=window, swa_layers=swa_layers)

@@ -1,17 +1,23 @@
-"""Models on disk, found with no network, and turning a name the user typed into a model."""
+"""Models on disk, found with no network, and turning a name the user typed into a model.
+
+Sources: the starter packages, Tramontane's own models folder, Ollama's store and the Hugging
+Face cache. Each model says who owns its file and which backends can run it.
+"""
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import ModelNotFoundError
-from app.models import starters
+from app.models import other_stores, starters
 from app.models.catalog import CatalogModel, load_catalog
 from app.models.gguf_file import read_header
 
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+_QUANT_IN_NAME = re.compile(r"(?i)(IQ\d_[A-Z]+|Q\d_K_[SML]|Q\d_K|Q\d_\d|F16|BF16|F32)")
 
 
 @dataclass(frozen=True)
@@ -20,8 +26,11 @@ class LocalModel:
 
     name: str
     path: Path
-    source: str  # "starter package", "models folder", "path"
+    source: str  # "starter package", "models folder", "ollama", "huggingface", "path"
     catalog: CatalogModel | None = None
+    owner: str = "tramontane"  # whose file it is: tramontane, package, ollama, huggingface
+    backends: list[str] = field(default_factory=lambda: ["llama.cpp"])
+    detail: str = ""
 
     @property
     def size(self) -> int:
@@ -31,53 +40,74 @@ class LocalModel:
     def chat_tuned(self) -> bool:
         return self.catalog.chat_tuned if self.catalog else True
 
+    @property
+    def quant(self) -> str:
+        found = _QUANT_IN_NAME.search(self.path.name) or _QUANT_IN_NAME.search(self.name)
+        if found:
+            return found.group(1).upper()
+        if self.catalog and len(self.catalog.quants) == 1:
+            return self.catalog.quants[0].name
+        return ""
 
-def _match_catalog(path: Path, catalog: dict[str, CatalogModel]) -> CatalogModel | None:
+
+def match_catalog(name: str, catalog: dict[str, CatalogModel]) -> CatalogModel | None:
+    """The catalog entry a file or Ollama name belongs to, by its patterns or Ollama tags."""
+    lowered = name.lower()
     for entry in catalog.values():
-        if any(fnmatch.fnmatch(path.name.lower(), pat.lower()) for pat in entry.files):
+        if any(fnmatch.fnmatch(lowered, pat.lower()) for pat in entry.files):
+            return entry
+        if any(q.ollama and q.ollama.lower() == lowered for q in entry.quants):
             return entry
     return None
 
 
-def find_local(models_dir: Path, user_catalog: Path | None = None) -> list[LocalModel]:
-    """Every model usable now: the starter packages and the GGUF files in the models folder."""
+def find_local(models_dir: Path, user_catalog: Path | None = None,
+               other_tools: bool = True) -> list[LocalModel]:
+    """Every model usable now, with no network."""
     catalog = load_catalog(user_catalog)
     found: list[LocalModel] = []
     smol = starters.smollm2_path()
     if smol:
         found.append(LocalModel("smollm2-135m-instruct", smol, "starter package",
-                                catalog.get("smollm2-135m-instruct")))
+                                catalog.get("smollm2-135m-instruct"), owner="package"))
     gemma = starters.gemma_path(models_dir)
     if gemma:
         found.append(LocalModel("gemma3-270m", gemma, "starter package", catalog.get("gemma3-270m")))
     seen = {m.path.resolve() for m in found}
     if models_dir.is_dir():
         for path in sorted(models_dir.glob("*.gguf")):
-            if path.resolve() in seen:
-                continue
-            entry = _match_catalog(path, catalog)
-            found.append(LocalModel(path.stem, path, "models folder", entry))
+            if path.resolve() not in seen:
+                found.append(LocalModel(path.stem, path, "models folder",
+                                        match_catalog(path.name, catalog)))
+    if other_tools:
+        for f in other_stores.ollama_models():
+            found.append(LocalModel(f.name, f.path, "ollama", match_catalog(f.name, catalog),
+                                    owner="ollama", backends=["llama.cpp", "ollama"],
+                                    detail=f.detail))
+        for f in other_stores.huggingface_models():
+            found.append(LocalModel(f.name, f.path, "huggingface",
+                                    match_catalog(f.path.name, catalog), owner="huggingface",
+                                    detail=f.detail))
     return found
 
 
 def resolve(name: str, models_dir: Path, user_catalog: Path | None = None) -> LocalModel:
-    """A model by catalog id, alias, file name in the models folder, or path to a .gguf."""
+    """A model by catalog id, alias, file name, Ollama name, or path to a .gguf."""
     name = name.strip() or DEFAULT_CHAT_MODEL
     as_path = Path(name).expanduser()
     if name.endswith(".gguf") or as_path.is_file():
         if not as_path.is_file():
             raise ModelNotFoundError(f"No model file at {as_path}.")
         read_header(as_path)
-        catalog = load_catalog(user_catalog)
-        entry = _match_catalog(as_path, catalog)
+        entry = match_catalog(as_path.name, load_catalog(user_catalog))
         return LocalModel(as_path.stem, as_path, "path", entry)
     models = find_local(models_dir, user_catalog)
     lowered = name.lower()
-    for model in models:
-        names = model.catalog.names() if model.catalog else []
-        if lowered in (model.name.lower(), model.path.name.lower(), *map(str.lower, names)):
-            read_header(model.path)
-            return model
+    exact = [m for m in models if lowered in (m.name.lower(), m.path.name.lower())]
+    by_catalog = [m for m in models if m.catalog and lowered in map(str.lower, m.catalog.names())]
+    for model in exact + by_catalog:
+        read_header(model.path)
+        return model
     known = ", ".join(m.name for m in models) or "none"
     raise ModelNotFoundError(
         f"Unknown model '{name}'. Models on this machine: {known}. "

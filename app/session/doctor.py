@@ -7,7 +7,6 @@ from __future__ import annotations
 import platform
 import sys
 from contextlib import aclosing
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from app.config import ollama_host
 from app.engine.backend import Done, Error, Message, Params, Token
 from app.engine.llama.backend import LlamaBackend
 from app.errors import TramontaneError
+from app.models import hardware
 from app.session.context import AppContext, model_ref
 
 AMX_CMAKE_ARGS = (
@@ -28,27 +28,14 @@ REBUILD = (
     f'CMAKE_ARGS="{AMX_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir '
     "--no-deps llama-cpp-python"
 )
-_FEATURES = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "amx_tile",
-             "amx_int8", "amx_bf16", "neon", "asimd")
-
-
 def cpu_features() -> dict[str, Any]:
-    flags: set[str] = set()
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-            elif key.strip() == "model name":
-                name = value.strip()
+    name, features = hardware.cpu()
     return {
         "name": name,
         "cores": psutil.cpu_count(logical=False) or psutil.cpu_count(),
         "threads": psutil.cpu_count(),
-        "features": [f for f in _FEATURES if f in flags],
-        "amx": any(f.startswith("amx") for f in flags),
+        "features": features,
+        "amx": any(f.startswith("amx") for f in features),
     }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.errors import TramontaneError
-from app.ui import cli_chat, cli_history, cli_misc, cli_tui
+from app.ui import cli_chat, cli_history, cli_misc, cli_models, cli_tui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,10 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(func=cli_misc.doctor)
 
-    models = sub.add_parser("models", help="models on this machine")
-    msub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
-    msub.add_parser("list", help="models usable now").add_argument("--json", action="store_true")
-    models.set_defaults(func=cli_misc.models)
+    cli_models.add_parser(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`tramontane doctor` and `tramontane models`."""
+"""`tramontane doctor`."""
 
 from __future__ import annotations
 
@@ -53,18 +53,3 @@ def _print_doctor(r: dict[str, Any]) -> None:
     else:
         print(f"Smoke test FAILED: {smoke.get('error', 'no tokens came back')}")
         print(f"Rebuild llama.cpp with: {smoke.get('fix', '')}")
-
-
-def models(args: argparse.Namespace) -> int:
-    ctx = AppContext()
-    found = ctx.local_models()
-    ctx.close()
-    if args.json:
-        print(json.dumps([{"name": m.name, "path": str(m.path), "size": m.size,
-                           "source": m.source, "chat_tuned": m.chat_tuned,
-                           "backends": ["llama.cpp"]} for m in found], indent=2))
-        return 0
-    for m in found:
-        note = "" if m.chat_tuned else "  base model"
-        print(f"{m.name:<28} {_gib(m.size):>9}  llama.cpp  {m.source}  {m.path}{note}")
-    return 0

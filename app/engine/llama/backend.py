@@ -185,6 +185,19 @@ class LlamaBackend:
                 self.worker = None
                 self._load_key = None
 
+    async def memory(self) -> dict[str, int]:
+        """The worker's resident and peak resident memory, in bytes."""
+        if not self._alive():
+            return {"rss": 0, "peak_rss": 0}
+        assert self.worker is not None
+        async with self._lock:
+            self.worker.attach()
+            self.worker.send(("memory",))
+            while True:
+                msg = await self.worker.recv()
+                if msg[0] == "memory":
+                    return dict(msg[1])
+
     # -- catalogue-ish calls -----------------------------------------------------------------
 
     async def models(self) -> list[ModelRef]:

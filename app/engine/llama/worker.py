@@ -56,6 +56,8 @@ class Worker:
                     self.load(msg[1], msg[2])
                 elif kind == "generate":
                     self.generate(msg[1], msg[2], msg[3])
+                elif kind == "memory":
+                    self.conn.send(("memory", _memory()))
                 # a "cancel" for a request that already ended needs no answer
             except Exception as exc:  # a bug here must reach the user as a message
                 traceback.print_exc()
@@ -197,6 +199,20 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _memory() -> dict[str, int]:
+    """This process's resident memory now and at its peak, in bytes (Linux /proc)."""
+    out = {"rss": 0, "peak_rss": 0}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key = "rss" if line.startswith("VmRSS") else "peak_rss"
+                    out[key] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return out
 
 
 def _system_info() -> dict[str, str]:

@@ -1,0 +1,164 @@
+"""Will it fit? Memory a model needs (weights, KV cache, compute buffers, fixed overhead),
+split between GPU layers and the CPU, and the verdict for this machine.
+
+The sizes follow llama.cpp's own allocations (checked against its log of buffer sizes):
+- weights: the tensor bytes of the file (from the GGUF header, or the catalog's file size);
+- KV cache: context x layers x 2 x kv_heads x head_dim x bytes per element (f16: 2, q8_0:
+  34/32). llama-cpp-python allocates sliding-window layers at full size (swa_full); a backend
+  that keeps only the window (Ollama, llama-server) pass `swa_full=False`;
+- compute buffers: with a prompt of P tokens, the attention scores of one micro-batch
+  (ubatch x P x (heads + 1) floats) and its activations; the logits of one token;
+- fixed: the worker process with Python, numpy and llama.cpp loaded, and the vocabulary
+  llama.cpp keeps in memory (about 226 bytes a token).
+The two fixed constants were measured on the starter models (see bench/fit_accuracy.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from app.models.catalog import Arch
+from app.models.hardware import Hardware
+
+MiB = 2**20
+GiB = 2**30
+PROCESS_BYTES = 42 * MiB  # Python + numpy + llama_cpp imported, no model
+RUNTIME_BYTES = 45 * MiB  # llama.cpp's threads, code pages, graph and scheduler state
+VOCAB_BYTES_PER_TOKEN = 226
+N_UBATCH = 512
+KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+HEADROOM = 0.90  # leave a tenth of RAM / VRAM for the system and other programs
+GPU_RESERVE = 300 * MiB  # CUDA / Metal context
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes a model needs, and where they go."""
+
+    weights: int
+    kv_cache: int
+    compute: int
+    overhead: int
+    gpu_layers: int
+    layers: int
+    gpu_bytes: int
+    cpu_bytes: int
+    context: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.overhead
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"total": self.total}
+
+
+@dataclass(frozen=True)
+class FitVerdict:
+    """`kind`: "gpu" (all in VRAM), "partial" (N of M layers on the GPU), "cpu", or "no"."""
+
+    kind: str
+    estimate: Estimate
+    ram_limit: int
+    vram_limit: int
+
+    @property
+    def fits(self) -> bool:
+        return self.kind != "no"
+
+    def words(self) -> str:
+        e = self.estimate
+        return {
+            "gpu": "fits in VRAM",
+            "partial": f"fits with {e.gpu_layers} of {e.layers} layers on the GPU",
+            "cpu": "fits in RAM",
+            "no": "does not fit",
+        }[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.kind, "words": self.words(), "ram_limit": self.ram_limit,
+                "vram_limit": self.vram_limit, **self.estimate.to_dict()}
+
+
+def kv_bytes_per_token(arch: Arch, cache_type: str = "f16", context: int | None = None,
+                       swa_full: bool = True) -> float:
+    per_layer = 2 * arch.kv_heads * arch.head_dim * KV_BYTES[cache_type]
+    if swa_full or not arch.sliding_window or context is None:
+        return per_layer * arch.layers
+    window_share = min(1.0, (arch.sliding_window + N_UBATCH) / max(1, context))
+    return per_layer * ((arch.layers - arch.swa_layers) + arch.swa_layers * window_share)
+
+
+def compute_bytes(arch: Arch, prompt_tokens: int) -> int:
+    """Compute buffers touched by a prompt of `prompt_tokens` (one micro-batch at a time)."""
+    ub = min(N_UBATCH, max(1, prompt_tokens))
+    scores = ub * prompt_tokens * (arch.heads + 1) * 4
+    activations = ub * (arch.embedding * 6 + arch.feed_forward * 3) * 4
+    logits = arch.vocab * 4
+    return int(scores + activations + logits)
+
+
+def estimate(arch: Arch, weights: int, context: int, gpu_layers: int = 0,
+             cache_type: str = "f16", prompt_tokens: int | None = None,
+             swa_full: bool = True) -> Estimate:
+    """What a model needs at `context`, with `gpu_layers` of its layers offloaded.
+
+    `prompt_tokens` is how much of the context a prompt fills; a verdict assumes all of it.
+    """
+    gpu_layers = max(0, min(gpu_layers, arch.layers))
+    kv = int(kv_bytes_per_token(arch, cache_type, context, swa_full) * context)
+    compute = compute_bytes(arch, prompt_tokens if prompt_tokens is not None else context)
+    overhead = PROCESS_BYTES + RUNTIME_BYTES + arch.vocab * VOCAB_BYTES_PER_TOKEN
+    share = gpu_layers / arch.layers if arch.layers else 0.0
+    # embeddings and the output layer are about 2 x vocab x embedding of the weights
+    io_weights = min(weights // 3, 2 * arch.vocab * arch.embedding * weights // max(1, weights))
+    layer_weights = weights - io_weights
+    gpu = 0
+    if gpu_layers:
+        gpu = int(layer_weights * share + kv * share + compute + GPU_RESERVE)
+        if gpu_layers == arch.layers:
+            gpu += io_weights
+    cpu = weights + kv + compute + overhead - (gpu - GPU_RESERVE if gpu else 0)
+    return Estimate(weights, kv, compute, overhead, gpu_layers, arch.layers, gpu, cpu, context)
+
+
+def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: int | None = None,
+            cache_type: str = "f16", swa_full: bool = True) -> FitVerdict:
+    """The best placement on this machine: all on the GPU, some layers, or the CPU alone."""
+    ram_limit = int(hw.ram_total * HEADROOM)
+    gpu = hw.gpu
+    vram_limit = int(gpu.free * HEADROOM) if gpu else 0
+    if gpu is not None and gpu.unified:
+        ram_limit = vram_limit  # Apple: one pool
+    candidates = [gpu_layers] if gpu_layers is not None else (
+        list(range(arch.layers, -1, -1)) if gpu else [0])
+    for layers in candidates:
+        est = estimate(arch, weights, context, layers, cache_type, swa_full=swa_full)
+        if layers and (gpu is None or est.gpu_bytes > vram_limit):
+            continue
+        if gpu is not None and gpu.unified:
+            if est.total <= ram_limit:
+                return FitVerdict("gpu" if layers == arch.layers else "cpu", est, ram_limit,
+                                  vram_limit)
+            continue
+        if est.cpu_bytes <= ram_limit:
+            kind = "gpu" if layers == arch.layers else ("partial" if layers else "cpu")
+            return FitVerdict(kind, est, ram_limit, vram_limit)
+    est = estimate(arch, weights, context, candidates[-1] if candidates else 0, cache_type,
+                   swa_full=swa_full)
+    return FitVerdict("no", est, ram_limit, vram_limit)
+
+
+def largest_context(arch: Arch, weights: int, hw: Hardware, max_context: int,
+                    cache_type: str = "f16") -> int:
+    """The largest power-of-two context (from 2k up to the model's) that still fits."""
+    best = 0
+    ctx = 2048
+    while ctx <= max_context:
+        if verdict(arch, weights, ctx, hw, cache_type=cache_type).fits:
+            best = ctx
+        ctx *= 2
+    if best and best < max_context and verdict(arch, weights, max_context, hw).fits:
+        best = max_context
+    return best

@@ -1,0 +1,176 @@
+"""`tramontane models list|fit|info|pull|rm|use`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from typing import Any
+
+from app.models.download import PullProgress
+from app.session.context import AppContext
+from app.session.models import ModelManager, ModelRow
+
+GiB = 2**30
+
+
+def add_parser(sub: Any) -> None:
+    models = sub.add_parser("models", help="models: what is here, what fits, pull, remove, use")
+    msub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lst = msub.add_parser("list", help="models on disk and in the catalog, with fit verdicts")
+    lst.add_argument("--json", action="store_true")
+    fit = msub.add_parser("fit", help="will it fit? (every catalog model and quant by default)")
+    fit.add_argument("model", nargs="?", help="catalog id or path to a .gguf")
+    fit.add_argument("--quant")
+    fit.add_argument("--ctx", type=int, help="context length (default 8192)")
+    fit.add_argument("--gpu-layers", type=int)
+    fit.add_argument("--json", action="store_true")
+    info = msub.add_parser("info", help="details of one model")
+    info.add_argument("model")
+    info.add_argument("--json", action="store_true")
+    pull = msub.add_parser("pull", help="download a catalog quant")
+    pull.add_argument("model")
+    pull.add_argument("--quant")
+    pull.add_argument("--json", action="store_true")
+    rm = msub.add_parser("rm", help="delete a downloaded model")
+    rm.add_argument("model")
+    rm.add_argument("--owner", help="confirm deleting a file another tool owns (ollama, huggingface)")
+    rm.add_argument("--json", action="store_true")
+    use = msub.add_parser("use", help="set the default chat or code model")
+    use.add_argument("model")
+    use.add_argument("--for", dest="purpose", choices=["chat", "code"], default="chat")
+    use.add_argument("--json", action="store_true")
+    models.set_defaults(func=run)
+
+
+def _size(n: int) -> str:
+    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / 2**20:.0f} MiB"
+
+
+def _table(rows: list[ModelRow]) -> None:
+    print(f"{'MODEL':<34} {'QUANT':<7} {'SIZE':>10}  {'ON DISK':<8} {'NEEDS':>10}  FIT")
+    for r in rows:
+        needs = _size(r.verdict.estimate.total) if r.verdict else "?"
+        words = r.verdict.words() if r.verdict else "unknown (damaged file?)"
+        print(f"{r.name[:34]:<34} {r.quant:<7} {_size(r.size):>10}  "
+              f"{'yes' if r.installed else 'no':<8} {needs:>10}  {words}")
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = AppContext()
+    manager = ModelManager(ctx)
+    try:
+        return _ACTIONS[args.action](manager, args)
+    finally:
+        ctx.close()
+
+
+def _list(m: ModelManager, args: argparse.Namespace) -> int:
+    rows = m.rows()
+    if args.json:
+        print(json.dumps({"hardware": m.hardware.__dict__ | {"gpus": [g.__dict__ for g in m.hardware.gpus]},
+                          "models": [r.to_dict() for r in rows]}, indent=2, default=str))
+        return 0
+    print(f"This machine: {m.hardware.summary()}")
+    _table(rows)
+    for rec in m.recommend():
+        print(f"Recommended for {rec.words()}")
+    return 0
+
+
+def _fit(m: ModelManager, args: argparse.Namespace) -> int:
+    rows = m.fit(args.model, args.quant, args.ctx, args.gpu_layers)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    print(f"This machine: {m.hardware.summary()}")
+    for r in rows:
+        assert r.verdict is not None
+        e = r.verdict.estimate
+        print(f"{r.name} {r.quant} at {e.context:,} tokens: {r.verdict.words()} — needs "
+              f"{_size(e.total)} (weights {_size(e.weights)}, KV cache {_size(e.kv_cache)}, "
+              f"compute {_size(e.compute)}, fixed {_size(e.overhead)})"
+              + (f"; {_size(e.gpu_bytes)} on the GPU" if e.gpu_layers else ""))
+    return 0
+
+
+def _info(m: ModelManager, args: argparse.Namespace) -> int:
+    from app.models.gguf_file import arch_of, read_header
+
+    data: dict[str, Any]
+    try:
+        local = m.find(args.model)
+    except Exception:
+        local = None
+    if local is not None:
+        head = read_header(local.path)
+        data = {"name": local.name, "path": str(local.path), "size": local.size,
+                "source": local.source, "owner": local.owner, "backends": local.backends,
+                "catalog_id": local.catalog.id if local.catalog else None,
+                "architecture": head.architecture, "arch": arch_of(head).__dict__,
+                "context_length": head.arch("context_length"),
+                "chat_template": bool(head.chat_template), "chat_tuned": local.chat_tuned,
+                "fit": m.fit_file(local.path).to_dict()}
+    else:
+        model = m.catalog_model(args.model)
+        data = {"name": model.id, "display": model.name, "family": model.family,
+                "params_b": model.params_b, "license": model.license,
+                "capabilities": model.capabilities, "context_length": model.context_length,
+                "arch": model.arch.__dict__ if model.arch else None,
+                "quants": [q.__dict__ | {"fit": m.fit_catalog(model, q).words()}
+                           for q in model.quants]}
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        for key, value in data.items():
+            if key == "quants":
+                print("quants:")
+                for q in value:
+                    print(f"  {q['name']:<7} {_size(q['size']):>10}  {q['fit']:<40} {q['hf_repo']}")
+            elif key == "fit":
+                print(f"fit: {value['words']} (needs {_size(value['total'])})")
+            else:
+                print(f"{key}: {value}")
+    return 0
+
+
+def _pull(m: ModelManager, args: argparse.Namespace) -> int:
+    last = [-1]
+
+    def report(p: PullProgress) -> None:
+        pct = int(100 * p.done / p.total) if p.total else 0
+        if pct != last[0] and not args.json:
+            last[0] = pct
+            sys.stderr.write(f"\r{p.status} {pct:3d}% of {_size(p.total)}")
+            sys.stderr.flush()
+
+    cancel = threading.Event()
+    try:
+        path = m.pull(args.model, args.quant, report, cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        print("\nStopped; run the same command again to resume.", file=sys.stderr)
+        return 130
+    if not args.json:
+        sys.stderr.write("\n")
+    print(json.dumps({"path": str(path)}) if args.json else f"Downloaded {path}")
+    return 0
+
+
+def _rm(m: ModelManager, args: argparse.Namespace) -> int:
+    removed = m.remove(args.model, args.owner)
+    print(json.dumps({"removed": str(removed.path)}) if args.json else f"Deleted {removed.path}")
+    return 0
+
+
+def _use(m: ModelManager, args: argparse.Namespace) -> int:
+    model = m.use(args.model, args.purpose)
+    if args.json:
+        print(json.dumps({args.purpose: model.name}))
+    else:
+        print(f"{model.name} is now the default {args.purpose} model.")
+    return 0
+
+
+_ACTIONS = {"list": _list, "fit": _fit, "info": _info, "pull": _pull, "rm": _rm, "use": _use}
