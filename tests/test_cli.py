@@ -141,3 +141,26 @@ def test_doctor_json_runs_the_smoke_inference() -> None:
     assert report["smoke"]["llama"]["llama_cpp_python"]
     assert any(m["name"] == "smollm2-135m-instruct" for m in report["models"])
     assert report["ollama"]["answers"] in (True, False)
+
+
+def test_models_fit_json_gives_the_bytes_behind_the_verdict() -> None:
+    out = tramontane("models", "fit", "codestral-22b", "--quant", "Q8_0", "--ctx", "8192", "--json")
+    assert out.returncode == 0, out.stderr
+    [row] = json.loads(out.stdout)
+    assert row["quant"] == "Q8_0" and row["fit"]["kv_cache"] == 8192 * 224 * 1024
+    for key in ("weights", "kv_cache", "compute", "total", "verdict"):
+        assert key in row["fit"]
+    every = json.loads(tramontane("models", "fit", "--json").stdout)
+    assert len(every) >= 28
+
+
+def test_models_list_and_refusals(smollm2: Path) -> None:
+    listing = tramontane("models", "list")
+    assert listing.returncode == 0 and "Recommended for chat" in listing.stdout
+    assert "smollm2-135m-instruct" in listing.stdout
+    refused = tramontane("models", "rm", "smollm2")
+    assert refused.returncode == 1 and "pip" in refused.stderr
+    unknown = tramontane("models", "pull", "no-such-model")
+    assert unknown.returncode == 1 and "not in the catalog" in unknown.stderr
+    fit_file = json.loads(tramontane("models", "fit", str(smollm2), "--json").stdout)
+    assert fit_file[0]["fit"]["verdict"] in ("cpu", "gpu", "partial")

@@ -60,9 +60,11 @@ class Recommendation:
 
 
 class ModelManager:
-    def __init__(self, ctx: AppContext, hardware: Hardware | None = None) -> None:
+    def __init__(self, ctx: AppContext, hardware: Hardware | None = None,
+                 endpoint: str | None = None) -> None:
         self.ctx = ctx
         self._hardware = hardware
+        self.endpoint = endpoint  # Hugging Face endpoint; None = huggingface_hub's default
 
     @property
     def hardware(self) -> Hardware:
@@ -179,7 +181,8 @@ class ModelManager:
              report: Callable[[PullProgress], None] = lambda p: None,
              cancel: threading.Event | None = None, endpoint: str | None = None) -> Path:
         model = self.catalog_model(name)
-        return pull(model, model.quant(quant), self.models_dir, report, cancel, endpoint)
+        return pull(model, model.quant(quant), self.models_dir, report, cancel,
+                    endpoint or self.endpoint)
 
     def find(self, name: str) -> LocalModel:
         return self.ctx.resolve_model(name)

@@ -29,7 +29,7 @@ from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 from app.ui.tui.sidebar import ChatList
 
-_CHAT_ACTIONS = {"new_chat", "regenerate", "edit_last", "rename", "params", "pick_model",
+_CHAT_ACTIONS = {"models", "new_chat", "regenerate", "edit_last", "rename", "params", "pick_model",
                  "export", "delete", "search", "copy_reply"}
 
 
@@ -44,6 +44,7 @@ class TramontaneApp(App[None]):
         Binding("f2", "rename", "Rename", priority=True),
         Binding("f3", "params", "Parameters", priority=True),
         Binding("f4", "pick_model", "Model", priority=True),
+        Binding("f5", "models", "Models", priority=True),
         Binding("f6", "export", "Export", priority=True),
         Binding("f8", "delete", "Delete chat", priority=True),
         Binding("ctrl+f", "search", "Search", priority=True),
@@ -58,6 +59,7 @@ class TramontaneApp(App[None]):
         self.editing = False
         self.last_stats = ""
         self._saved_theme: str | None = None
+        self.hub_endpoint: str | None = None  # a Hugging Face mirror (tests use a local one)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Chat keys act on the chat screen only, not inside a dialog."""
@@ -204,8 +206,11 @@ class TramontaneApp(App[None]):
     # -- actions ------------------------------------------------------------------------------
 
     def action_stop(self) -> None:
-        if isinstance(self.screen, ConfirmDialog | TextDialog | ParamsDialog | ModelPicker):
-            self.screen.dismiss(None)
+        if len(self.screen_stack) > 1:  # Esc closes a dialog or the models screen
+            close = getattr(self.screen, "action_close", None) or getattr(
+                self.screen, "action_cancel", None)
+            if close is not None:
+                close()
             return
         for worker in self.workers:
             if worker.group == "reply" and worker.is_running:
@@ -323,6 +328,12 @@ class TramontaneApp(App[None]):
             self._refresh_chats()
 
         self.push_screen(ModelPicker(rows, current), done)
+
+    def action_models(self) -> None:
+        from app.session.models import ModelManager
+        from app.ui.tui.models_screen import ModelsScreen
+
+        self.push_screen(ModelsScreen(ModelManager(self.library.ctx, endpoint=self.hub_endpoint)))
 
     def action_export(self) -> None:
         if self.session is None:
