@@ -38,6 +38,7 @@ class GGUFHeader:
     tensor_count: int = 0
     data_end: int = 0
     tensor_bytes: int = 0
+    found_tokens: set[str] = field(default_factory=set)  # of the `want` strings, those in vocab
 
     @property
     def architecture(self) -> str:
@@ -82,8 +83,10 @@ class _Cursor:
         raise CorruptModelError(f"{self.path} has a damaged header (unknown value type {vtype}).")
 
 
-def read_header(path: Path) -> GGUFHeader:
-    """Parse the header of `path`; raise `CorruptModelError` with a reason a user can act on."""
+def read_header(path: Path, want: set[str] | None = None) -> GGUFHeader:
+    """Parse the header of `path`; raise `CorruptModelError` with a reason a user can act on.
+
+    `want`: strings to look for in the vocabulary (special tokens), reported in found_tokens."""
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"No model file at {path}.")
@@ -97,7 +100,7 @@ def read_header(path: Path) -> GGUFHeader:
                 "Tramontane runs .gguf files made for llama.cpp."
             )
         try:
-            return _parse(_Cursor(buf, path), path, size)
+            return _parse(_Cursor(buf, path), path, size, want or set())
         except struct.error as exc:
             raise CorruptModelError(
                 f"{path} is truncated inside its header ({size:,} bytes). Download or copy it again."
@@ -106,7 +109,7 @@ def read_header(path: Path) -> GGUFHeader:
             raise CorruptModelError(f"{path} has a damaged header ({exc}).") from exc
 
 
-def _parse(cur: _Cursor, path: Path, size: int) -> GGUFHeader:
+def _parse(cur: _Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
     cur.pos = 4
     version = cur.take("<I")
     if version not in (2, 3):
@@ -120,7 +123,13 @@ def _parse(cur: _Cursor, path: Path, size: int) -> GGUFHeader:
         vtype = cur.take("<I")
         if vtype == GGUFValueType.ARRAY:
             itype, count = cur.take("<I"), cur.take("<Q")
-            if itype == GGUFValueType.STRING:
+            if itype == GGUFValueType.STRING and want and key == "tokenizer.ggml.tokens":
+                items = None
+                for _ in range(count):
+                    token = cur.string()
+                    if token in want:
+                        head.found_tokens.add(token)
+            elif itype == GGUFValueType.STRING:
                 items = _strings(cur, count)
             else:
                 items = _skip_scalars(cur, itype, count)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.errors import TramontaneError
-from app.ui import cli_chat, cli_history, cli_misc, cli_models, cli_tui
+from app.ui import cli_chat, cli_complete, cli_history, cli_misc, cli_models, cli_tui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cli_misc.doctor)
 
     cli_models.add_parser(sub)
+    cli_complete.add_parser(sub)
     return parser
 
 

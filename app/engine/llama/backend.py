@@ -25,6 +25,7 @@ from app.engine.backend import (
 )
 from app.engine.llama.process import WorkerDied, WorkerProcess
 from app.engine.prompts import chat as chat_prompts
+from app.engine.prompts import fim
 from app.errors import BackendError
 
 CANCEL_GRACE_S = 1.0
@@ -109,13 +110,17 @@ class LlamaBackend:
             yield event
 
     async def complete(self, prefix: str, suffix: str, params: Params) -> AsyncGenerator[Event, None]:
-        """Without FIM tokens the model continues the prefix (the FIM formats come later)."""
+        """Fill in the middle with the model's FIM format (see prompts/fim.py); a model
+        without FIM tokens continues the prefix."""
         try:
             worker = await self._ready(params)
         except BackendError as exc:
             yield Error(str(exc))
             return
-        async for event in self._generate(worker, prefix, [], params):
+        request = fim.request(self.model.fim_format if self.model else "", prefix, suffix,
+                              int(self.loaded.get("n_ctx", params.context_length)), params)
+        pieces = [(p.kind, p.value, p.space_prefix) for p in request.pieces]
+        async for event in self._generate(worker, pieces, request.stops, params, add_bos=False):
             yield event
 
     def render_chat(self, messages: list[Message]) -> str:
@@ -132,11 +137,13 @@ class LlamaBackend:
         return meta
 
     async def _generate(
-        self, worker: WorkerProcess, text: str, stop: list[str], params: Params
+        self, worker: WorkerProcess, text: str | list[tuple[str, str, bool]], stop: list[str],
+        params: Params, add_bos: bool = True,
     ) -> AsyncGenerator[Event, None]:
         async with self._lock:
             req = next(self._ids)
-            opts = params.to_dict() | {"stop": stop, "add_bos": self.loaded.get("add_bos", True)}
+            opts = params.to_dict() | {"stop": stop,
+                                       "add_bos": add_bos and self.loaded.get("add_bos", True)}
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

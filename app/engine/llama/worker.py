@@ -95,7 +95,8 @@ class Worker:
         }
         self.conn.send(("loaded", info))
 
-    def generate(self, req: int, text: str, opts: dict[str, Any]) -> None:
+    def generate(self, req: int, text: str | list[tuple[str, str, bool]],
+                 opts: dict[str, Any]) -> None:
         import llama_cpp
 
         llm = self.llm
@@ -103,7 +104,10 @@ class Worker:
             self.conn.send(("error", req, "No model is loaded."))
             return
         t0 = time.perf_counter()
-        tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if isinstance(text, list):
+            tokens = _tokenize_pieces(llm, text)
+        else:
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         bos = llm.token_bos()
         if opts.get("add_bos", True) and bos >= 0 and (not tokens or tokens[0] != bos):
             tokens.insert(0, bos)
@@ -123,6 +127,7 @@ class Worker:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
         ignore_eos = bool(opts.get("ignore_eos", False))
+        budget_s = float(opts.get("time_budget_ms", 0)) / 1000
         generated, reason = 0, "stop"
         outbox, sent_at = "", 0.0
         t_first = t_last = 0.0
@@ -153,6 +158,9 @@ class Worker:
                 if len(tokens) + generated >= n_ctx:
                     reason = "context"
                     break
+                if budget_s and t_last - t0 > budget_s:
+                    reason = "time"
+                    break
                 if self.conn.poll() and self._cancelled(req):
                     reason = "cancelled"
                     break
@@ -179,6 +187,29 @@ class Worker:
         if msg[0] == "exit":
             raise SystemExit(0)
         return bool(msg[0] == "cancel" and msg[1] == req)
+
+
+_MARK = "☺"  # a character no code starts with: encoded in front of a piece, then dropped
+
+
+def _tokenize_pieces(llm: Any, pieces: list[tuple[str, str, bool]]) -> list[int]:
+    """A FIM prompt, piece by piece: special tokens by their text; text with SentencePiece's
+    leading space only where the format asks for it (as mistral-common encodes)."""
+    spm = str(llm.metadata.get("tokenizer.ggml.model", "")) == "llama"
+    mark = llm.tokenize(_MARK.encode(), add_bos=False, special=False) if spm else []
+    tokens: list[int] = []
+    for kind, value, space_prefix in pieces:
+        if kind == "special":
+            tokens += llm.tokenize(value.encode(), add_bos=False, special=True)
+        elif not value:
+            continue
+        elif space_prefix or not spm:
+            tokens += llm.tokenize(value.encode(), add_bos=False, special=False)
+        else:
+            marked = llm.tokenize((_MARK + value).encode(), add_bos=False, special=False)
+            tokens += marked[len(mark):] if marked[: len(mark)] == mark else \
+                llm.tokenize(value.encode(), add_bos=False, special=False)
+    return tokens
 
 
 def _usable_ctx(llm: Any) -> int:

@@ -1,0 +1,243 @@
+"""Fill-in-the-middle prompt formats and the post-processor. Data plus pure functions.
+
+A FIM prompt is a list of pieces: special tokens by their text, and text pieces. The worker
+turns each piece into tokens itself (llama-cpp-python's own `suffix=` path hard-codes the FIM
+token ids to 0, and llama.cpp's /infill does not know Codestral's tokens).
+
+Codestral / Mistral v3 puts the suffix first: `<s>[SUFFIX]{suffix}[PREFIX]{prefix}`, with no
+middle token; the prefix is encoded with SentencePiece's leading space and the suffix without
+it, as mistral-common does. Suffix-first is what makes the KV cache pay: while the user types at
+the cursor the suffix and the start of the prefix do not change, so the worker's prompt shares
+everything up to the cursor with the previous one and evaluates only the typed tokens. With
+prefix-first layouts (Qwen, StarCoder2, ...) the suffix comes after the typed text and is
+evaluated again on each request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Piece:
+    kind: str  # "special" or "text"
+    value: str
+    space_prefix: bool = False  # SentencePiece's leading space, as a standalone encode adds
+
+
+@dataclass(frozen=True)
+class FimFormat:
+    name: str
+    build: Callable[[str, str], list[Piece]]
+    stops: list[str] = field(default_factory=list)
+    markers: tuple[str, ...] = ()  # special tokens a vocabulary must have for this format
+
+
+def _sp(text: str) -> Piece:
+    return Piece("special", text)
+
+
+def _codestral(prefix: str, suffix: str) -> list[Piece]:
+    pieces = [_sp("<s>"), _sp("[SUFFIX]")]
+    if suffix:
+        pieces.append(Piece("text", suffix))
+    return pieces + [_sp("[PREFIX]"), Piece("text", prefix, space_prefix=True)]
+
+
+def _psm(pre: str, suf: str, mid: str, bos: str = "") -> Callable[[str, str], list[Piece]]:
+    def build(prefix: str, suffix: str) -> list[Piece]:
+        head = [_sp(bos)] if bos else []
+        return head + [_sp(pre), Piece("text", prefix), _sp(suf), Piece("text", suffix), _sp(mid)]
+    return build
+
+
+def _codellama(prefix: str, suffix: str) -> list[Piece]:
+    return [_sp("<s>"), _sp("<PRE>"), Piece("text", " " + prefix), _sp("<SUF>"),
+            Piece("text", " " + suffix), _sp("<MID>")]
+
+
+def _continue(prefix: str, suffix: str) -> list[Piece]:
+    return [Piece("text", prefix)]
+
+
+FORMATS: dict[str, FimFormat] = {
+    "codestral": FimFormat("codestral", _codestral, ["</s>", "[PREFIX]", "[SUFFIX]"],
+                           ("[SUFFIX]", "[PREFIX]")),
+    "qwen": FimFormat("qwen", _psm("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+                      ["<|endoftext|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+                       "<|fim_prefix|>", "<|im_end|>"],
+                      ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>")),
+    "codegemma": FimFormat("codegemma", _psm("<|fim_prefix|>", "<|fim_suffix|>",
+                                             "<|fim_middle|>"),
+                           ["<|file_separator|>", "<|fim_prefix|>", "<eos>"],
+                           ("<|fim_prefix|>", "<|fim_middle|>", "<|file_separator|>")),
+    "starcoder2": FimFormat("starcoder2", _psm("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+                            ["<|endoftext|>", "<file_sep>", "<fim_prefix>"],
+                            ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")),
+    "deepseek": FimFormat("deepseek", _psm("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+                          ["<|EOT|>", "<｜end▁of▁sentence｜>"],
+                          ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>")),
+    "codellama": FimFormat("codellama", _codellama, ["<EOT>", "</s>"], ("<PRE>", "<SUF>", "<MID>")),
+    "continue": FimFormat("continue", _continue, []),
+}
+MARKERS = sorted({m for f in FORMATS.values() for m in f.markers})
+
+
+def detect(catalog_format: str, specials: set[str], architecture: str = "") -> FimFormat:
+    """The catalog's format if it names one, else the one whose tokens the vocabulary has."""
+    if catalog_format in FORMATS:
+        return FORMATS[catalog_format]
+    for name in ("codestral", "starcoder2", "deepseek", "codellama", "qwen", "codegemma"):
+        fmt = FORMATS[name]
+        if set(fmt.markers) <= specials:
+            if name == "qwen" and architecture.startswith("gemma"):
+                return FORMATS["codegemma"]
+            return fmt
+    return FORMATS["continue"]
+
+
+def render(pieces: list[Piece]) -> str:
+    """The prompt as text, special tokens written out (for --show-prompt)."""
+    return "".join((" " + p.value) if p.space_prefix else p.value for p in pieces)
+
+
+def trim_to_budget(prefix: str, suffix: str, budget: int, count: Callable[[str], int],
+                   prefix_share: float = 0.75) -> tuple[str, str]:
+    """Cut the prefix's first lines and the suffix's last lines until both fit `budget`
+    tokens; the prefix gets most of it, and what the suffix leaves unused."""
+    suffix_budget = int(budget * (1 - prefix_share))
+    if count(suffix) > suffix_budget:
+        lines = suffix.splitlines(keepends=True)
+        while lines and count("".join(lines)) > suffix_budget:
+            lines.pop()
+        suffix = "".join(lines)
+    prefix_budget = budget - count(suffix)
+    if count(prefix) > prefix_budget:
+        lines = prefix.splitlines(keepends=True)
+        # drop whole lines from the start: a stable start keeps the KV cache useful
+        while len(lines) > 1 and count("".join(lines)) > prefix_budget:
+            lines.pop(0)
+        prefix = "".join(lines)
+        if count(prefix) > prefix_budget:  # one huge line: keep its end
+            prefix = prefix[-max(1, prefix_budget * 3):]
+    return prefix, suffix
+
+
+_OPEN, _CLOSE = "([{", ")]}"
+_PAIR = dict(zip(_CLOSE, _OPEN, strict=True))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _balance(text: str, suffix_line: str, close_open: bool) -> str:
+    """Cut at a closer the completion did not open when the suffix already has it; close what
+    the completion opened and left open when nothing after the cursor can (`close_open`)."""
+    stack: list[str] = []
+    quote = ""
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote and text[i - 1] != "\\":
+                quote = ""
+            continue
+        if ch in "\"'`":
+            quote = ch
+        elif ch in _OPEN:
+            stack.append(ch)
+        elif ch in _CLOSE:
+            if stack and stack[-1] == _PAIR[ch]:
+                stack.pop()
+            elif not stack and suffix_line.lstrip().startswith(ch):
+                return text[:i].rstrip(" \t")
+    if stack and not quote and close_open:
+        closers = "".join(_CLOSE[_OPEN.index(c)] for c in reversed(stack))
+        if not suffix_line.lstrip().startswith(closers[0]):
+            text += closers
+    return text
+
+
+def postprocess(text: str, prefix: str, suffix: str) -> str:
+    """Make a raw completion fit the place it is inserted: cut where it starts repeating the
+    suffix, drop whitespace-only results, one line when text follows the cursor on its line,
+    stop at a line indented less than the cursor's block, balance the brackets it opened."""
+    if not text.strip():
+        return ""
+    at_line_start = prefix == "" or prefix.endswith("\n")
+    cursor_line = prefix.rsplit("\n", 1)[-1]
+    suffix_line = suffix.split("\n", 1)[0]
+    suffix_lines = [ln for ln in suffix.split("\n") if ln.strip()]
+    first_suffix = suffix_lines[0].rstrip() if suffix_lines else ""
+
+    if not at_line_start and suffix_line.strip():
+        text = text.split("\n", 1)[0]  # mid-line, with text after the cursor: one line
+        if suffix_line and text.endswith(suffix_line):
+            text = text[: -len(suffix_line)]
+        text = text.rstrip()
+        # the completion retyping the text after the cursor
+        for n in range(len(suffix_line), 0, -1):
+            if text.endswith(suffix_line[:n]) and n >= 2:
+                text = text[:-n]
+                break
+        text = _balance(text, suffix_line, close_open=False)
+        return text if text.strip() else ""
+
+    lines = text.split("\n")
+    if at_line_start:
+        block = next((_indent(ln) for ln in lines if ln.strip()), 0)
+    else:
+        block = _indent(cursor_line)
+        if cursor_line.rstrip().endswith((":", "{", "(", "[")):
+            block += 1  # the body of what this line opens
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if first_suffix and line.rstrip() == first_suffix and (i > 0 or at_line_start):
+            break  # the completion runs into the suffix
+        if i > 0 and stripped and _indent(line) < block:
+            break  # left the cursor's block
+        kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    if not kept:
+        return ""
+    out = "\n".join(kept)
+    out = _balance(out, suffix_line, close_open=not suffix.strip())
+    if at_line_start and (suffix.strip() or len(lines) > len(kept)):
+        out += "\n"  # whole lines go in before the line the suffix starts with
+    elif not at_line_start:
+        out = out.rstrip(" \t")
+    return out if out.strip() else ""
+
+
+@dataclass(frozen=True)
+class FimRequest:
+    format: FimFormat
+    pieces: list[Piece]
+    stops: list[str]
+    prefix: str
+    suffix: str
+
+    @property
+    def text(self) -> str:
+        return render(self.pieces)
+
+
+def approx_tokens(text: str) -> int:
+    """A safe over-count for budgeting: code runs 3-4 bytes a token."""
+    return len(text.encode("utf-8")) // 3 + 1
+
+
+def request(format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any) -> FimRequest:
+    """The prompt for one completion: format, context budget, stop strings."""
+    fmt = FORMATS.get(format_name) or FORMATS["continue"]
+    budget = max(64, n_ctx - int(getattr(params, "max_tokens", 128)) - 32)
+    prefix, suffix = trim_to_budget(prefix, suffix if fmt.name != "continue" else "", budget,
+                                    approx_tokens)
+    stops = list(fmt.stops)
+    cursor_rest = suffix.split("\n", 1)[0]
+    if cursor_rest.strip() and not (prefix == "" or prefix.endswith("\n")):
+        stops.append("\n")  # mid-line with text after the cursor: one line is all we keep
+    return FimRequest(fmt, fmt.build(prefix, suffix), stops, prefix, suffix)

@@ -1,0 +1,142 @@
+"""Completing code at a cursor: the code model, its FIM format, the suggestion cache, and
+reading files safely (binary and non-UTF-8 files are refused)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from app.engine.backend import Backend, Done, Error, ModelRef, Params, Stats, Token
+from app.engine.prompts import fim
+from app.errors import TramontaneError
+from app.models.gguf_file import read_header
+from app.models.local import LocalModel
+from app.session.context import AppContext, model_ref
+
+CONTEXT_CHARS = 2000  # around the cursor, for the cache key
+CACHE_SIZE = 256
+
+
+class NotTextError(TramontaneError):
+    """A binary or non-UTF-8 file opened for completion."""
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TramontaneError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    if b"\0" in data[:8192]:
+        raise NotTextError(f"{path} is a binary file; completion works on text files.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotTextError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded); "
+                           "completion works on UTF-8 files.") from exc
+
+
+def split_at(text: str, line: int, col: int) -> tuple[str, str]:
+    """Prefix and suffix at a 1-based line and column, as Vim's line('.') and col('.'): the
+    column counts bytes, the cursor stands before that byte, and length + 1 is the end."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        raise TramontaneError(f"Line {line} is outside the file (it has {len(lines)} lines).")
+    raw = lines[line - 1].encode("utf-8")
+    if not 1 <= col <= len(raw) + 1:
+        raise TramontaneError(f"Column {col} is outside line {line} ({len(raw)} bytes long).")
+    try:
+        before = raw[: col - 1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TramontaneError(f"Column {col} falls inside a character on line {line}.") from exc
+    after = raw[col - 1:].decode("utf-8")
+    prefix = "\n".join(lines[: line - 1] + [before])
+    suffix = "\n".join([after] + lines[line:])
+    return prefix, suffix
+
+
+@dataclass
+class Completion:
+    text: str
+    raw: str
+    stats: Stats
+    source: str  # "model", "cache", "typed-ahead"
+    elapsed_ms: float
+
+
+def fim_format_of(model: LocalModel) -> str:
+    """The catalog's FIM format, else the one the GGUF vocabulary's special tokens give."""
+    if model.catalog and model.catalog.fim_format:
+        return model.catalog.fim_format
+    head = read_header(model.path, set(fim.MARKERS))
+    return fim.detect("", head.found_tokens, head.architecture).name
+
+
+class CompletionSession:
+    def __init__(self, backend: Backend, model: ModelRef, params: Params) -> None:
+        self.backend = backend
+        self.model = model
+        self.params = params
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._last: tuple[str, str, str] | None = None  # prefix, suffix, suggestion
+
+    @classmethod
+    def for_context(cls, ctx: AppContext, backend: Backend, model: str | None = None,
+                    max_tokens: int | None = None) -> CompletionSession:
+        name = model or str(ctx.cfg.get("code", "model") or "") or None
+        local = ctx.resolve_model(name)
+        ref = replace(model_ref(local), fim_format=fim_format_of(local))
+        params = ctx.default_params()
+        params = replace(params, temperature=0.0, max_tokens=max_tokens or 64, seed=1)
+        return cls(backend, ref, params)
+
+    def prompt(self, prefix: str, suffix: str, n_ctx: int | None = None) -> fim.FimRequest:
+        return fim.request(self.model.fim_format, prefix, suffix,
+                           n_ctx or self.params.context_length, self.params)
+
+    @staticmethod
+    def _key(prefix: str, suffix: str) -> str:
+        around = prefix[-CONTEXT_CHARS:] + "\0" + suffix[:CONTEXT_CHARS // 2]
+        return hashlib.sha256(around.encode()).hexdigest()
+
+    def cached(self, prefix: str, suffix: str) -> str | None:
+        """A suggestion without asking the model: the same place, or the user typed the start
+        of the last suggestion."""
+        hit = self._cache.get(self._key(prefix, suffix))
+        if hit is not None:
+            return hit
+        if self._last is not None:
+            old_prefix, old_suffix, suggestion = self._last
+            if suffix == old_suffix and prefix.startswith(old_prefix):
+                typed = prefix[len(old_prefix):]
+                if typed and suggestion.startswith(typed) and len(suggestion) > len(typed):
+                    return suggestion[len(typed):]
+        return None
+
+    async def complete(self, prefix: str, suffix: str) -> Completion:
+        t0 = time.perf_counter()
+        hit = self.cached(prefix, suffix)
+        if hit is not None:
+            return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
+        raw, stats = "", Stats()
+        await self.backend.load(self.model, self.params)
+        async with aclosing(self.backend.complete(prefix, suffix, self.params)) as stream:
+            async for event in stream:
+                match event:
+                    case Token(piece):
+                        raw += piece
+                    case Done(s):
+                        stats = s
+                    case Error(message):
+                        raise TramontaneError(message)
+        text = fim.postprocess(raw, prefix, suffix)
+        key = self._key(prefix, suffix)
+        self._cache[key] = text
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        self._last = (prefix, suffix, text)
+        return Completion(text, raw, stats, "model", (time.perf_counter() - t0) * 1000)

@@ -1,0 +1,80 @@
+"""`tramontane complete FILE --line L --col C`: fill in the middle at a cursor, for editors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.errors import TramontaneError
+from app.session.complete import CompletionSession, NotTextError, read_text_file, split_at
+from app.session.context import AppContext
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("complete", help="complete code at a cursor (fill in the middle)")
+    p.add_argument("file", help="the file (with --stdin it names the buffer and need not exist)")
+    p.add_argument("--line", type=int, required=True, help="1-based line, as Vim's line('.')")
+    p.add_argument("--col", type=int, required=True,
+                   help="1-based byte column, as Vim's col('.'): the cursor is before it")
+    p.add_argument("-m", "--model", help="code model (default: [code] model, else chat model)")
+    p.add_argument("--stdin", action="store_true", help="read the unsaved buffer from stdin")
+    p.add_argument("--json", action="store_true", help="text, timings and cached tokens as JSON")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--show-prompt", action="store_true", help="print the exact prompt to stderr")
+    p.add_argument("--dry-run", action="store_true", help="with --show-prompt: print it, load nothing")
+    p.set_defaults(func=run)
+
+
+def _buffer(args: argparse.Namespace) -> str:
+    if not args.stdin:
+        return read_text_file(Path(args.file))
+    data = sys.stdin.buffer.read()
+    if b"\0" in data[:8192]:
+        raise NotTextError(f"The buffer for {args.file} is binary; completion works on text.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotTextError(f"The buffer for {args.file} is not UTF-8 text.") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    text = _buffer(args)
+    prefix, suffix = split_at(text, args.line, args.col)
+    ctx = AppContext()
+    try:
+        session = CompletionSession.for_context(ctx, ctx.backend, args.model, args.max_tokens)
+        if args.show_prompt or args.dry_run:
+            prompt = session.prompt(prefix, suffix).text
+            if args.dry_run:
+                sys.stdout.write(prompt)
+                return 0
+            sys.stderr.write(prompt + "\n---\n")
+        return asyncio.run(_complete(session, prefix, suffix, args))
+    finally:
+        ctx.close()
+
+
+async def _complete(session: CompletionSession, prefix: str, suffix: str,
+                    args: argparse.Namespace) -> int:
+    try:
+        result = await session.complete(prefix, suffix)
+    except TramontaneError:
+        await session.backend.unload()
+        raise
+    await session.backend.unload()
+    if args.json:
+        s = result.stats
+        print(json.dumps({
+            "text": result.text, "raw": result.raw, "model": session.model.name,
+            "format": session.model.fim_format, "prompt_tokens": s.prompt_tokens,
+            "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens,
+            "timings": {"first_token_ms": round(s.ttft_ms, 1), "total_ms": round(result.elapsed_ms, 1),
+                        "tokens_per_s": round(s.decode_tps, 1)},
+        }))
+    else:
+        sys.stdout.write(result.text)
+    return 0

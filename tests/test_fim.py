@@ -1,0 +1,177 @@
+"""FIM formats, the budget, the post-processor, and completion sessions."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from mistral_common.protocol.fim.request import FIMRequest
+from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+from app.engine.backend import ModelRef, Params
+from app.engine.prompts import fim
+from app.errors import TramontaneError
+from app.session.complete import CompletionSession, NotTextError, read_text_file, split_at
+from tests.fixtures.scripted import ScriptedBackend
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz"
+CASES = [("def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"),
+         ("x = [1, 2", "]\n"), ("", "def f():\n    pass\n"), ("import os\n", "")]
+
+
+@pytest.mark.parametrize(("prefix", "suffix"), CASES)
+def test_codestral_tokens_match_mistral_common(prefix: str, suffix: str) -> None:
+    tok = MistralTokenizer.v3()
+    expected = tok.encode_fim(FIMRequest(prompt=prefix, suffix=suffix)).tokens
+    raw = tok.instruct_tokenizer.tokenizer
+    ids = {"<s>": raw.bos_id, "[SUFFIX]": raw.get_special_token("[SUFFIX]"),
+           "[PREFIX]": raw.get_special_token("[PREFIX]")}
+    ours: list[int] = []
+    for piece in fim.FORMATS["codestral"].build(prefix, suffix):
+        if piece.kind == "special":
+            ours.append(ids[piece.value])
+        elif piece.space_prefix:
+            ours += raw.encode(piece.value, bos=False, eos=False)
+        else:  # what the worker does: encode behind a marker, drop the marker's tokens
+            marked = raw.encode("☺" + piece.value, bos=False, eos=False)
+            ours += marked[len(raw.encode("☺", bos=False, eos=False)):]
+    assert ours == expected
+
+
+def test_codestral_is_suffix_first_without_a_middle_token() -> None:
+    text = fim.render(fim.FORMATS["codestral"].build("def f(", "return 1"))
+    assert text == "<s>[SUFFIX]return 1[PREFIX] def f("
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("qwen", "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>"),
+    ("starcoder2", "<fim_prefix>P<fim_suffix>S<fim_middle>"),
+    ("deepseek", "<｜fim▁begin｜>P<｜fim▁hole｜>S<｜fim▁end｜>"),
+    ("codellama", "<s><PRE> P<SUF> S<MID>"),
+    ("codegemma", "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>"),
+    ("continue", "P"),
+])
+def test_each_family(name: str, expected: str) -> None:
+    fmt = fim.FORMATS[name]
+    assert fim.render(fmt.build("P", "S")) == expected
+    assert name == "continue" or fmt.stops
+
+
+def test_detect_from_vocabulary() -> None:
+    assert fim.detect("", {"[SUFFIX]", "[PREFIX]", "[INST]"}).name == "codestral"
+    qwen = {"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>"}
+    assert fim.detect("", qwen, "qwen2").name == "qwen"
+    assert fim.detect("", {"<|fim_prefix|>", "<|fim_middle|>", "<|file_separator|>"},
+                      "gemma").name == "codegemma"
+    assert fim.detect("", {"<fim_prefix>", "<fim_suffix>", "<fim_middle>"}).name == "starcoder2"
+    assert fim.detect("", set()).name == "continue"
+    assert fim.detect("codestral", set()).name == "codestral"
+
+
+def test_budget_trims_at_line_boundaries_prefix_first() -> None:
+    prefix = "".join(f"line {i}\n" for i in range(1000)) + "x = "
+    suffix = "".join(f"after {i}\n" for i in range(1000))
+    p, s = fim.trim_to_budget(prefix, suffix, 400, fim.approx_tokens)
+    assert fim.approx_tokens(p) + fim.approx_tokens(s) <= 400
+    assert p.endswith("line 999\nx = ") and p.startswith("line ")
+    assert s.startswith("after 0\n") and s.endswith("\n")
+    assert fim.approx_tokens(p) > fim.approx_tokens(s)
+
+
+def test_request_stops_at_newline_mid_line() -> None:
+    req = fim.request("qwen", "x = foo(", ")\nprint(x)\n", 4096, Params(max_tokens=32))
+    assert "\n" in req.stops
+    req = fim.request("qwen", "x = 1\n", "print(x)\n", 4096, Params(max_tokens=32))
+    assert "\n" not in req.stops
+
+
+# -- post-processing, cases from real completions -------------------------------------------
+
+
+def test_postprocess_cuts_what_repeats_the_suffix() -> None:
+    prefix = "def f(xs):\n    total = 0\n"
+    suffix = "    return total\n"
+    raw = "    for x in xs:\n        total += x\n    return total\n"
+    assert fim.postprocess(raw, prefix, suffix) == "    for x in xs:\n        total += x\n"
+
+
+def test_postprocess_whitespace_only_is_dropped() -> None:
+    assert fim.postprocess("   \n\n  ", "x = ", "\n") == ""
+
+
+def test_postprocess_one_line_when_text_follows_the_cursor() -> None:
+    # SmolLM2 continuing `print(` with the rest of its line and more
+    assert fim.postprocess('"hello")\nprint("again")\n', "print(", ")\n") == '"hello"'
+
+
+def test_postprocess_stops_at_a_dedent() -> None:
+    prefix = "def add(a, b):\n    return "
+    # what SmolLM2 produced: an answer, then a Markdown fence at column 0
+    assert fim.postprocess("0\n```", prefix, "\n") == "0"
+    # Gemma 3: an answer then indented blank lines
+    assert fim.postprocess("2 \n    \n    \n", prefix, "\n") == "2"
+
+
+def test_postprocess_balances_brackets() -> None:
+    assert fim.postprocess("1, 2)", "x = foo(", ")\n") == "1, 2"  # the suffix closes it
+    assert fim.postprocess("max(a, b", "x = ", "") == "max(a, b)"  # end of file: close it
+
+
+def test_overshoot_on_humaneval_single_line() -> None:
+    tasks = [json.loads(line) for line in gzip.open(DATA)]
+    exact = 0
+    for t in tasks:
+        first = t["suffix"].split("\n", 1)[0] + ("\n" if "\n" in t["suffix"] else "")
+        exact += fim.postprocess(t["canonical_solution"] + first, t["prompt"], t["suffix"]) \
+            == t["canonical_solution"]
+    assert exact / len(tasks) >= 0.98
+
+
+# -- cursor, files, sessions ----------------------------------------------------------------
+
+
+def test_split_at_uses_vim_columns() -> None:
+    text = "abc\nhé llo\n"
+    assert split_at(text, 1, 1) == ("", "abc\nhé llo\n")
+    assert split_at(text, 1, 4) == ("abc", "\nhé llo\n")
+    assert split_at(text, 2, 4) == ("abc\nhé", " llo\n")  # é is two bytes
+    with pytest.raises(TramontaneError, match="inside a character"):
+        split_at(text, 2, 3)
+    with pytest.raises(TramontaneError, match="outside"):
+        split_at(text, 9, 1)
+
+
+def test_binary_and_non_utf8_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.bin").write_bytes(b"\x7fELF\0\0\0")
+    (tmp_path / "b.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(NotTextError, match="binary"):
+        read_text_file(tmp_path / "a.bin")
+    with pytest.raises(NotTextError, match="UTF-8"):
+        read_text_file(tmp_path / "b.txt")
+
+
+async def test_cache_and_typed_ahead_skip_the_model() -> None:
+    backend = ScriptedBackend()
+    backend.replies = ["unused"]
+    session = CompletionSession(backend, ModelRef("m", fim_format="qwen"), Params(max_tokens=16))
+    calls: list[str] = []
+
+    async def complete(prefix, suffix, params):  # type: ignore[no-untyped-def]
+        calls.append(prefix)
+        from app.engine.backend import Done, Stats, Token
+        yield Token("total += x\n")
+        yield Done(Stats(generated_tokens=4))
+
+    backend.complete = complete  # type: ignore[method-assign]
+    prefix, suffix = "for x in xs:\n    ", "\nprint(total)\n"
+    first = await session.complete(prefix, suffix)
+    assert first.text == "total += x" and first.source == "model"
+    again = await session.complete(prefix, suffix)
+    assert again.source == "cache" and again.text == "total += x"
+    typed = await session.complete(prefix + "tot", suffix)
+    assert typed.source == "cache" and typed.text == "al += x"
+    assert len(calls) == 1
+    other = await session.complete(prefix + "zzz", suffix)
+    assert other.source == "model" and len(calls) == 2
