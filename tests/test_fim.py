@@ -120,7 +120,8 @@ def test_postprocess_balances_brackets() -> None:
 
 
 def test_overshoot_on_humaneval_single_line() -> None:
-    tasks = [json.loads(line) for line in gzip.open(DATA)]
+    with gzip.open(DATA) as fh:
+        tasks = [json.loads(line) for line in fh]
     exact = 0
     for t in tasks:
         first = t["suffix"].split("\n", 1)[0] + ("\n" if "\n" in t["suffix"] else "")

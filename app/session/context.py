@@ -38,6 +38,13 @@ class AppContext:
             log_path=self.paths.log_dir / "worker.log", models_dirs=[self.paths.models_dir]
         )
 
+    @cached_property
+    def code_backend(self) -> LlamaBackend:
+        """A second worker for completion, so chat and code can use different models."""
+        return LlamaBackend(
+            log_path=self.paths.log_dir / "code-worker.log", models_dirs=[self.paths.models_dir]
+        )
+
     def default_params(self) -> Params:
         return Params.from_dict(self.cfg.section("params"))
 

@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--chat", type=int, metavar="ID", help="open chat ID")
     ui.set_defaults(func=cli_tui.run)
 
+    code = sub.add_parser("code", help="open a file in the code pane, with completion")
+    code.add_argument("file")
+    code.set_defaults(func=cli_tui.run)
+
     hist = sub.add_parser("history", help="list, show, export or delete saved chats")
     hsub = hist.add_subparsers(dest="action", metavar="ACTION", required=True)
     hsub.add_parser("list", help="saved chats, newest first").add_argument("--json", action="store_true")

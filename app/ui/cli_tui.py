@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from app.session.complete import read_text_file
 from app.session.context import AppContext
 from app.session.library import ChatLibrary
 
@@ -11,9 +13,12 @@ from app.session.library import ChatLibrary
 def run(args: argparse.Namespace) -> int:
     from app.ui.tui.app import TramontaneApp
 
+    path = Path(args.file) if getattr(args, "file", None) else None
+    if path is not None and path.exists():
+        read_text_file(path)  # a binary or non-UTF-8 file is refused before the app starts
     ctx = AppContext()
     try:
-        TramontaneApp(ChatLibrary(ctx), getattr(args, "chat", None)).run()
+        TramontaneApp(ChatLibrary(ctx), getattr(args, "chat", None), open_file=path).run()
     finally:
         ctx.close()
     return 0

@@ -10,6 +10,7 @@ import asyncio
 import gc
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -19,7 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Label
 from textual.worker import Worker
 
-from app.engine.backend import Done, Error, Event, Params, Token
+from app.engine.backend import Backend, Done, Error, Event, Params, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
@@ -29,8 +30,8 @@ from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 from app.ui.tui.sidebar import ChatList
 
-_CHAT_ACTIONS = {"models", "new_chat", "regenerate", "edit_last", "rename", "params", "pick_model",
-                 "export", "delete", "search", "copy_reply"}
+_CHAT_ACTIONS = {"models", "open_code", "new_chat", "regenerate", "edit_last", "rename", "params",
+                 "pick_model", "export", "delete", "search", "copy_reply"}
 
 
 class TramontaneApp(App[None]):
@@ -46,14 +47,18 @@ class TramontaneApp(App[None]):
         Binding("f4", "pick_model", "Model", priority=True),
         Binding("f5", "models", "Models", priority=True),
         Binding("f6", "export", "Export", priority=True),
+        Binding("f7", "open_code", "Code", priority=True),
         Binding("f8", "delete", "Delete chat", priority=True),
         Binding("ctrl+f", "search", "Search", priority=True),
         Binding("ctrl+y", "copy_reply", "Copy reply", priority=True),
     ]
 
-    def __init__(self, library: ChatLibrary, chat_id: int | None = None) -> None:
+    def __init__(self, library: ChatLibrary, chat_id: int | None = None,
+                 open_file: Path | None = None, code_backend: Backend | None = None) -> None:
         super().__init__()
         self.library = library
+        self.open_file = open_file
+        self._code_backend = code_backend
         self.session: ChatSession | None = None
         self.start_chat = chat_id
         self.editing = False
@@ -87,6 +92,8 @@ class TramontaneApp(App[None]):
             await self.open_chat(first)
         self._update_status()
         self.query_one(PromptBox).focus()
+        if self.open_file is not None:
+            self.open_code(self.open_file)
         gc.collect()
         gc.freeze()  # what start-up built lives as long as the app: keep it out of GC passes
 
@@ -206,9 +213,10 @@ class TramontaneApp(App[None]):
     # -- actions ------------------------------------------------------------------------------
 
     def action_stop(self) -> None:
-        if len(self.screen_stack) > 1:  # Esc closes a dialog or the models screen
-            close = getattr(self.screen, "action_close", None) or getattr(
-                self.screen, "action_cancel", None)
+        if len(self.screen_stack) > 1:  # Esc: the screen's own meaning, else close it
+            close = (getattr(self.screen, "action_escape", None)
+                     or getattr(self.screen, "action_close", None)
+                     or getattr(self.screen, "action_cancel", None))
             if close is not None:
                 close()
             return
@@ -335,6 +343,34 @@ class TramontaneApp(App[None]):
 
         self.push_screen(ModelsScreen(ModelManager(self.library.ctx, endpoint=self.hub_endpoint)))
 
+    @property
+    def code_backend(self) -> Backend:
+        if self._code_backend is None:
+            self._code_backend = self.library.ctx.code_backend
+        return self._code_backend
+
+    def open_code(self, path: Path) -> None:
+        from app.session.complete import CompletionSession
+        from app.ui.tui.code_screen import CodeScreen
+
+        ctx = self.library.ctx
+        try:
+            session = CompletionSession.for_context(ctx, self.code_backend)
+            screen = CodeScreen(path, session, int(ctx.cfg.get("code", "debounce_ms") or 250))
+        except TramontaneError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.push_screen(screen)
+
+    def action_open_code(self) -> None:
+        from app.ui.tui.dialogs import FilePicker
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.open_code(path)
+
+        self.push_screen(FilePicker(Path.cwd()), chosen)
+
     def action_export(self) -> None:
         if self.session is None:
             return
@@ -358,3 +394,5 @@ class TramontaneApp(App[None]):
 
     async def on_unmount(self) -> None:
         await self.library.backend.unload()
+        if self._code_backend is not None:
+            await self._code_backend.unload()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual import on
@@ -9,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, TextArea
+from textual.widgets import Button, DirectoryTree, Input, Label, OptionList, TextArea
 from textual.widgets.option_list import Option
 
 
@@ -123,6 +124,28 @@ class ModelPicker(ModalScreen[int | None]):
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(int(event.option.id or 0))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class FilePicker(ModalScreen[Path | None]):
+    """Choose a file to open in the code pane."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide", id="file-picker"):
+            yield Label(f"Open a file from {self.root}")
+            yield DirectoryTree(self.root, id="files")
+
+    @on(DirectoryTree.FileSelected)
+    def _chosen(self, event: DirectoryTree.FileSelected) -> None:
+        self.dismiss(Path(event.path))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

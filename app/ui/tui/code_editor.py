@@ -1,0 +1,89 @@
+"""The code editor: Textual's TextArea with ghost-text suggestions.
+
+A suggestion shows dimmed at the cursor (its first line, with a mark when it has more); Tab
+accepts it all, Ctrl+Right one word, Esc dismisses it, and typing what it starts with keeps
+the rest."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from textual import events
+from textual.binding import Binding
+from textual.widgets import TextArea
+from textual.widgets.text_area import Edit, EditResult
+
+_WORD = re.compile(r"\s*(\w+|[^\w\s]+)|\s+")
+
+LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "javascript", ".rs": "rust",
+             ".go": "go", ".java": "java", ".json": "json", ".toml": "toml", ".md": "markdown",
+             ".html": "html", ".css": "css", ".sh": "bash", ".yaml": "yaml", ".yml": "yaml",
+             ".sql": "sql", ".xml": "xml", ".c": "c", ".h": "c", ".cpp": "cpp", ".rb": "ruby"}
+
+
+def display(pending: str) -> str:
+    first, _, rest = pending.partition("\n")
+    if not rest.strip():
+        return first
+    return f"{first} ⏎ +{rest.count(chr(10)) + 1} lines"
+
+
+class CodeEditor(TextArea):
+    BINDINGS = [
+        Binding("tab", "accept", "Accept suggestion", show=True),
+        Binding("ctrl+right", "accept_word", "Accept word"),
+        Binding("escape", "dismiss", "Dismiss suggestion"),
+    ]
+
+    def __init__(self, text: str, language: str | None, **kwargs: Any) -> None:
+        super().__init__(text, language=language, show_line_numbers=True, tab_behavior="indent",
+                         soft_wrap=False, **kwargs)
+        self.pending = ""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "tab" and self.pending:  # TextArea would indent first
+            event.prevent_default()
+            event.stop()
+            self.action_accept()
+            return
+        await super()._on_key(event)
+
+    def offer(self, suggestion: str) -> None:
+        self.pending = suggestion
+        self.suggestion = display(suggestion)
+
+    def edit(self, edit: Edit) -> EditResult:
+        left = self.pending[len(edit.text):] if self.pending.startswith(edit.text) and \
+            edit.text else ""
+        result = super().edit(edit)
+        self.offer(left)
+        return result
+
+    def action_accept(self) -> None:
+        if self.pending:
+            self.insert(self.pending)
+        else:
+            self.insert(" " * self.indent_width if self.indent_type == "spaces" else "\t")
+
+    def action_accept_word(self) -> None:
+        if not self.pending:
+            self.action_cursor_word_right()
+            return
+        match = _WORD.match(self.pending)
+        self.insert(match.group(0) if match else self.pending[0])
+
+    def action_dismiss(self) -> None:
+        self.offer("")
+
+    def action_cursor_right(self, select: bool = False) -> None:
+        if self.pending and not select:
+            self.insert(self.pending)
+            return
+        super().action_cursor_right(select)
+
+    @property
+    def prefix_suffix(self) -> tuple[str, str]:
+        doc = self.document
+        return (doc.get_text_range((0, 0), self.cursor_location),
+                doc.get_text_range(self.cursor_location, doc.end))

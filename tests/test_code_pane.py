@@ -1,0 +1,138 @@
+"""The code pane with the pilot: ghost text, accept, accept a word, dismiss, save, refuse."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from app.engine.backend import Done, Stats, Token
+from app.ui.tui.code_editor import CodeEditor
+from app.ui.tui.code_screen import CodeScreen
+from app.ui.tui.dialogs import ConfirmDialog
+from tests.fixtures.scripted import ScriptedBackend
+from tests.ui_helpers import make_app, wait_until
+
+SOURCE = "def total(xs):\n    s = 0\n    for x in xs:\n        \n    return s\n"
+
+
+class FimBackend(ScriptedBackend):
+    """Answers completion requests with a fixed suggestion and counts them."""
+
+    def __init__(self, suggestion: str) -> None:
+        super().__init__()
+        self.suggestion = suggestion
+        self.fim_calls: list[tuple[str, str]] = []
+
+    async def complete(self, prefix, suffix, params):  # type: ignore[no-untyped-def]
+        self.fim_calls.append((prefix, suffix))
+        yield Token(self.suggestion)
+        yield Done(Stats(prompt_tokens=20, generated_tokens=3))
+
+
+def _app(path: Path, backend: FimBackend):  # type: ignore[no-untyped-def]
+    app = make_app(ScriptedBackend())
+    app.open_file = path
+    app._code_backend = backend
+    return app
+
+
+async def _open(pilot, path: Path) -> CodeEditor:  # type: ignore[no-untyped-def]
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+    editor = app.screen.query_one(CodeEditor)
+    editor.move_cursor((3, 8))
+    return editor
+
+
+async def test_ghost_text_after_a_pause_and_tab_accepts(tmp_path: Path) -> None:
+    path = tmp_path / "calc.py"
+    path.write_text(SOURCE)
+    backend = FimBackend(" += x")
+    app = _app(path, backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _open(pilot, path)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: editor.pending == " += x", what="the ghost text")
+        assert editor.suggestion == " += x"
+        assert backend.fim_calls[-1][0].endswith("        s")
+        await pilot.press("tab")
+        assert editor.text.splitlines()[3] == "        s += x"
+        assert editor.pending == ""
+
+
+async def test_typing_the_suggestion_keeps_the_rest_and_word_accept(tmp_path: Path) -> None:
+    path = tmp_path / "calc.py"
+    path.write_text(SOURCE)
+    backend = FimBackend("s += x * 2")
+    app = _app(path, backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _open(pilot, path)
+        await pilot.press("ctrl+space")
+        await wait_until(pilot, lambda: editor.pending == "s += x * 2")
+        await pilot.press("s")
+        assert editor.pending == " += x * 2"
+        calls = len(backend.fim_calls)
+        await pilot.press("ctrl+right")
+        assert editor.text.splitlines()[3] == "        s +="
+        assert editor.pending == " x * 2"
+        await pilot.press("escape")
+        assert editor.pending == "" and editor.suggestion == ""
+        assert len(backend.fim_calls) == calls  # typed-ahead needed no request
+
+
+async def test_save_is_atomic_and_keeps_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "run.sh"
+    path.write_text("echo hi\n")
+    path.chmod(0o750)
+    app = _app(path, FimBackend(""))
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        editor = app.screen.query_one(CodeEditor)
+        editor.move_cursor((1, 0))
+        editor.insert("echo bye\n")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: path.read_text() == "echo hi\necho bye\n")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o750
+        assert not list(tmp_path.glob(".*tramontane-save"))
+
+
+async def test_changed_on_disk_is_not_overwritten_without_asking(tmp_path: Path) -> None:
+    path = tmp_path / "notes.py"
+    path.write_text("a = 1\n")
+    app = _app(path, FimBackend(""))
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        editor = app.screen.query_one(CodeEditor)
+        editor.insert("# mine\n")
+        path.write_text("a = 2  # someone else\n")
+        os.utime(path)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.click("#no")
+        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        assert path.read_text() == "a = 2  # someone else\n"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.click("#yes")
+        await wait_until(pilot, lambda: path.read_text().startswith("# mine"))
+
+
+async def test_binary_file_is_refused_with_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "image.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    app = _app(path, FimBackend(""))
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert not isinstance(app.screen, CodeScreen)
+        assert any("binary" in n.message for n in app._notifications)
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_cli_refuses_binary_before_starting(tmp_path: Path) -> None:
+    from tests.conftest import tramontane
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"\0\1\2\3")
+    out = tramontane("code", str(path))
+    assert out.returncode == 1 and "binary" in out.stderr
