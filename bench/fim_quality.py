@@ -1,0 +1,96 @@
+"""Completion quality on HumanEval single-line infilling (1,033 tasks, MIT licence; the data is
+in ../shared/data). Each task's tests run in a subprocess with a timeout.
+
+(a) pass@1 of the starter model through the worker (greedy), after post-processing;
+(b) the "overshoot" check: the canonical answer followed by the first line of the suffix,
+    passed through `postprocess`; target >= 98% of tasks pass.
+
+Run: .venv/bin/python bench/fim_quality.py [--limit N] [--skip-model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TRAMONTANE_HOME", tempfile.mkdtemp(prefix="tram-bench-"))
+
+from app.engine.llama.backend import LlamaBackend  # noqa: E402
+from app.engine.prompts.fim import postprocess  # noqa: E402
+from app.session.complete import CompletionSession  # noqa: E402
+from app.session.context import AppContext  # noqa: E402
+from bench.common import table, write  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / \
+    "HumanEval-SingleLineInfilling.jsonl.gz"
+
+
+def passes(task: dict[str, str], completion: str, timeout: float = 10.0) -> bool:
+    program = (task["prompt"] + completion + task["suffix"] + "\n" + task["test"] + "\n"
+               + f"check({task['entry_point']})\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(program)
+    try:
+        done = subprocess.run([sys.executable, fh.name], capture_output=True, timeout=timeout)
+        return done.returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+    finally:
+        os.unlink(fh.name)
+
+
+def first_suffix_line(suffix: str) -> str:
+    return suffix.split("\n", 1)[0] + ("\n" if "\n" in suffix else "")
+
+
+async def model_pass(tasks: list[dict[str, str]]) -> tuple[float, float]:
+    ctx = AppContext()
+    backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
+    session = CompletionSession.for_context(ctx, backend, None, max_tokens=48)
+    ok, t0 = 0, time.perf_counter()
+    try:
+        for task in tasks:
+            result = await session.complete(task["prompt"], task["suffix"])
+            ok += passes(task, result.text)
+    finally:
+        await backend.unload()
+    return ok / len(tasks), time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--skip-model", action="store_true")
+    args = ap.parse_args()
+    with gzip.open(DATA) as fh:
+        tasks = [json.loads(line) for line in fh]
+    if args.limit:
+        tasks = tasks[: args.limit]
+    canonical_ok = sum(passes(t, t["canonical_solution"]) for t in tasks) / len(tasks)
+    overshoot = sum(
+        passes(t, postprocess(t["canonical_solution"] + first_suffix_line(t["suffix"]),
+                              t["prompt"], t["suffix"])) for t in tasks) / len(tasks)
+    rows = [{"check": "canonical answer as is", "pass_rate": canonical_ok},
+            {"check": "overshoot through postprocess", "pass_rate": overshoot}]
+    result: dict[str, object] = {"tasks": len(tasks), "canonical": canonical_ok,
+                                 "overshoot": overshoot, "overshoot_pass": overshoot >= 0.98}
+    if not args.skip_model:
+        rate, seconds = asyncio.run(model_pass(tasks))
+        rows.append({"check": "starter model pass@1 (SmolLM2, greedy)", "pass_rate": rate})
+        result |= {"model_pass_at_1": rate, "model_seconds": seconds}
+    print(table(rows))
+    print(f"overshoot check: {overshoot:.1%} of {len(tasks)} tasks pass (target >= 98%)")
+    print(f"wrote {write('fim_quality', result)}")
+
+
+if __name__ == "__main__":
+    main()
