@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "code": {"model": "", "debounce_ms": 250},
     "ui": {"theme": "textual-dark"},
-    "ollama": {"host": ""},
+    "ollama": {"host": "", "connect_timeout": 5.0, "first_token_timeout": 120.0,
+               "read_timeout": 60.0, "keep_alive": "5m"},
 }
 
 _TEMPLATE = """\
@@ -65,6 +66,10 @@ theme = "textual-dark"
 
 [ollama]
 host = ""            # empty: OLLAMA_HOST, else http://127.0.0.1:11434
+connect_timeout = 5.0
+first_token_timeout = 120.0   # seconds; a big model can take long to load
+read_timeout = 60.0
+keep_alive = "5m"
 """
 
 

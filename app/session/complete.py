@@ -93,6 +93,22 @@ class CompletionSession:
         params = replace(params, temperature=0.0, max_tokens=max_tokens or 64, seed=1)
         return cls(backend, ref, params)
 
+    @classmethod
+    def for_ollama(cls, ctx: AppContext, model: str | None,
+                   max_tokens: int | None = None) -> CompletionSession:
+        """Completion on the Ollama server; our FIM format when its template has no suffix."""
+        from app.models.catalog import load_catalog
+        from app.models.local import match_catalog
+
+        name = model or str(ctx.cfg.get("code", "model") or "")
+        if not name:
+            raise TramontaneError("Name the Ollama model with -m (e.g. -m codestral:22b).")
+        entry = match_catalog(name, load_catalog(ctx.paths.user_catalog))
+        ref = ModelRef(name, fim_format=entry.fim_format if entry else "", source="ollama")
+        params = replace(ctx.default_params(), temperature=0.0, max_tokens=max_tokens or 64,
+                         seed=1)
+        return cls(ctx.ollama(), ref, params)
+
     def prompt(self, prefix: str, suffix: str, n_ctx: int | None = None) -> fim.FimRequest:
         return fim.request(self.model.fim_format, prefix, suffix,
                            n_ctx or self.params.context_length, self.params)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from app.config import Config, Paths, load_config, paths
-from app.engine.backend import ModelRef, Params
+from app.config import Config, Paths, load_config, ollama_host, paths
+from app.engine.backend import Backend, ModelRef, Params
 from app.engine.llama.backend import LlamaBackend
+from app.engine.ollama.backend import OllamaBackend
+from app.errors import ModelNotFoundError
 from app.models import local
 from app.models.local import LocalModel
 from app.store.history import ChatStore
@@ -32,11 +34,36 @@ class AppContext:
     def store(self) -> ChatStore:
         return ChatStore(self.paths.history_db)
 
+    backend_choice: str | None = None  # "llama.cpp" or "ollama"; None = config.toml
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend_choice or str(self.cfg.get("chat", "backend") or "llama.cpp")
+
     @cached_property
-    def backend(self) -> LlamaBackend:
+    def backend(self) -> Backend:
+        if self.backend_name == "ollama":
+            return self.ollama()
         return LlamaBackend(
             log_path=self.paths.log_dir / "worker.log", models_dirs=[self.paths.models_dir]
         )
+
+    def ollama(self) -> OllamaBackend:
+        o = self.cfg.section("ollama")
+        return OllamaBackend(ollama_host(self.cfg), float(o["connect_timeout"]),
+                             float(o["first_token_timeout"]), float(o["read_timeout"]),
+                             o["keep_alive"])
+
+    def chat_model(self, name: str | None) -> tuple[ModelRef, str, bool]:
+        """The model to chat with on the chosen backend: (ref, name to save, chat-tuned)."""
+        if self.backend_name == "ollama":
+            tag = name or str(self.cfg.get("chat", "model") or "")
+            if not tag:
+                raise ModelNotFoundError("Name the Ollama model with -m (e.g. -m mistral:7b); "
+                                         "`tramontane models list --backend ollama` lists them.")
+            return ModelRef(tag, source="ollama"), tag, True
+        local = self.resolve_model(name)
+        return model_ref(local), stored_name(local), local.chat_tuned
 
     @cached_property
     def code_backend(self) -> LlamaBackend:

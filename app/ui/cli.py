@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", help="system prompt for a new chat")
     chat.add_argument("--chat", type=int, metavar="ID", help="continue chat ID")
     chat.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
+    chat.add_argument("--backend", choices=["llama.cpp", "ollama"],
+                      help="run on llama.cpp here, or on an Ollama server (default: config.toml)")
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--top-p", type=float)
     chat.add_argument("--top-k", type=int)

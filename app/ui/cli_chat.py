@@ -7,8 +7,9 @@ import asyncio
 import sys
 
 from app.engine.backend import Done, Error, Params, Token
+from app.engine.ollama.backend import OllamaBackend, is_remote
 from app.session.chat import ChatSession
-from app.session.context import AppContext, model_ref, stored_name
+from app.session.context import AppContext
 
 _PARAM_FLAGS = ("temperature", "top_p", "top_k", "repeat_penalty", "seed", "max_tokens",
                 "context_length", "threads")
@@ -23,23 +24,25 @@ def open_session(ctx: AppContext, args: argparse.Namespace) -> ChatSession:
     store = ctx.store
     if args.chat is not None:
         chat = store.chat(args.chat)
-        model = ctx.resolve_model(args.model or chat.model)
+        if args.backend is None and chat.backend == "ollama":
+            ctx.backend_choice = "ollama"
+        ref, name, tuned = ctx.chat_model(args.model or chat.model)
         params = Params.from_dict(ctx.default_params().to_dict() | chat.params)
     else:
-        model = ctx.resolve_model(args.model)
+        ref, name, tuned = ctx.chat_model(args.model)
         params = ctx.default_params()
         chat = None
     overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     params = Params.from_dict(params.to_dict() | overrides)
     if chat is None:
         system = args.system if args.system is not None else str(ctx.cfg.get("chat", "system_prompt"))
-        chat = store.create_chat(stored_name(model), ctx.backend.name, system, params.to_dict())
+        chat = store.create_chat(name, ctx.backend.name, system, params.to_dict())
     elif overrides or args.model:
-        store.update_chat(chat.id, params=params.to_dict(), model=stored_name(model))
-    if not model.chat_tuned:
-        print(f"tramontane: note: {model.name} is a base model, not tuned for chat; "
+        store.update_chat(chat.id, params=params.to_dict(), model=name)
+    if not tuned:
+        print(f"tramontane: note: {ref.name} is a base model, not tuned for chat; "
               "replies may wander.", file=sys.stderr)
-    return ChatSession(store, ctx.backend, chat, model_ref(model), params)
+    return ChatSession(store, ctx.backend, chat, ref, params)
 
 
 async def stream_reply(session: ChatSession, text: str, show_stats: bool) -> int:
@@ -67,7 +70,12 @@ async def stream_reply(session: ChatSession, text: str, show_stats: bool) -> int
 
 def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
+    ctx.backend_choice = args.backend
     warn(ctx)
+    if ctx.backend_name == "ollama" and isinstance(ctx.backend, OllamaBackend) \
+            and is_remote(ctx.backend.host):
+        print(f"tramontane: note: using the Ollama server at {ctx.backend.host}, not this "
+              "machine; your messages go there.", file=sys.stderr)
     session = open_session(ctx, args)
     with asyncio.Runner() as runner:
         try:

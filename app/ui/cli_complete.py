@@ -22,6 +22,7 @@ def add_parser(sub: Any) -> None:
                    help="1-based byte column, as Vim's col('.'): the cursor is before it")
     p.add_argument("-m", "--model", help="code model (default: [code] model, else chat model)")
     p.add_argument("--stdin", action="store_true", help="read the unsaved buffer from stdin")
+    p.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
     p.add_argument("--json", action="store_true", help="text, timings and cached tokens as JSON")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--show-prompt", action="store_true", help="print the exact prompt to stderr")
@@ -46,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     prefix, suffix = split_at(text, args.line, args.col)
     ctx = AppContext()
     try:
-        session = CompletionSession.for_context(ctx, ctx.backend, args.model, args.max_tokens)
+        if args.backend == "ollama":
+            session = CompletionSession.for_ollama(ctx, args.model, args.max_tokens)
+        else:
+            session = CompletionSession.for_context(ctx, ctx.code_backend, args.model,
+                                                    args.max_tokens)
         if args.show_prompt or args.dry_run:
             prompt = session.prompt(prefix, suffix).text
             if args.dry_run:

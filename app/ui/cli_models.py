@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import threading
 from typing import Any
 
+from app.errors import TramontaneError
 from app.models.download import PullProgress
 from app.session.context import AppContext
 from app.session.models import ModelManager, ModelRow
@@ -20,6 +22,7 @@ def add_parser(sub: Any) -> None:
     msub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = msub.add_parser("list", help="models on disk and in the catalog, with fit verdicts")
     lst.add_argument("--json", action="store_true")
+    lst.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
     fit = msub.add_parser("fit", help="will it fit? (every catalog model and quant by default)")
     fit.add_argument("model", nargs="?", help="catalog id or path to a .gguf")
     fit.add_argument("--quant")
@@ -29,14 +32,17 @@ def add_parser(sub: Any) -> None:
     info = msub.add_parser("info", help="details of one model")
     info.add_argument("model")
     info.add_argument("--json", action="store_true")
+    info.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
     pull = msub.add_parser("pull", help="download a catalog quant")
     pull.add_argument("model")
     pull.add_argument("--quant")
     pull.add_argument("--json", action="store_true")
+    pull.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
     rm = msub.add_parser("rm", help="delete a downloaded model")
     rm.add_argument("model")
     rm.add_argument("--owner", help="confirm deleting a file another tool owns (ollama, huggingface)")
     rm.add_argument("--json", action="store_true")
+    rm.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
     use = msub.add_parser("use", help="set the default chat or code model")
     use.add_argument("model")
     use.add_argument("--for", dest="purpose", choices=["chat", "code"], default="chat")
@@ -61,9 +67,39 @@ def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
     manager = ModelManager(ctx)
     try:
+        if getattr(args, "backend", "llama.cpp") == "ollama":
+            return asyncio.run(_ollama(ctx, args))
         return _ACTIONS[args.action](manager, args)
     finally:
         ctx.close()
+
+
+async def _ollama(ctx: AppContext, args: argparse.Namespace) -> int:
+    """The same commands against the Ollama server, with models named as Ollama names them."""
+    backend = ctx.ollama()
+    out: Any
+    if args.action == "list":
+        loaded = {m["name"]: m["split"] for m in await backend.loaded()}
+        out = [{"name": m.name, "loaded": loaded.get(m.name, "")} for m in await backend.models()]
+        text = "\n".join(f"{m['name']:<40} {m['loaded']}" for m in out) or "No models pulled."
+    elif args.action == "info":
+        out = await backend.details(args.model)
+        text = "\n".join(f"{k}: {v}" for k, v in out["model_info"].items())
+    elif args.action == "pull":
+        last = ""
+        async for p in backend.pull(args.model):
+            if not args.json and p.status != last:
+                pct = f" {100 * p.completed // p.total}%" if p.total else ""
+                sys.stderr.write(f"\r{p.status}{pct}   ")
+                last = p.status
+        out, text = {"pulled": args.model}, f"\nPulled {args.model} into Ollama."
+    elif args.action == "rm":
+        await backend.delete(args.model)
+        out, text = {"removed": args.model}, f"Deleted {args.model} from Ollama."
+    else:
+        raise TramontaneError(f"`models {args.action}` works on llama.cpp models only.")
+    print(json.dumps(out, indent=2, default=str) if args.json else text)
+    return 0
 
 
 def _list(m: ModelManager, args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""The Ollama backend: the official `ollama` client against a local or remote server."""
