@@ -34,14 +34,14 @@ async def direct(host: str) -> float:
             "stream": True, "options": options(PARAMS)}
     t_first = t_last = 0.0
     n = 0
-    async with httpx.AsyncClient(timeout=60) as client:
-        async with client.stream("POST", f"{host}/api/chat", json=body) as resp:
-            async for line in resp.aiter_lines():
-                part = json.loads(line)
-                if part.get("message", {}).get("content"):
-                    n += 1
-                    t_last = time.perf_counter()
-                    t_first = t_first or t_last
+    async with httpx.AsyncClient(timeout=60) as client, \
+            client.stream("POST", f"{host}/api/chat", json=body) as resp:
+        async for line in resp.aiter_lines():
+            part = json.loads(line)
+            if part.get("message", {}).get("content"):
+                n += 1
+                t_last = time.perf_counter()
+                t_first = t_first or t_last
     return (n - 1) / (t_last - t_first)
 
 

@@ -91,16 +91,20 @@ class OllamaBackend:
     async def _stream(self, start: Any, text_of: Any, model: str) -> AsyncGenerator[Event, None]:
         t0 = time.perf_counter()
         t_first = 0.0
+        stream: AsyncIterator[Any] | None = None
         try:
             async with asyncio.timeout(self.first_token_timeout):
-                stream: AsyncIterator[Any] = await start()
+                stream = await start()
                 first = await anext(stream, None)
             chunks = [first] if first is not None else []
+            opened = stream
+
             async def rest() -> AsyncIterator[Any]:
                 for c in chunks:
                     yield c
-                async for c in stream:
+                async for c in opened:
                     yield c
+
             async for part in rest():
                 text = text_of(part)
                 if text:
@@ -113,6 +117,11 @@ class OllamaBackend:
         except (ollama.ResponseError, ConnectionError, TimeoutError, httpx.HTTPError,
                 json.JSONDecodeError) as exc:
             yield Error(self.explain(exc, model))
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()  # close the HTTP response after the final line
 
     async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
         model = self._name()
