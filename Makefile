@@ -54,8 +54,13 @@ lint: dev
 	$(BIN)/ruff check app tests bench
 	$(BIN)/mypy
 
-bench: install
+bench: dev
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/ui_stream.py
+	$(BIN)/python bench/fit_accuracy.py
+	$(BIN)/python bench/fim_latency.py
+	$(BIN)/python bench/fim_quality.py
+	$(BIN)/python bench/ollama_overhead.py
 
 rebuild-llama:
 	rm -rf $(WHEEL_DIR) $(VENV)/.installed

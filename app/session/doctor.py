@@ -16,6 +16,7 @@ from app import __version__
 from app.config import ollama_host
 from app.engine.backend import Done, Error, Message, Params, Token
 from app.engine.llama.backend import LlamaBackend
+from app.engine.ollama.backend import is_remote
 from app.errors import TramontaneError
 from app.models import hardware
 from app.session.context import AppContext, model_ref
@@ -42,10 +43,11 @@ def cpu_features() -> dict[str, Any]:
 def check_ollama(host: str) -> dict[str, Any]:
     try:
         resp = httpx.get(f"{host}/api/version", timeout=1.0)
-        return {"host": host, "answers": resp.status_code == 200,
+        return {"host": host, "remote": is_remote(host), "answers": resp.status_code == 200,
                 "version": resp.json().get("version", "") if resp.status_code == 200 else ""}
     except (httpx.HTTPError, ValueError) as exc:
-        return {"host": host, "answers": False, "error": type(exc).__name__}
+        return {"host": host, "remote": is_remote(host), "answers": False,
+                "error": type(exc).__name__}
 
 
 async def smoke_inference(ctx: AppContext) -> dict[str, Any]:

@@ -25,22 +25,22 @@ class ChatLibrary:
         return self.store.search(query) if query.strip() else self.store.chats()
 
     def new(self, model: str | None = None, system_prompt: str | None = None) -> ChatSession:
-        local = self.ctx.resolve_model(model)
+        ref, name, _ = self.ctx.chat_model(model)
         params = self.ctx.default_params()
         system = system_prompt if system_prompt is not None else str(
             self.ctx.cfg.get("chat", "system_prompt"))
-        chat = self.store.create_chat(stored_name(local), self.backend.name, system, params.to_dict())
-        return ChatSession(self.store, self.backend, chat, model_ref(local), params)
+        chat = self.store.create_chat(name, self.backend.name, system, params.to_dict())
+        return ChatSession(self.store, self.backend, chat, ref, params)
 
     def open(self, chat_id: int) -> ChatSession:
         """A saved chat. If its model is gone, the chat still opens with the default model."""
         chat = self.store.chat(chat_id)
         try:
-            local = self.ctx.resolve_model(chat.model)
+            ref, _, _ = self.ctx.chat_model(chat.model)
         except TramontaneError:
-            local = self.ctx.resolve_model(None)
+            ref, _, _ = self.ctx.chat_model(None)
         params = Params.from_dict(self.ctx.default_params().to_dict() | chat.params)
-        return ChatSession(self.store, self.backend, chat, model_ref(local), params)
+        return ChatSession(self.store, self.backend, chat, ref, params)
 
     def models(self) -> list[LocalModel]:
         return self.ctx.local_models()

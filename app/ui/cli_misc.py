@@ -42,7 +42,8 @@ def _print_doctor(r: dict[str, Any]) -> None:
             note = "" if m["chat_tuned"] else " (base model)"
             print(f"           {m['name']:<28} {_gib(m['size']):>9}  {m['source']}{note}")
     state = f"answers (version {oll.get('version')})" if oll["answers"] else "not answering"
-    print(f"Ollama     {oll['host']}: {state}")
+    where = " (a remote server: chats sent there leave this machine)" if oll.get("remote") else ""
+    print(f"Ollama     {oll['host']}{where}: {state}")
     llama = smoke.get("llama", {})
     if llama:
         print(f"llama.cpp  llama-cpp-python {llama.get('llama_cpp_python')} · "

@@ -125,6 +125,9 @@ class TramontaneApp(App[None]):
 
     def _update_status(self) -> None:
         s = self.session
+        host = getattr(self.library.backend, "host", "")
+        if host and "127.0.0.1" not in host and "localhost" not in host:
+            self.sub_title = f"Ollama at {host} (remote)"
         if s is None:
             model = self.library.ctx.default_model_name()
             text = f"{model} · {self.library.backend.name} · new chat"
