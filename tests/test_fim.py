@@ -16,7 +16,10 @@ from app.errors import TramontaneError
 from app.session.complete import CompletionSession, NotTextError, read_text_file, split_at
 from tests.fixtures.scripted import ScriptedBackend
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz"
+_REPO = Path(__file__).resolve().parents[1]
+DATA = next((p for p in (_REPO.parent / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz",
+                         _REPO / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz")
+             if p.is_file()), _REPO.parent / "shared" / "data")
 CASES = [("def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"),
          ("x = [1, 2", "]\n"), ("", "def f():\n    pass\n"), ("import os\n", "")]
 
@@ -119,6 +122,7 @@ def test_postprocess_balances_brackets() -> None:
     assert fim.postprocess("max(a, b", "x = ", "") == "max(a, b)"  # end of file: close it
 
 
+@pytest.mark.skipif(not DATA.is_file(), reason="HumanEval infilling data (../shared/data) absent")
 def test_overshoot_on_humaneval_single_line() -> None:
     with gzip.open(DATA) as fh:
         tasks = [json.loads(line) for line in fh]
