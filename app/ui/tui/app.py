@@ -11,21 +11,21 @@ import gc
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Label
 from textual.worker import Worker
 
-from app.engine.backend import Backend, Done, Error, Event, Params, Token
+from app.engine.backend import Backend, Done, Error, Event, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
+from app.ui.tui.chat_actions import ChatActions
 from app.ui.tui.conversation import Conversation
-from app.ui.tui.dialogs import ConfirmDialog, ModelPicker, ParamsDialog, TextDialog
+from app.ui.tui.dialogs import ModelPicker
 from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 from app.ui.tui.sidebar import ChatList
@@ -34,7 +34,7 @@ _CHAT_ACTIONS = {"models", "open_code", "new_chat", "regenerate", "edit_last", "
                  "pick_model", "export", "delete", "search", "copy_reply"}
 
 
-class TramontaneApp(App[None]):
+class TramontaneApp(ChatActions):
     CSS_PATH = "app.tcss"
     TITLE = "Tramontane"
     BINDINGS = [
@@ -111,17 +111,6 @@ class TramontaneApp(App[None]):
     @property
     def busy(self) -> bool:
         return any(w.group == "reply" and w.is_running for w in self.workers)
-
-    def _refresh_chats(self, query: str | None = None) -> list[Any]:
-        if query is None:
-            query = self.query_one("#search").value  # type: ignore[attr-defined]
-        try:
-            chats = self.library.chats(query or "")
-        except TramontaneError as exc:
-            self.notify(str(exc), severity="error")
-            return []
-        self.query_one(ChatList).show(chats, self.session.chat_id if self.session else None)
-        return chats
 
     def _update_status(self) -> None:
         s = self.session
@@ -266,59 +255,6 @@ class TramontaneApp(App[None]):
         if replies:
             replies[-1].action_copy_text()
 
-    def action_rename(self) -> None:
-        chat_id = self._target_chat()
-        if chat_id is None:
-            return
-        title = self.library.store.chat(chat_id).title
-
-        def done(value: str | None) -> None:
-            if value is not None and value.strip():
-                self.library.rename(chat_id, value)
-                if self.session and self.session.chat_id == chat_id:
-                    self.session.chat.title = value.strip()
-                self._refresh_chats()
-
-        self.push_screen(TextDialog("Rename chat", title), done)
-
-    def action_delete(self) -> None:
-        chat_id = self._target_chat()
-        if chat_id is None:
-            return
-        title = self.library.store.chat(chat_id).title or "(untitled)"
-
-        async def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            self.library.delete(chat_id)
-            if self.session and self.session.chat_id == chat_id:
-                await self.action_new_chat()
-            self._refresh_chats()
-            self.notify(f"Deleted “{title}”.")
-
-        self.push_screen(ConfirmDialog(f"Delete the chat “{title}” and all its messages?"), done)
-
-    def _target_chat(self) -> int | None:
-        sidebar = self.query_one(ChatList)
-        if sidebar.options.has_focus:
-            return sidebar.highlighted_chat()
-        return self.session.chat_id if self.session else sidebar.highlighted_chat()
-
-    def action_params(self) -> None:
-        session = self.session
-        if session is None:
-            self.notify("Send a first message to start a chat.", severity="warning")
-            return
-
-        def done(values: dict[str, Any] | None) -> None:
-            if values is None:
-                return
-            session.set_system_prompt(values.pop("system_prompt"))
-            session.set_params(Params.from_dict(session.params.to_dict() | values))
-            self.notify("Parameters saved with this chat.")
-
-        self.push_screen(ParamsDialog(session.chat.system_prompt, session.params.to_dict()), done)
-
     def action_pick_model(self) -> None:
         session = self.session
         models = self.library.models()
@@ -373,12 +309,6 @@ class TramontaneApp(App[None]):
                 self.open_code(path)
 
         self.push_screen(FilePicker(Path.cwd()), chosen)
-
-    def action_export(self) -> None:
-        if self.session is None:
-            return
-        path = self.library.export_markdown(self.session.chat_id)
-        self.notify(f"Exported to {path}")
 
     # -- sidebar ------------------------------------------------------------------------------
 
