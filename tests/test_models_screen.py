@@ -16,6 +16,15 @@ from tests.test_models_fit import _catalog_with
 from tests.ui_helpers import make_app, wait_until
 
 
+async def _open_models(pilot) -> ModelsScreen:  # type: ignore[no-untyped-def]
+    """F5, then wait for the table to be filled."""
+    app = pilot.app
+    await pilot.press("f5")
+    await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
+    assert isinstance(app.screen, ModelsScreen)
+    return app.screen
+
+
 def _row_index(screen: ModelsScreen, name: str, quant: str | None = None) -> int:
     return next(i for i, r in enumerate(screen.rows)
                 if r.name == name and (quant is None or r.quant == quant))
@@ -24,10 +33,7 @@ def _row_index(screen: ModelsScreen, name: str, quant: str | None = None) -> int
 async def test_models_screen_lists_fits_and_sets_defaults(home: Path) -> None:
     app = make_app(ScriptedBackend())
     async with app.run_test(size=(140, 40)) as pilot:
-        await pilot.press("f5")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
-        screen = app.screen
-        assert isinstance(screen, ModelsScreen)
+        screen = await _open_models(pilot)
         table = screen.query_one(DataTable)
         names = {r.name for r in screen.rows}
         assert {"smollm2-135m-instruct", "gemma3-270m", "codestral-22b"} <= names
@@ -49,10 +55,7 @@ async def test_delete_own_model_after_confirmation(home: Path, smollm2: Path) ->
     shutil.copyfile(smollm2, mine)
     app = make_app(ScriptedBackend())
     async with app.run_test(size=(140, 40)) as pilot:
-        await pilot.press("f5")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
-        screen = app.screen
-        assert isinstance(screen, ModelsScreen)
+        screen = await _open_models(pilot)
         screen.query_one(DataTable).move_cursor(row=_row_index(screen, "my-model"))
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
@@ -67,10 +70,7 @@ async def test_pull_with_progress(home: Path, smollm2: Path) -> None:
     with HubServer({"test-org/tiny/tiny-test.Q4_1.gguf": smollm2}) as hub:
         app.hub_endpoint = hub.url
         async with app.run_test(size=(140, 40)) as pilot:
-            await pilot.press("f5")
-            await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
-            screen = app.screen
-            assert isinstance(screen, ModelsScreen)
+            screen = await _open_models(pilot)
             screen.query_one(DataTable).move_cursor(row=_row_index(screen, "tiny-test"))
             await pilot.press("p")
             target = home / "data" / "models" / "tiny-test.Q4_1.gguf"
