@@ -25,18 +25,23 @@ class NotTextError(TramontaneError):
     """A binary or non-UTF-8 file opened for completion."""
 
 
+def decode_text(data: bytes, label: str) -> str:
+    """UTF-8 text, or `NotTextError` naming `label` (a path, or "the buffer for PATH")."""
+    if b"\0" in data[:8192]:
+        raise NotTextError(f"{label} is a binary file; completion works on text files.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotTextError(f"{label} is not UTF-8 text (byte {exc.start} cannot be decoded); "
+                           "completion works on UTF-8 files.") from exc
+
+
 def read_text_file(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise TramontaneError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
-    if b"\0" in data[:8192]:
-        raise NotTextError(f"{path} is a binary file; completion works on text files.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NotTextError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded); "
-                           "completion works on UTF-8 files.") from exc
+    return decode_text(data, str(path))
 
 
 def split_at(text: str, line: int, col: int) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from app.models.download import PullProgress, pull
 from app.models.gguf_file import arch_of, read_header
 from app.models.hardware import Hardware, probe
 from app.models.local import LocalModel, find_local
-from app.session.context import AppContext
+from app.session.context import AppContext, stored_name
 
 DEFAULT_FIT_CONTEXT = 8192
 
@@ -38,6 +38,12 @@ class ModelRow:
     backends: list[str] = field(default_factory=lambda: ["llama.cpp"])
     catalog_id: str = ""
     path: Path | None = None
+    owner: str = ""  # for files on disk: tramontane, package, ollama, huggingface
+
+    @property
+    def ref_name(self) -> str:
+        """The name `find`, `remove` and `use` take for this row."""
+        return str(self.path) if self.source == "path" and self.path else self.name
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "catalog_id": self.catalog_id, "quant": self.quant,
@@ -142,7 +148,7 @@ class ModelManager:
             if m.catalog:
                 on_disk.add((m.catalog.id, m.quant))
             rows.append(ModelRow(m.name, m.quant, m.size, v, True, m.source, m.backends,
-                                 m.catalog.id if m.catalog else "", m.path))
+                                 m.catalog.id if m.catalog else "", m.path, m.owner))
         for model in self.catalog.values():
             for q in model.quants:
                 if (model.id, q.name) not in on_disk and not model.starter:
@@ -212,6 +218,6 @@ class ModelManager:
     def use(self, name: str, purpose: str) -> LocalModel:
         """Make `name` the default chat or code model (saved in config.toml)."""
         model = self.find(name)
-        value = str(model.path) if model.source == "path" else model.name
+        value = stored_name(model)
         self.ctx.cfg.set("code" if purpose == "code" else "chat", "model", value)
         return model

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import TramontaneError
-from app.session.complete import CompletionSession, NotTextError, read_text_file, split_at
+from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
 from app.session.context import AppContext
 
 
@@ -33,13 +33,7 @@ def add_parser(sub: Any) -> None:
 def _buffer(args: argparse.Namespace) -> str:
     if not args.stdin:
         return read_text_file(Path(args.file))
-    data = sys.stdin.buffer.read()
-    if b"\0" in data[:8192]:
-        raise NotTextError(f"The buffer for {args.file} is binary; completion works on text.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NotTextError(f"The buffer for {args.file} is not UTF-8 text.") from exc
+    return decode_text(sys.stdin.buffer.read(), f"The buffer for {args.file}")
 
 
 def run(args: argparse.Namespace) -> int:

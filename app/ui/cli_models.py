@@ -13,6 +13,7 @@ from app.errors import TramontaneError
 from app.models.download import PullProgress
 from app.session.context import AppContext
 from app.session.models import ModelManager, ModelRow
+from app.ui.sizes import human_size
 
 GiB = 2**30
 
@@ -50,16 +51,13 @@ def add_parser(sub: Any) -> None:
     models.set_defaults(func=run)
 
 
-def _size(n: int) -> str:
-    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / 2**20:.0f} MiB"
-
 
 def _table(rows: list[ModelRow]) -> None:
     print(f"{'MODEL':<34} {'QUANT':<7} {'SIZE':>10}  {'ON DISK':<8} {'NEEDS':>10}  FIT")
     for r in rows:
-        needs = _size(r.verdict.estimate.total) if r.verdict else "?"
+        needs = human_size(r.verdict.estimate.total) if r.verdict else "?"
         words = r.verdict.words() if r.verdict else "unknown (damaged file?)"
-        print(f"{r.name[:34]:<34} {r.quant:<7} {_size(r.size):>10}  "
+        print(f"{r.name[:34]:<34} {r.quant:<7} {human_size(r.size):>10}  "
               f"{'yes' if r.installed else 'no':<8} {needs:>10}  {words}")
 
 
@@ -125,9 +123,9 @@ def _fit(m: ModelManager, args: argparse.Namespace) -> int:
         assert r.verdict is not None
         e = r.verdict.estimate
         print(f"{r.name} {r.quant} at {e.context:,} tokens: {r.verdict.words()} — needs "
-              f"{_size(e.total)} (weights {_size(e.weights)}, KV cache {_size(e.kv_cache)}, "
-              f"compute {_size(e.compute)}, fixed {_size(e.overhead)})"
-              + (f"; {_size(e.gpu_bytes)} on the GPU" if e.gpu_layers else ""))
+              f"{human_size(e.total)} (weights {human_size(e.weights)}, KV cache {human_size(e.kv_cache)}, "
+              f"compute {human_size(e.compute)}, fixed {human_size(e.overhead)})"
+              + (f"; {human_size(e.gpu_bytes)} on the GPU" if e.gpu_layers else ""))
     return 0
 
 
@@ -163,9 +161,9 @@ def _info(m: ModelManager, args: argparse.Namespace) -> int:
             if key == "quants":
                 print("quants:")
                 for q in value:
-                    print(f"  {q['name']:<7} {_size(q['size']):>10}  {q['fit']:<40} {q['hf_repo']}")
+                    print(f"  {q['name']:<7} {human_size(q['size']):>10}  {q['fit']:<40} {q['hf_repo']}")
             elif key == "fit":
-                print(f"fit: {value['words']} (needs {_size(value['total'])})")
+                print(f"fit: {value['words']} (needs {human_size(value['total'])})")
             else:
                 print(f"{key}: {value}")
     return 0
@@ -178,7 +176,7 @@ def _pull(m: ModelManager, args: argparse.Namespace) -> int:
         pct = int(100 * p.done / p.total) if p.total else 0
         if pct != last[0] and not args.json:
             last[0] = pct
-            sys.stderr.write(f"\r{p.status} {pct:3d}% of {_size(p.total)}")
+            sys.stderr.write(f"\r{p.status} {pct:3d}% of {human_size(p.total)}")
             sys.stderr.flush()
 
     cancel = threading.Event()

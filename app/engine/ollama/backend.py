@@ -31,6 +31,8 @@ from app.engine.backend import (
 from app.engine.prompts import fim
 from app.errors import BackendError
 
+# what the client raises for a server that is down, refuses, or breaks the connection
+_FAILURES = (ollama.ResponseError, ConnectionError, httpx.HTTPError)
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -114,8 +116,7 @@ class OllamaBackend:
                     yield Done(_stats(part, t0, t_first))
                     return
             yield Error(f"The stream from Ollama at {self.host} ended without its final line.")
-        except (ollama.ResponseError, ConnectionError, TimeoutError, httpx.HTTPError,
-                json.JSONDecodeError) as exc:
+        except (*_FAILURES, TimeoutError, json.JSONDecodeError) as exc:
             yield Error(self.explain(exc, model))
         finally:
             close = getattr(stream, "aclose", None)
@@ -139,7 +140,7 @@ class OllamaBackend:
         model = self._name()
         try:
             native = await self._template_has_suffix(model)
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+        except _FAILURES as exc:
             yield Error(self.explain(exc, model))
             return
         opts = options(params)
@@ -178,14 +179,14 @@ class OllamaBackend:
             return
         try:
             await self.client.show(model.name)
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+        except _FAILURES as exc:
             raise BackendError(self.explain(exc, model.name)) from exc
         self.model, self._template = model, None
 
     async def unload(self) -> None:
         if self.model is None:
             return
-        with contextlib.suppress(ollama.ResponseError, ConnectionError, httpx.HTTPError):
+        with contextlib.suppress(*_FAILURES):
             # nothing to free on a server that is gone
             await self.client.generate(model=self.model.name, prompt="", keep_alive=0)
         self.model = None
@@ -193,7 +194,7 @@ class OllamaBackend:
     async def models(self) -> list[ModelRef]:
         try:
             listed = await self.client.list()
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+        except _FAILURES as exc:
             raise BackendError(self.explain(exc)) from exc
         return [ModelRef(name=str(m.model), source=f"ollama at {self.host}") for m in listed.models]
 
@@ -201,7 +202,7 @@ class OllamaBackend:
         """/api/show: its model_info feeds the memory estimate."""
         try:
             shown = await self.client.show(name)
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+        except _FAILURES as exc:
             raise BackendError(self.explain(exc, name)) from exc
         return {"details": shown.details.model_dump() if shown.details else {},
                 "model_info": dict(shown.modelinfo or {}), "template": shown.template or "",
@@ -211,7 +212,7 @@ class OllamaBackend:
         """/api/ps: what the server has in memory, and how much of it is on the GPU."""
         try:
             ps = await self.client.ps()
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+        except _FAILURES as exc:
             raise BackendError(self.explain(exc)) from exc
         out = []
         for m in ps.models:
@@ -225,13 +226,13 @@ class OllamaBackend:
         try:
             async for part in await self.client.pull(ref, stream=True):
                 yield Progress(str(part.status), int(part.completed or 0), int(part.total or 0))
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+        except _FAILURES as exc:
             raise BackendError(self.explain(exc, ref)) from exc
 
     async def delete(self, ref: str) -> None:
         try:
             await self.client.delete(ref)
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+        except _FAILURES as exc:
             raise BackendError(self.explain(exc, ref)) from exc
 
     async def info(self) -> BackendInfo:

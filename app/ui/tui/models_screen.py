@@ -17,13 +17,11 @@ from textual.widgets import DataTable, Footer, Label, ProgressBar
 from app.errors import TramontaneError
 from app.models.download import PullProgress
 from app.session.models import ModelManager, ModelRow
+from app.ui.sizes import human_size
 from app.ui.tui.dialogs import ConfirmDialog
 
 _COLOURS = {"gpu": "green", "partial": "yellow", "cpu": "cyan", "no": "red"}
 
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 class ModelsScreen(Screen[None]):
@@ -78,8 +76,8 @@ class ModelsScreen(Screen[None]):
         for row in rows:
             v = row.verdict
             fit = Text(v.words(), style=_COLOURS.get(v.kind, "")) if v else Text("?", style="red")
-            table.add_row(row.name, row.quant, _size(row.size),
-                          _size(v.estimate.total) if v else "?", fit,
+            table.add_row(row.name, row.quant, human_size(row.size),
+                          human_size(v.estimate.total) if v else "?", fit,
                           "yes" if row.installed else "no", ", ".join(row.backends), row.source)
 
     def _current(self) -> ModelRow | None:
@@ -128,7 +126,8 @@ class ModelsScreen(Screen[None]):
 
     def _progress(self, p: PullProgress) -> None:
         self.query_one(ProgressBar).update(total=p.total or None, progress=p.done)
-        self.query_one("#pull-status", Label).update(f"{p.status}: {_size(p.done)} of {_size(p.total)}")
+        self.query_one("#pull-status", Label).update(
+            f"{p.status}: {human_size(p.done)} of {human_size(p.total)}")
 
     def _pull_done(self, message: str, failed: bool) -> None:
         self.query_one(ProgressBar).display = False
@@ -143,8 +142,8 @@ class ModelsScreen(Screen[None]):
         row = self._current()
         if row is None or not row.installed:
             return
-        owner = next((m.owner for m in self.manager.local() if m.path == row.path), "tramontane")
-        question = f"Delete {row.name} ({_size(row.size)})?"
+        owner = row.owner
+        question = f"Delete {row.name} ({human_size(row.size)})?"
         if owner not in ("tramontane", "package"):
             question = f"{row.name} belongs to {owner}. Delete {owner}'s file anyway?"
 
@@ -152,7 +151,7 @@ class ModelsScreen(Screen[None]):
             if not yes:
                 return
             try:
-                self.manager.remove(str(row.path) if row.source == "path" else row.name, owner)
+                self.manager.remove(row.ref_name, owner)
             except TramontaneError as exc:
                 self.notify(str(exc), severity="error")
                 return
@@ -167,7 +166,7 @@ class ModelsScreen(Screen[None]):
             self.notify("Pull the model first.", severity="warning")
             return
         try:
-            model = self.manager.use(str(row.path) if row.source == "path" else row.name, purpose)
+            model = self.manager.use(row.ref_name, purpose)
         except TramontaneError as exc:
             self.notify(str(exc), severity="error")
             return

@@ -1,0 +1,5 @@
+"""Byte counts as people read them, for the models table in the CLI and the app."""
+
+
+def human_size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
