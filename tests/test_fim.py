@@ -163,7 +163,7 @@ async def test_cache_and_typed_ahead_skip_the_model() -> None:
     session = CompletionSession(backend, ModelRef("m", fim_format="qwen"), Params(max_tokens=16))
     calls: list[str] = []
 
-    async def complete(prefix, suffix, params):  # type: ignore[no-untyped-def]
+    async def complete(prefix, suffix, params, extra=(), path=""):  # type: ignore[no-untyped-def]
         calls.append(prefix)
         from app.engine.backend import Done, Stats, Token
         yield Token("total += x\n")

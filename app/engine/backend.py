@@ -7,7 +7,7 @@ whether llama.cpp or an Ollama server produced them.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -82,6 +82,14 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class ContextChunk:
+    """Lines of another file that a completion may draw on (from a plugin)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Token:
     text: str
 
@@ -121,7 +129,11 @@ class Backend(Protocol):
 
     def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]: ...
 
-    def complete(self, prefix: str, suffix: str, params: Params) -> AsyncGenerator[Event, None]: ...
+    def complete(self, prefix: str, suffix: str, params: Params,
+                 extra: Sequence[ContextChunk] = (), path: str = "") -> AsyncGenerator[Event, None]:
+        """Fill in between prefix and suffix; `extra` chunks of other files, and the file's
+        `path`, go into the prompt where the model's FIM format has room for them."""
+        ...
 
     async def load(self, model: ModelRef, params: Params | None = None) -> None: ...
 

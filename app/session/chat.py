@@ -23,6 +23,8 @@ from app.engine.backend import (
     Token,
 )
 from app.errors import TramontaneError
+from app.plugins.hookspecs import Attachment
+from app.plugins.manager import PluginHost
 from app.store.history import Chat, ChatStore, title_from
 
 SAVE_EVERY_S = 0.5
@@ -30,12 +32,14 @@ SAVE_EVERY_S = 0.5
 
 class ChatSession:
     def __init__(self, store: ChatStore, backend: Backend, chat: Chat, model: ModelRef,
-                 params: Params) -> None:
+                 params: Params, plugins: PluginHost | None = None) -> None:
         self.store = store
         self.backend = backend
         self.chat = chat
         self.model = model
         self.params = params
+        self.plugins = plugins
+        self.attachments: list[Attachment] = []  # from slash commands, sent with the next message
 
     @property
     def chat_id(self) -> int:
@@ -54,11 +58,12 @@ class ChatSession:
     async def load(self) -> None:
         await self.backend.load(self.model, self.params)
 
-    async def send(self, text: str) -> AsyncGenerator[Event, None]:
-        """Save the question, stream the reply, and keep what arrives saved as it comes."""
+    async def send(self, text: str, title: str | None = None) -> AsyncGenerator[Event, None]:
+        """Save the question, stream the reply, and keep what arrives saved as it comes.
+        `title` names a new chat when `text` starts with attached files."""
         self.store.add_message(self.chat.id, "user", text)
         if not self.chat.title:
-            self.chat.title = title_from(text)
+            self.chat.title = title_from(title or text)
             self.store.update_chat(self.chat.id, title=self.chat.title)
         async for event in self._reply():
             yield event
@@ -123,6 +128,11 @@ class ChatSession:
                             finished = True
                             state = "partial" if stats.stop_reason == "cancelled" else "complete"
                             saver.finish(state, **_stat_fields(stats))
+                            if state == "complete" and self.plugins is not None:
+                                self.plugins.notify(
+                                    "reply_finished", chat_id=self.chat.id,
+                                    question=messages[-1].content if messages else "",
+                                    reply=saver.text, stats=stats.to_dict())
                         case Error(message):
                             finished = True
                             saver.finish("error", error=message)

@@ -4,21 +4,25 @@ reading files safely (binary and non-UTF-8 files are refused)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import OrderedDict
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.engine.backend import Backend, Done, Error, ModelRef, Params, Stats, Token
+from app.engine.backend import Backend, ContextChunk, Done, Error, ModelRef, Params, Stats, Token
 from app.engine.prompts import fim
 from app.errors import TramontaneError
 from app.models.gguf_file import read_header
 from app.models.local import LocalModel
+from app.plugins.manager import PluginHost
 from app.session.context import AppContext, model_ref
 
 CONTEXT_CHARS = 2000  # around the cursor, for the cache key
 CACHE_SIZE = 256
+FIM_CONTEXT_TIMEOUT_S = 0.5  # a completion waits this long at most for plugins' context
+FILE_EVENT_TIMEOUT_S = 5.0
 
 
 class NotTextError(TramontaneError):
@@ -80,11 +84,27 @@ def fim_format_of(model: LocalModel) -> str:
     return fim.detect("", head.found_tokens, head.architecture).name
 
 
+def cursor_of(prefix: str) -> tuple[int, int]:
+    """The 0-based (line, column) where `prefix` ends."""
+    return prefix.count("\n"), len(prefix) - prefix.rfind("\n") - 1
+
+
+def shown_path(path: str) -> str:
+    """A file's name as a prompt shows it: relative to the working folder when inside it."""
+    if not path:
+        return ""
+    rel = os.path.relpath(path)
+    return Path(path).name if rel.startswith("..") else rel
+
+
 class CompletionSession:
-    def __init__(self, backend: Backend, model: ModelRef, params: Params) -> None:
+    def __init__(self, backend: Backend, model: ModelRef, params: Params,
+                 plugins: PluginHost | None = None) -> None:
         self.backend = backend
         self.model = model
         self.params = params
+        self.plugins = plugins
+        self.last_extra: list[ContextChunk] = []  # what plugins added to the last request
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._last: tuple[str, str, str] | None = None  # prefix, suffix, suggestion
 
@@ -96,7 +116,7 @@ class CompletionSession:
         ref = replace(model_ref(local), fim_format=fim_format_of(local))
         params = ctx.default_params()
         params = replace(params, temperature=0.0, max_tokens=max_tokens or 64, seed=1)
-        return cls(backend, ref, params)
+        return cls(backend, ref, params, ctx.plugins)
 
     @classmethod
     def for_ollama(cls, ctx: AppContext, model: str | None,
@@ -112,11 +132,27 @@ class CompletionSession:
         ref = ModelRef(name, fim_format=entry.fim_format if entry else "", source="ollama")
         params = replace(ctx.default_params(), temperature=0.0, max_tokens=max_tokens or 64,
                          seed=1)
-        return cls(ctx.ollama(), ref, params)
+        return cls(ctx.ollama(), ref, params, ctx.plugins)
 
-    def prompt(self, prefix: str, suffix: str, n_ctx: int | None = None) -> fim.FimRequest:
+    def prompt(self, prefix: str, suffix: str, n_ctx: int | None = None,
+               extra: list[ContextChunk] | None = None, path: str = "") -> fim.FimRequest:
         return fim.request(self.model.fim_format, prefix, suffix,
-                           n_ctx or self.params.context_length, self.params)
+                           n_ctx or self.params.context_length, self.params, extra or [],
+                           shown_path(path))
+
+    def touched(self, path: str, event: str, text: str) -> None:
+        """Tell plugins the user opened, saved or edited a file (in the background)."""
+        if self.plugins is not None:
+            self.plugins.notify("file_touched", FILE_EVENT_TIMEOUT_S, path=path, event=event,
+                                text=text)
+
+    async def gather_context(self, path: str, prefix: str, suffix: str) -> list[ContextChunk]:
+        """Chunks of other files from `fim_context` plugins, within their time limit."""
+        if self.plugins is None or not path:
+            return []
+        found = await self.plugins.acall("fim_context", FIM_CONTEXT_TIMEOUT_S, path=path,
+                                         prefix=prefix, suffix=suffix, cursor=cursor_of(prefix))
+        return [c for chunks in found for c in chunks if isinstance(c, ContextChunk)]
 
     @staticmethod
     def _key(prefix: str, suffix: str) -> str:
@@ -137,14 +173,17 @@ class CompletionSession:
                     return suggestion[len(typed):]
         return None
 
-    async def complete(self, prefix: str, suffix: str) -> Completion:
+    async def complete(self, prefix: str, suffix: str, path: str = "") -> Completion:
         t0 = time.perf_counter()
         hit = self.cached(prefix, suffix)
         if hit is not None:
             return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
         raw, stats = "", Stats()
+        self.last_extra = await self.gather_context(path, prefix, suffix)
         await self.backend.load(self.model, self.params)
-        async with aclosing(self.backend.complete(prefix, suffix, self.params)) as stream:
+        stream_of = self.backend.complete(prefix, suffix, self.params, self.last_extra,
+                                          shown_path(path))
+        async with aclosing(stream_of) as stream:
             async for event in stream:
                 match event:
                     case Token(piece):

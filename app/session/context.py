@@ -12,6 +12,7 @@ from app.engine.ollama.backend import OllamaBackend
 from app.errors import ModelNotFoundError
 from app.models import local
 from app.models.local import LocalModel
+from app.plugins.manager import PluginHost, get_host
 from app.store.history import ChatStore
 
 
@@ -71,6 +72,10 @@ class AppContext:
         return LlamaBackend(
             log_path=self.paths.log_dir / "code-worker.log", models_dirs=[self.paths.models_dir]
         )
+
+    @property
+    def plugins(self) -> PluginHost:
+        return get_host()
 
     def default_params(self) -> Params:
         return Params.from_dict(self.cfg.section("params"))

@@ -30,7 +30,7 @@ class ChatLibrary:
         system = system_prompt if system_prompt is not None else str(
             self.ctx.cfg.get("chat", "system_prompt"))
         chat = self.store.create_chat(name, self.backend.name, system, params.to_dict())
-        return ChatSession(self.store, self.backend, chat, ref, params)
+        return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
 
     def open(self, chat_id: int) -> ChatSession:
         """A saved chat. If its model is gone, the chat still opens with the default model."""
@@ -40,7 +40,7 @@ class ChatLibrary:
         except TramontaneError:
             ref, _, _ = self.ctx.chat_model(None)
         params = Params.from_dict(self.ctx.default_params().to_dict() | chat.params)
-        return ChatSession(self.store, self.backend, chat, ref, params)
+        return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
 
     def models(self) -> list[LocalModel]:
         return self.ctx.local_models()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.errors import TramontaneError
+from app.plugins.manager import get_host
 from app.ui import cli_chat, cli_complete, cli_history, cli_misc, cli_models, cli_tui
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_models.add_parser(sub)
     cli_complete.add_parser(sub)
+    get_host().call("register_commands", subparsers=sub)
     return parser
 
 
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["ui"])
+    if args.command not in ("ui", "code"):  # the app shows these itself
+        _report_plugins_on_stderr()
     try:
         return int(args.func(args))
     except TramontaneError as exc:
@@ -81,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+
+
+def _report_plugins_on_stderr() -> None:
+    host = get_host()
+    for message in host.reports:
+        print(f"tramontane: {message}", file=sys.stderr)
+    host.on_report = lambda message: print(f"tramontane: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

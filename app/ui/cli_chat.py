@@ -10,6 +10,7 @@ from app.engine.backend import Done, Error, Params, Token
 from app.engine.ollama.backend import OllamaBackend, is_remote
 from app.session.chat import ChatSession
 from app.session.context import AppContext
+from app.session.slash import ChatPrompt
 
 _PARAM_FLAGS = ("temperature", "top_p", "top_k", "repeat_penalty", "seed", "max_tokens",
                 "context_length", "threads")
@@ -42,13 +43,20 @@ def open_session(ctx: AppContext, args: argparse.Namespace) -> ChatSession:
     if not tuned:
         print(f"tramontane: note: {ref.name} is a base model, not tuned for chat; "
               "replies may wander.", file=sys.stderr)
-    return ChatSession(store, ctx.backend, chat, ref, params)
+    return ChatSession(store, ctx.backend, chat, ref, params, ctx.plugins)
 
 
-async def stream_reply(session: ChatSession, text: str, show_stats: bool) -> int:
-    """Print one reply as it streams. 0 when it finished, 1 on an error."""
+async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
+                       show_stats: bool) -> int:
+    """Run a slash command or print one reply as it streams. 0 when it finished (or there was
+    nothing to send), 1 on an error."""
+    prepared = await prompt.prepare(text, session)
+    for notice in prepared.notices:
+        print(notice, file=sys.stderr)
+    if prepared.content is None:
+        return 0
     code = 0
-    async for event in session.send(text):
+    async for event in session.send(prepared.content, title=prepared.question):
         match event:
             case Token(piece):
                 sys.stdout.write(piece)
@@ -65,6 +73,7 @@ async def stream_reply(session: ChatSession, text: str, show_stats: bool) -> int
                 print(f"tramontane: {message}", file=sys.stderr)
                 code = 1
     sys.stdout.flush()
+    await prompt.plugins.drain()
     return code
 
 
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tramontane: note: using the Ollama server at {ctx.backend.host}, not this "
               "machine; your messages go there.", file=sys.stderr)
     session = open_session(ctx, args)
+    prompt = ChatPrompt(ctx.plugins)
     with asyncio.Runner() as runner:
         try:
             runner.run(session.load())
@@ -86,19 +96,19 @@ def run(args: argparse.Namespace) -> int:
                     print("tramontane: the prompt is empty.", file=sys.stderr)
                     return 2
                 try:
-                    return runner.run(stream_reply(session, text, args.stats))
+                    return runner.run(stream_reply(session, prompt, text, args.stats))
                 except KeyboardInterrupt:
                     print("\n[stopped]", file=sys.stderr)
                     return 130
-            return repl(runner, session, args.stats)
+            return repl(runner, session, prompt, args.stats)
         finally:
             runner.run(ctx.backend.unload())
             ctx.close()
 
 
-def repl(runner: asyncio.Runner, session: ChatSession, show_stats: bool) -> int:
+def repl(runner: asyncio.Runner, session: ChatSession, prompt: ChatPrompt, show_stats: bool) -> int:
     print(f"Chat {session.chat_id} with {session.model.name}. Ctrl+C stops a reply, "
-          "Ctrl+D or /quit leaves.", file=sys.stderr)
+          "Ctrl+D or /quit leaves, /help lists commands.", file=sys.stderr)
     while True:
         try:
             line = input("> ")
@@ -110,6 +120,6 @@ def repl(runner: asyncio.Runner, session: ChatSession, show_stats: bool) -> int:
         if not line.strip():
             continue
         try:
-            runner.run(stream_reply(session, line, show_stats))
+            runner.run(stream_reply(session, prompt, line, show_stats))
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)

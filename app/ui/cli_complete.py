@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from app.errors import TramontaneError
-from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
+from app.session.complete import (
+    FILE_EVENT_TIMEOUT_S,
+    CompletionSession,
+    decode_text,
+    read_text_file,
+    split_at,
+)
 from app.session.context import AppContext
 
 
@@ -46,12 +53,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             session = CompletionSession.for_context(ctx, ctx.code_backend, args.model,
                                                     args.max_tokens)
-        if args.show_prompt or args.dry_run:
-            prompt = session.prompt(prefix, suffix).text
-            if args.dry_run:
-                sys.stdout.write(prompt)
-                return 0
-            sys.stderr.write(prompt + "\n---\n")
         return asyncio.run(_complete(session, prefix, suffix, args))
     finally:
         ctx.close()
@@ -59,8 +60,19 @@ def run(args: argparse.Namespace) -> int:
 
 async def _complete(session: CompletionSession, prefix: str, suffix: str,
                     args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.file)
+    if session.plugins is not None:  # each call is a new process: tell plugins first, and wait
+        await session.plugins.acall("file_touched", FILE_EVENT_TIMEOUT_S, path=path,
+                                    event="edited", text=prefix + suffix)
+    if args.show_prompt or args.dry_run:
+        extra = await session.gather_context(path, prefix, suffix)
+        prompt = session.prompt(prefix, suffix, extra=extra, path=path).text
+        if args.dry_run:
+            sys.stdout.write(prompt)
+            return 0
+        sys.stderr.write(prompt + "\n---\n")
     try:
-        result = await session.complete(prefix, suffix)
+        result = await session.complete(prefix, suffix, path)
     except TramontaneError:
         await session.backend.unload()
         raise

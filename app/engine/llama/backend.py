@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
 from app.engine.backend import (
     BackendInfo,
+    ContextChunk,
     Done,
     Error,
     Event,
@@ -109,7 +110,8 @@ class LlamaBackend:
         async for event in self._generate(worker, prompt.text, prompt.stop, params):
             yield event
 
-    async def complete(self, prefix: str, suffix: str, params: Params) -> AsyncGenerator[Event, None]:
+    async def complete(self, prefix: str, suffix: str, params: Params,
+                       extra: Sequence[ContextChunk] = (), path: str = "") -> AsyncGenerator[Event, None]:
         """Fill in the middle with the model's FIM format (see prompts/fim.py); a model
         without FIM tokens continues the prefix."""
         try:
@@ -118,7 +120,8 @@ class LlamaBackend:
             yield Error(str(exc))
             return
         request = fim.request(self.model.fim_format if self.model else "", prefix, suffix,
-                              int(self.loaded.get("n_ctx", params.context_length)), params)
+                              int(self.loaded.get("n_ctx", params.context_length)), params,
+                              extra, path)
         pieces = [(p.kind, p.value, p.space_prefix) for p in request.pieces]
         async for event in self._generate(worker, pieces, request.stops, params, add_bos=False):
             yield event

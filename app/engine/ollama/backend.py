@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,6 +18,7 @@ import ollama
 
 from app.engine.backend import (
     BackendInfo,
+    ContextChunk,
     Done,
     Error,
     Event,
@@ -135,8 +136,10 @@ class OllamaBackend:
         async for event in self._stream(start, lambda p: p.message.content or "", model):
             yield event
 
-    async def complete(self, prefix: str, suffix: str, params: Params) -> AsyncGenerator[Event, None]:
-        """`suffix` when the model's template has one; else our FIM prompt, raw."""
+    async def complete(self, prefix: str, suffix: str, params: Params,
+                       extra: Sequence[ContextChunk] = (), path: str = "") -> AsyncGenerator[Event, None]:
+        """`suffix` when the model's template has one (extra chunks then go at the start of
+        the prefix); else our FIM prompt, raw."""
         model = self._name()
         try:
             native = await self._template_has_suffix(model)
@@ -145,13 +148,15 @@ class OllamaBackend:
             return
         opts = options(params)
         if native:
+            head = fim.as_comments(extra, path)
+
             async def start() -> Any:
-                return await self.client.generate(model=model, prompt=prefix, suffix=suffix,
+                return await self.client.generate(model=model, prompt=head + prefix, suffix=suffix,
                                                   stream=True, options=opts,
                                                   keep_alive=self.keep_alive)
         else:
             req = fim.request(self.model.fim_format if self.model else "", prefix, suffix,
-                              params.context_length, params)
+                              params.context_length, params, extra, path)
             opts["stop"] = [s for s in req.stops if s]
 
             async def start() -> Any:

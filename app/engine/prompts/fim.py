@@ -11,13 +11,22 @@ the cursor the suffix and the start of the prefix do not change, so the worker's
 everything up to the cursor with the previous one and evaluates only the typed tokens. With
 prefix-first layouts (Qwen, StarCoder2, ...) the suffix comes after the typed text and is
 evaluated again on each request.
+
+Chunks of other files (from plugins) come first, so they stay a stable start of the prompt:
+with the format's file separator where it has one (Qwen, StarCoder2's repository-level
+layout), else as comment lines at the start of the prefix. They get what the prefix and suffix
+leave of the budget, and at least a quarter of it; whole chunks only, taken most useful first
+and written most useful last, nearest the code being completed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
+
+from app.engine.backend import ContextChunk
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class FimFormat:
     build: Callable[[str, str], list[Piece]]
     stops: list[str] = field(default_factory=list)
     markers: tuple[str, ...] = ()  # special tokens a vocabulary must have for this format
+    file_sep: str = ""  # the repository-level layout's file separator, if the format has one
 
 
 def _sp(text: str) -> Piece:
@@ -68,14 +78,15 @@ FORMATS: dict[str, FimFormat] = {
     "qwen": FimFormat("qwen", _psm("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
                       ["<|endoftext|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
                        "<|fim_prefix|>", "<|im_end|>"],
-                      ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>")),
+                      ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>"),
+                      file_sep="<|file_sep|>"),
     "codegemma": FimFormat("codegemma", _psm("<|fim_prefix|>", "<|fim_suffix|>",
                                              "<|fim_middle|>"),
                            ["<|file_separator|>", "<|fim_prefix|>", "<eos>"],
                            ("<|fim_prefix|>", "<|fim_middle|>", "<|file_separator|>")),
     "starcoder2": FimFormat("starcoder2", _psm("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
                             ["<|endoftext|>", "<file_sep>", "<fim_prefix>"],
-                            ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")),
+                            ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"), file_sep="<file_sep>"),
     "deepseek": FimFormat("deepseek", _psm("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
                           ["<|EOT|>", "<｜end▁of▁sentence｜>"],
                           ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>")),
@@ -212,6 +223,37 @@ def postprocess(text: str, prefix: str, suffix: str) -> str:
     return out if out.strip() else ""
 
 
+_LINE_COMMENT = {".c": "//", ".h": "//", ".cc": "//", ".cpp": "//", ".hpp": "//", ".java": "//",
+                 ".js": "//", ".jsx": "//", ".ts": "//", ".tsx": "//", ".go": "//", ".rs": "//",
+                 ".swift": "//", ".kt": "//", ".cs": "//", ".scala": "//", ".dart": "//",
+                 ".php": "//", ".lua": "--", ".sql": "--", ".hs": "--", ".vim": '"', ".el": ";;",
+                 ".lisp": ";;", ".clj": ";;", ".tex": "%", ".erl": "%", ".m": "%"}
+
+
+def as_comments(chunks: Sequence[ContextChunk], path: str) -> str:
+    """Chunks as comment lines in the language of `path` (# when it is not known), for
+    formats without a file separator."""
+    mark = _LINE_COMMENT.get(PurePath(path).suffix.lower(), "#")
+    out = []
+    for chunk in chunks:
+        lines = [f"{mark} {chunk.path}"] + [f"{mark} {ln}".rstrip() for ln in
+                                            chunk.text.rstrip("\n").split("\n")]
+        out.append("\n".join(lines) + "\n\n")
+    return "".join(out)
+
+
+def fit_chunks(chunks: Sequence[ContextChunk], budget: int,
+               count: Callable[[str], int]) -> list[ContextChunk]:
+    """The chunks that fit `budget` tokens, in their order; one that does not fit is skipped."""
+    kept: list[ContextChunk] = []
+    for chunk in chunks:
+        cost = count(chunk.path) + count(chunk.text) + 4
+        if cost <= budget:
+            kept.append(chunk)
+            budget -= cost
+    return kept
+
+
 @dataclass(frozen=True)
 class FimRequest:
     format: FimFormat
@@ -230,14 +272,26 @@ def approx_tokens(text: str) -> int:
     return len(text.encode("utf-8")) // 3 + 1
 
 
-def request(format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any) -> FimRequest:
-    """The prompt for one completion: format, context budget, stop strings."""
+def request(format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any,
+            extra: Sequence[ContextChunk] = (), path: str = "") -> FimRequest:
+    """The prompt for one completion: format, context budget, extra chunks, stop strings."""
     fmt = FORMATS.get(format_name) or FORMATS["continue"]
     budget = max(64, n_ctx - int(getattr(params, "max_tokens", 128)) - 32)
-    prefix, suffix = trim_to_budget(prefix, suffix if fmt.name != "continue" else "", budget,
+    own = int(budget * 0.75) if extra else budget
+    prefix, suffix = trim_to_budget(prefix, suffix if fmt.name != "continue" else "", own,
                                     approx_tokens)
+    left = budget - approx_tokens(prefix) - approx_tokens(suffix) - approx_tokens(path) - 4
+    chunks = fit_chunks(extra, left, approx_tokens)[::-1]  # the most useful nearest the code
     stops = list(fmt.stops)
     cursor_rest = suffix.split("\n", 1)[0]
     if cursor_rest.strip() and not (prefix == "" or prefix.endswith("\n")):
         stops.append("\n")  # mid-line with text after the cursor: one line is all we keep
-    return FimRequest(fmt, fmt.build(prefix, suffix), stops, prefix, suffix)
+    if chunks and fmt.file_sep:
+        head: list[Piece] = []
+        for chunk in chunks:
+            head += [_sp(fmt.file_sep), Piece("text", f"{chunk.path}\n{chunk.text.rstrip()}\n")]
+        head += [_sp(fmt.file_sep), Piece("text", f"{path or 'current'}\n")]
+        pieces = head + fmt.build(prefix, suffix)
+    else:
+        pieces = fmt.build(as_comments(chunks, path) + prefix, suffix)
+    return FimRequest(fmt, pieces, stops, prefix, suffix)

@@ -23,6 +23,7 @@ from app.engine.backend import Backend, Done, Error, Event, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
+from app.session.slash import ChatPrompt
 from app.ui.tui.chat_actions import ChatActions
 from app.ui.tui.conversation import Conversation
 from app.ui.tui.dialogs import ModelPicker
@@ -86,6 +87,11 @@ class TramontaneApp(ChatActions):
         self._saved_theme = self.theme
         for warning in self.library.ctx.cfg.warnings:
             self.notify(warning, severity="warning", timeout=10)
+        plugins = self.library.ctx.plugins
+        for message in plugins.reports:
+            self.notify(message, severity="error", timeout=10)
+        plugins.on_report = lambda message: self.notify(message, severity="error", timeout=10)
+        self.chat_prompt = ChatPrompt(plugins)
         chats = self._refresh_chats()
         first = self.start_chat if self.start_chat is not None else (chats[0].id if chats else None)
         if first is not None:
@@ -152,15 +158,25 @@ class TramontaneApp(ChatActions):
             self.notify(str(exc), severity="error")
             return
         self.query_one(PromptBox).clear()
-        session = self.session
+        self.submit(self.session, event.text)
+
+    @work(exclusive=True, group="reply")
+    async def submit(self, session: ChatSession, text: str) -> None:
+        """Run a slash command, or send the message with what plugins attach, and stream the
+        reply. Plugins run in threads with time limits, so the screen stays live meanwhile."""
+        prepared = await self.chat_prompt.prepare(text, session)
+        for notice in prepared.notices:
+            self.notify(notice, timeout=8)
+        if prepared.content is None:
+            return
         if self.editing:
             self.editing = False
             await self._remove_last_turn()
-            events = session.edit_last(event.text)
+            events = session.edit_last(prepared.content)
         else:
-            events = session.send(event.text)
-        await self.conversation.add(MessageView("user", event.text))
-        self.stream_reply(events)
+            events = session.send(prepared.content, title=prepared.question)
+        await self.conversation.add(MessageView("user", prepared.content))
+        await self._stream(events)
 
     async def _remove_last_turn(self) -> None:
         views = list(self.conversation.query(MessageView))
@@ -171,6 +187,9 @@ class TramontaneApp(ChatActions):
 
     @work(exclusive=True, group="reply")
     async def stream_reply(self, events: AsyncGenerator[Event, None]) -> None:
+        await self._stream(events)
+
+    async def _stream(self, events: AsyncGenerator[Event, None]) -> None:
         reply = await self.conversation.add(MessageView("assistant", state="streaming"))
         self.conversation.anchor()
         thresholds = gc.get_threshold()

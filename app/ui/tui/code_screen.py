@@ -60,6 +60,7 @@ class CodeScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.editor.focus()
+        self.session.touched(str(self.path.resolve()), "opened", self.text)
 
     @property
     def editor(self) -> CodeEditor:
@@ -87,7 +88,7 @@ class CodeScreen(Screen[None]):
                       cursor: tuple[int, int]) -> None:
         self.status("thinking…")
         try:
-            result = await self.session.complete(prefix, suffix)
+            result = await self.session.complete(prefix, suffix, str(self.path.resolve()))
         except TramontaneError as exc:
             self.status(f"no suggestion: {exc}")
             return
@@ -133,6 +134,7 @@ class CodeScreen(Screen[None]):
             return
         self.saved_text = text
         self.disk_print = _fingerprint(self.path)
+        self.session.touched(str(self.path.resolve()), "saved", text)
         self.status(f"saved {self.path.name}")
 
     def action_escape(self) -> None:
