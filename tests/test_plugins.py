@@ -1,0 +1,263 @@
+"""Plugins written by the test into a temp folder, found through their entry points: a slash
+command and a FIM context chunk reach the request; a raising plugin is turned off with one
+message; a slow one cannot hold up a completion; TRAMONTANE_PLUGINS and config.toml decide
+which load; `tramontane plugins list` shows them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.engine.backend import ModelRef, Params
+from app.plugins.manager import get_host, reset_host
+from app.session.complete import CompletionSession
+from app.session.context import AppContext
+from app.session.library import ChatLibrary
+from app.session.slash import ChatPrompt, split_command
+from tests.conftest import tramontane
+from tests.fixtures.scripted import ScriptedBackend
+from tests.ui_helpers import make_app, send, wait_until
+
+DEMO = '''
+import threading
+from app.plugins.hookspecs import Attachment, ContextChunk, SlashCommand, hookimpl
+
+calls = {"chat_context": 0}
+release = threading.Event()
+
+def shout(args, chat):
+    chat.attach(Attachment("shouted", args.upper()))
+    chat.notice("shouting")
+    return "Say it back: " + args
+
+@hookimpl
+def register_slash_commands(register):
+    register(SlashCommand("shout", "attach TEXT in capitals", shout, usage="TEXT"))
+
+@hookimpl
+def fim_context(path, prefix, suffix, cursor):
+    return [ContextChunk("lib/helpers.py", "def helper_from_plugin(x):\\n    return x * 2\\n")]
+
+@hookimpl
+def register_commands(subparsers):
+    p = subparsers.add_parser("hello", help="say hello from the demo plugin")
+    p.set_defaults(func=lambda args: print("hello from demo") or 0)
+'''
+
+BOOM = '''
+from app.plugins.hookspecs import hookimpl
+
+calls = []
+
+@hookimpl
+def chat_context(text, chat_id):
+    calls.append(text)
+    raise RuntimeError("the plugin broke")
+'''
+
+SLOW = '''
+import threading
+from app.plugins.hookspecs import ContextChunk, hookimpl
+
+release = threading.Event()
+entered = threading.Event()
+
+@hookimpl
+def fim_context(path):
+    entered.set()
+    release.wait(30)
+    return [ContextChunk("late.py", "too late")]
+'''
+
+
+def write_plugin(root: Path, name: str, source: str, version: str = "1.2.3") -> None:
+    """A module plus a dist-info with an entry point in the `tramontane` group, on sys.path."""
+    module = name.replace("-", "_")
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[tramontane]\n{name} = {module}\n")
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "site"
+    root.mkdir()
+    write_plugin(root, "demo", DEMO)
+    write_plugin(root, "boom", BOOM)
+    write_plugin(root, "slow", SLOW)
+    monkeypatch.syspath_prepend(str(root))
+    import importlib
+
+    importlib.invalidate_caches()
+    return root
+
+
+def pin(monkeypatch: pytest.MonkeyPatch, names: str) -> None:
+    monkeypatch.setenv("TRAMONTANE_PLUGINS", names)
+    reset_host()
+
+
+def test_split_command_tells_commands_from_paths() -> None:
+    assert split_command("/file a.py what is it?") == ("file", "a.py what is it?")
+    assert split_command("/help") == ("help", "")
+    assert split_command("/usr/bin is a folder") is None
+    assert split_command("hello /file") is None
+
+
+async def test_slash_command_and_fim_chunk_reach_the_requests(
+        plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin(monkeypatch, "demo")
+    backend = ScriptedBackend()
+    library = ChatLibrary(AppContext(), backend)
+    session = library.new()
+    prompt = ChatPrompt(get_host())
+    prepared = await prompt.prepare("/shout hello there", session)
+    assert prepared.notices == ["shouting"]
+    assert prepared.content is not None
+    async for _ in session.send(prepared.content, title=prepared.question):
+        pass
+    sent = backend.requests[-1][0][-1].content
+    assert "shouted:\n```\nHELLO THERE\n```" in sent and sent.endswith("Say it back: hello there")
+    assert library.store.chat(session.chat_id).title == "Say it back: hello there"
+
+    fim_backend = ScriptedBackend()
+    completion = CompletionSession(fim_backend, ModelRef("m", fim_format="qwen"),
+                                   Params(max_tokens=16), get_host())
+    await completion.complete("def f(x):\n    return ", "\n", "/work/src/main.py")
+    request = fim_backend.fim_prompts[-1]
+    assert "<|file_sep|>lib/helpers.py\ndef helper_from_plugin(x):" in request
+    assert request.index("helper_from_plugin") < request.index("<|fim_prefix|>")
+
+    completion.model = ModelRef("m", fim_format="codestral")
+    completion._cache.clear()
+    completion._last = None
+    await completion.complete("x = ", "\n", "main.py")
+    assert "[PREFIX] # lib/helpers.py\n# def helper_from_plugin(x):" in fim_backend.fim_prompts[-1]
+
+
+async def test_slash_command_in_the_app_and_help(plugin_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    pin(monkeypatch, "demo")
+    backend = ScriptedBackend()
+    app = make_app(backend)
+    async with app.run_test() as pilot:
+        await send(pilot, "/help")
+        await wait_until(pilot, lambda: any("/shout TEXT" in n.message for n in app._notifications),
+                         what="the /help list")
+        assert not backend.requests  # /help sends nothing to the model
+        await send(pilot, "/shout quiet")
+        await wait_until(pilot, lambda: bool(backend.requests), what="the request")
+        assert "QUIET" in backend.requests[-1][0][-1].content
+
+
+async def test_a_raising_plugin_is_reported_once_and_turned_off(
+        plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin(monkeypatch, "boom")
+    backend = ScriptedBackend()
+    app = make_app(backend)
+    async with app.run_test() as pilot:
+        await send(pilot, "first question")
+        await wait_until(pilot, lambda: len(backend.requests) == 1, what="the first reply")
+        await wait_until(pilot, lambda: not app.busy)
+        await send(pilot, "second question")
+        await wait_until(pilot, lambda: len(backend.requests) == 2, what="the second reply")
+        messages = [n.message for n in app._notifications if "boom" in n.message]
+    import boom  # type: ignore[import-not-found]
+
+    assert boom.calls == ["first question"]  # off after it raised
+    assert len(messages) == 1 and "failed in chat_context" in messages[0]
+    assert "the plugin broke" in messages[0]
+    assert get_host().infos["boom"].status.startswith("failed")
+    log = Path(os.environ["TRAMONTANE_HOME"]) / "logs" / "tramontane.log"
+    assert "RuntimeError: the plugin broke" in log.read_text()
+
+
+async def test_a_slow_plugin_does_not_hold_up_completion(
+        plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin(monkeypatch, "slow")
+    import slow  # type: ignore[import-not-found]
+
+    backend = ScriptedBackend()
+    session = CompletionSession(backend, ModelRef("m", fim_format="qwen"), Params(max_tokens=8),
+                                get_host())
+    try:
+        # the plugin waits on an event that is set only after the completion came back
+        await asyncio.wait_for(session.complete("a = ", "\n", "x.py"), timeout=10)
+        assert slow.entered.is_set()
+        assert "late.py" not in backend.fim_prompts[-1]
+        assert any("slow is slow in fim_context" in r for r in get_host().reports)
+        # while its call is still running it is not called again
+        session._cache.clear()
+        session._last = None
+        slow.entered.clear()
+        await asyncio.wait_for(session.complete("b = ", "\n", "x.py"), timeout=10)
+        assert not slow.entered.is_set()
+    finally:
+        slow.release.set()
+
+
+def test_pinning_and_config_decide_what_loads(plugin_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    pin(monkeypatch, "")
+    infos = get_host().infos
+    assert infos["demo"].status == "not in TRAMONTANE_PLUGINS"
+    assert "shout" not in get_host().slash_commands()
+    assert infos["builtin"].status == "loaded"  # built-in behaviour always loads
+
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "config.toml").write_text('[plugins]\ndisabled = ["demo"]\n')
+    pin(monkeypatch, "demo,boom")
+    infos = get_host().infos
+    assert infos["demo"].status == "disabled in config.toml"
+    assert infos["boom"].status == "loaded"
+
+
+def test_plugins_list_and_a_plugin_command_on_the_command_line(plugin_dir: Path) -> None:
+    env = {"PYTHONPATH": str(plugin_dir), "TRAMONTANE_PLUGINS": "demo"}
+    listed = tramontane("plugins", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "demo 1.2.3: loaded" in listed.stdout
+    assert "hooks: fim_context, register_commands, register_slash_commands" in listed.stdout
+    assert "/shout (demo)" in listed.stdout
+    rows = json.loads(tramontane("plugins", "list", "--json", env=env).stdout)
+    assert {r["name"]: r["status"] for r in rows}["boom"] == "not in TRAMONTANE_PLUGINS"
+    hello = tramontane("hello", env=env)
+    assert hello.returncode == 0 and hello.stdout.strip() == "hello from demo"
+
+
+def test_a_plugin_that_cannot_be_imported_is_reported(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "site"
+    root.mkdir()
+    write_plugin(root, "broken", "import no_such_module_here\n")
+    result = tramontane("plugins", "list", env={"PYTHONPATH": str(root),
+                                                "TRAMONTANE_PLUGINS": "broken"})
+    assert result.returncode == 0
+    assert "Plugin broken could not be loaded" in result.stderr
+    assert "broken 1.2.3: failed to load" in result.stdout
+
+
+def test_hooks_run_off_the_event_loop_thread(plugin_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pin(monkeypatch, "")
+    host = get_host()
+    seen: list[str] = []
+
+    class Probe:
+        from app.plugins.hookspecs import hookimpl
+
+        @hookimpl
+        def file_touched(self, path: str) -> None:
+            seen.append(threading.current_thread().name)
+
+    host.register(Probe(), "probe")
+    asyncio.run(host.acall("file_touched", 5.0, path="a", event="opened", text=""))
+    assert seen and seen[0].startswith("plugin")
