@@ -28,8 +28,18 @@ DEMO = '''
 import threading
 from app.plugins.hookspecs import Attachment, ContextChunk, SlashCommand, hookimpl
 
-calls = {"chat_context": 0}
+finished = []
 release = threading.Event()
+started = threading.Event()
+
+def wait(args, chat):
+    started.set()
+    release.wait(30)
+    return ""
+
+@hookimpl
+def reply_finished(chat_id, question, reply, stats):
+    finished.append((chat_id, question, reply, stats["generated_tokens"]))
 
 def shout(args, chat):
     chat.attach(Attachment("shouted", args.upper()))
@@ -39,6 +49,7 @@ def shout(args, chat):
 @hookimpl
 def register_slash_commands(register):
     register(SlashCommand("shout", "attach TEXT in capitals", shout, usage="TEXT"))
+    register(SlashCommand("wait", "block until the test releases it", wait))
 
 @hookimpl
 def fim_context(path, prefix, suffix, cursor):
@@ -127,6 +138,10 @@ async def test_slash_command_and_fim_chunk_reach_the_requests(
     sent = backend.requests[-1][0][-1].content
     assert "shouted:\n```\nHELLO THERE\n```" in sent and sent.endswith("Say it back: hello there")
     assert library.store.chat(session.chat_id).title == "Say it back: hello there"
+    await get_host().drain()
+    import demo  # type: ignore[import-not-found]
+
+    assert demo.finished == [(session.chat_id, sent, "Hello from the script.", 4)]
 
     fim_backend = ScriptedBackend()
     completion = CompletionSession(fim_backend, ModelRef("m", fim_format="qwen"),
@@ -261,3 +276,24 @@ def test_hooks_run_off_the_event_loop_thread(plugin_dir: Path,
     host.register(Probe(), "probe")
     asyncio.run(host.acall("file_touched", 5.0, path="a", event="opened", text=""))
     assert seen and seen[0].startswith("plugin")
+
+
+async def test_a_slow_slash_command_leaves_the_app_responsive(
+        plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin(monkeypatch, "demo")
+    import demo  # type: ignore[import-not-found]
+
+    from app.ui.tui.prompt import PromptBox
+
+    app = make_app(ScriptedBackend())
+    try:
+        async with app.run_test() as pilot:
+            await send(pilot, "/wait")
+            await wait_until(pilot, demo.started.is_set, what="the command running")
+            await pilot.press("h", "i")  # the screen still takes keys while it runs
+            await wait_until(pilot, lambda: app.query_one(PromptBox).text == "hi",
+                             what="typing while the command runs")
+            await pilot.press("escape")  # and Esc gives the prompt back
+            await wait_until(pilot, lambda: not app.busy, what="the command given up")
+    finally:
+        demo.release.set()

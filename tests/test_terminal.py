@@ -86,3 +86,45 @@ def test_chat_in_a_real_terminal_and_find_it_again(home: Path) -> None:
         wait_until(lambda: not tmux.alive(), what="the app to quit again")
     finally:
         tmux.kill()
+
+
+def test_slash_file_in_a_real_terminal(home: Path, tmp_path: Path) -> None:
+    """The bundled /file command through the real app: a binary is refused on screen, a text
+    file goes to the model with the question and is saved in the chat."""
+    pytest.importorskip("tramontane_files", reason="run `make install`")
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text("[params]\nmax_tokens = 16\ntemperature = 0.0\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("The code word is heliotrope.\n")
+    (work / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    command = (f"cd {work} && env -u COLUMNS -u LINES TRAMONTANE_HOME={home} "
+               f"TRAMONTANE_PLUGINS=tramontane-files TERM=xterm-256color {BIN / 'tramontane'}")
+    tmux = Tmux("slash")
+    db = home / "data" / "history.db"
+    try:
+        tmux.start(command)
+        wait_until(lambda: "Search chats" in tmux.screen(), what="the app on screen")
+        tmux.keys("-l", "/file photo.png what is this?")
+        tmux.keys("Enter")
+        wait_until(lambda: "binary file" in tmux.screen(), what="the refusal on screen")
+        tmux.keys("-l", "/file notes.txt What is the code word?")
+        tmux.keys("Enter")
+
+        def saved() -> bool:
+            try:
+                rows = db_rows(db, "SELECT state FROM messages WHERE role='assistant'")
+            except Exception:
+                return False
+            return bool(rows) and rows[0][0] in ("complete", "error")
+
+        wait_until(saved, timeout=90, what="the reply saved")
+        question = str(db_rows(db, "SELECT content FROM messages WHERE role='user'")[0][0])
+        assert "heliotrope" in question and question.endswith("What is the code word?")
+        assert "photo.png" not in question
+        title = db_rows(db, "SELECT title FROM chats")[0][0]
+        assert title == "What is the code word?"
+        tmux.keys("C-q")
+        wait_until(lambda: not tmux.alive(), what="the app to quit")
+    finally:
+        tmux.kill()
