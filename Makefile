@@ -63,6 +63,7 @@ bench: dev
 	$(BIN)/python bench/fim_latency.py
 	$(BIN)/python bench/fim_quality.py
 	$(BIN)/python bench/ollama_overhead.py
+	$(BIN)/python bench/plugin_overhead.py
 
 # A one-folder app in dist/tramontane (PyInstaller), smoke-tested: --version, doctor --json,
 # and one chat reply from the bundled starter model.

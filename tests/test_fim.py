@@ -180,3 +180,43 @@ async def test_cache_and_typed_ahead_skip_the_model() -> None:
     assert len(calls) == 1
     other = await session.complete(prefix + "zzz", suffix)
     assert other.source == "model" and len(calls) == 2
+
+
+def test_context_chunks_take_what_the_budget_leaves() -> None:
+    from app.engine.backend import ContextChunk
+
+    chunks = [ContextChunk(f"mod_{i}.py", f"def f_{i}():\n    return {i}\n" * 20) for i in range(6)]
+    prefix, suffix = "x = 1\n" * 200, "\ny = 2\n"
+    big = fim.request("qwen", prefix, suffix, 8192, Params(max_tokens=16), chunks, "main.py")
+    assert big.text.count("<|file_sep|>") == 7  # six chunks and the current file
+    assert big.text.index("mod_0.py") > big.text.index("mod_5.py")  # most useful nearest the code
+    small = fim.request("qwen", prefix, suffix, 1024, Params(max_tokens=16), chunks, "main.py")
+    kept = small.text.count("<|file_sep|>") - 1
+    assert 0 < kept < 6 and "mod_0.py" in small.text  # whole chunks, the first ones first
+    assert small.prefix.endswith("x = 1\n") and "<|fim_middle|>" in small.text
+    none = fim.request("qwen", prefix, suffix, 256, Params(max_tokens=16), chunks, "main.py")
+    assert "<|file_sep|>" not in none.text  # no room: no chunks, the prompt still fits
+
+
+async def test_completion_retries_without_plugin_context_when_it_fails() -> None:
+    from app.engine.backend import ContextChunk, Done, Error, Stats, Token
+
+    backend = ScriptedBackend()
+    session = CompletionSession(backend, ModelRef("m", fim_format="qwen"), Params(max_tokens=8))
+    seen: list[int] = []
+
+    async def complete(prefix, suffix, params, extra=(), path=""):  # type: ignore[no-untyped-def]
+        seen.append(len(extra))
+        if extra:
+            yield Error("The prompt is longer than the context length.")
+            return
+        yield Token("42")
+        yield Done(Stats(generated_tokens=1))
+
+    async def gather(path, prefix, suffix):  # type: ignore[no-untyped-def]
+        return [ContextChunk("big.py", "x" * 10)]
+
+    backend.complete = complete  # type: ignore[method-assign]
+    session.gather_context = gather  # type: ignore[method-assign]
+    result = await session.complete("answer = ", "\n", "a.py")
+    assert result.text == "42" and seen == [1, 0] and session.last_extra == []

@@ -173,14 +173,8 @@ class CompletionSession:
                     return suggestion[len(typed):]
         return None
 
-    async def complete(self, prefix: str, suffix: str, path: str = "") -> Completion:
-        t0 = time.perf_counter()
-        hit = self.cached(prefix, suffix)
-        if hit is not None:
-            return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
+    async def _ask(self, prefix: str, suffix: str, path: str) -> tuple[str, Stats]:
         raw, stats = "", Stats()
-        self.last_extra = await self.gather_context(path, prefix, suffix)
-        await self.backend.load(self.model, self.params)
         stream_of = self.backend.complete(prefix, suffix, self.params, self.last_extra,
                                           shown_path(path))
         async with aclosing(stream_of) as stream:
@@ -192,6 +186,22 @@ class CompletionSession:
                         stats = s
                     case Error(message):
                         raise TramontaneError(message)
+        return raw, stats
+
+    async def complete(self, prefix: str, suffix: str, path: str = "") -> Completion:
+        t0 = time.perf_counter()
+        hit = self.cached(prefix, suffix)
+        if hit is not None:
+            return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
+        self.last_extra = await self.gather_context(path, prefix, suffix)
+        await self.backend.load(self.model, self.params)
+        try:
+            raw, stats = await self._ask(prefix, suffix, path)
+        except TramontaneError:
+            if not self.last_extra:
+                raise
+            self.last_extra = []  # plugins' context must never cost the completion: once more
+            raw, stats = await self._ask(prefix, suffix, path)
         text = fim.postprocess(raw, prefix, suffix)
         key = self._key(prefix, suffix)
         self._cache[key] = text

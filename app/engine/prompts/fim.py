@@ -242,12 +242,18 @@ def as_comments(chunks: Sequence[ContextChunk], path: str) -> str:
     return "".join(out)
 
 
+def chunk_tokens(text: str) -> int:
+    """A generous over-count for optional context: identifiers and numbers can run under 2.5
+    bytes a token, and a chunk that does not fit would cost the whole request."""
+    return len(text.encode("utf-8")) // 2 + 1
+
+
 def fit_chunks(chunks: Sequence[ContextChunk], budget: int,
-               count: Callable[[str], int]) -> list[ContextChunk]:
+               cost_of: Callable[[ContextChunk], int]) -> list[ContextChunk]:
     """The chunks that fit `budget` tokens, in their order; one that does not fit is skipped."""
     kept: list[ContextChunk] = []
     for chunk in chunks:
-        cost = count(chunk.path) + count(chunk.text) + 4
+        cost = cost_of(chunk)
         if cost <= budget:
             kept.append(chunk)
             budget -= cost
@@ -281,7 +287,13 @@ def request(format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any,
     prefix, suffix = trim_to_budget(prefix, suffix if fmt.name != "continue" else "", own,
                                     approx_tokens)
     left = budget - approx_tokens(prefix) - approx_tokens(suffix) - approx_tokens(path) - 4
-    chunks = fit_chunks(extra, left, approx_tokens)[::-1]  # the most useful nearest the code
+    if fmt.file_sep:
+        def cost(c: ContextChunk) -> int:
+            return chunk_tokens(f"{c.path}\n{c.text}\n") + 2
+    else:
+        def cost(c: ContextChunk) -> int:
+            return chunk_tokens(as_comments([c], path))
+    chunks = fit_chunks(extra, left, cost)[::-1]  # the most useful nearest the code
     stops = list(fmt.stops)
     cursor_rest = suffix.split("\n", 1)[0]
     if cursor_rest.strip() and not (prefix == "" or prefix.endswith("\n")):
