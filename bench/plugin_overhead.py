@@ -95,7 +95,7 @@ async def main() -> None:
     with_ctx = rows[1]
     ok = float(str(with_ctx["gather_p50_ms"])) <= 5 and int(str(with_ctx["evaluated_max"])) <= 33
     print(f"gathering context p50 {with_ctx['gather_p50_ms']:.2f} ms (target <= 5); warm requests "
-          f"with {with_ctx["chunks_offered"]} chunks evaluate at most {with_ctx['evaluated_max']} prompt "
+          f"with {with_ctx['chunks_offered']} chunks evaluate at most {with_ctx['evaluated_max']} prompt "
           "tokens (target <= 32 beyond the typed one)")
     print(f"wrote {write('plugin_overhead', {'rows': rows, 'pass': ok})}")
 
