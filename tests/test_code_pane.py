@@ -39,7 +39,8 @@ def _app(path: Path, backend: FimBackend):  # type: ignore[no-untyped-def]
 
 async def _open(pilot, path: Path) -> CodeEditor:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+    await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+                     and bool(app.screen.query(CodeEditor)), what="the code pane")
     editor = app.screen.query_one(CodeEditor)
     editor.move_cursor((3, 8))
     return editor
@@ -136,3 +137,41 @@ def test_cli_refuses_binary_before_starting(tmp_path: Path) -> None:
     path.write_bytes(b"\0\1\2\3")
     out = tramontane("code", str(path))
     assert out.returncode == 1 and "binary" in out.stderr
+
+
+async def test_files_opened_in_the_same_repository_feed_the_completion(
+        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """tramontane-repo-context in the app: a file opened earlier in the same git repository
+    shows up in the next completion request; one saved with a change moves to the front."""
+    import subprocess
+
+    import pytest
+
+    repo_context = pytest.importorskip("tramontane_repo_context", reason="run `make install`")
+    from app.plugins.manager import reset_host
+
+    monkeypatch.setenv("TRAMONTANE_PLUGINS", "tramontane-repo-context")
+    reset_host()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "prices.py").write_text("TAX = 0.2\n\ndef with_tax(p):\n    return p * (1 + TAX)\n")
+    (repo / "calc.py").write_text(SOURCE)
+    backend = ScriptedBackend()
+    backend.fim_replies = ["s += x"]
+    app = _app(repo / "prices.py", backend)  # type: ignore[arg-type]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await wait_until(pilot, lambda: any(c.path == repo / "prices.py"
+                                            for c in repo_context.ring.chunks),
+                         what="the opened file in the ring")
+        await pilot.press("ctrl+w")
+        await wait_until(pilot, lambda: not isinstance(app.screen, CodeScreen))
+        app.open_code(repo / "calc.py")
+        editor = await _open(pilot, repo / "calc.py")
+        await pilot.press("ctrl+space")
+        await wait_until(pilot, lambda: bool(backend.fim_prompts), what="a completion request")
+        request = backend.fim_prompts[-1]
+        assert "# prices.py\n# TAX = 0.2" in request and "def with_tax" in request
+        assert "# calc.py" not in request  # the file being completed is not repeated
+        assert editor.text == SOURCE

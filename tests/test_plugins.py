@@ -58,7 +58,14 @@ def fim_context(path, prefix, suffix, cursor):
 @hookimpl
 def register_commands(subparsers):
     p = subparsers.add_parser("hello", help="say hello from the demo plugin")
-    p.set_defaults(func=lambda args: print("hello from demo") or 0)
+    p.add_argument("--fail", action="store_true")
+    p.set_defaults(func=hello)
+
+def hello(args):
+    if args.fail:
+        raise OSError("the disk is gone")
+    print("hello from demo")
+    return 0
 '''
 
 BOOM = '''
@@ -246,6 +253,9 @@ def test_plugins_list_and_a_plugin_command_on_the_command_line(plugin_dir: Path)
     assert {r["name"]: r["status"] for r in rows}["boom"] == "not in TRAMONTANE_PLUGINS"
     hello = tramontane("hello", env=env)
     assert hello.returncode == 0 and hello.stdout.strip() == "hello from demo"
+    failed = tramontane("hello", "--fail", env=env)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "Plugin demo failed in its `hello` command (OSError: the disk is gone)" in failed.stderr
 
 
 def test_a_plugin_that_cannot_be_imported_is_reported(tmp_path: Path,

@@ -4,7 +4,8 @@ Plugins come from the `tramontane` entry-point group; the built-in ones are regi
 way, always. `TRAMONTANE_PLUGINS` (comma-separated names; empty for none) pins which installed
 plugins load, and `[plugins] disabled` in config.toml turns one off. Each hook implementation
 is called on its own: one that raises is reported once (screen and log) and disabled for the
-session; one that runs past its time limit is skipped, and not called again until it returns.
+session; one that runs past its time limit is skipped, and not called again until that call
+returns (so a hung plugin holds one thread, not one per keystroke).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class PluginHost:
         self.infos: dict[str, PluginInfo] = {}
         self.reports: list[str] = []
         self.on_report: Callable[[str], None] | None = None
-        self._busy: set[str] = set()
+        self._stuck: set[str] = set()  # plugins whose last call ran past its limit
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="plugin")
         self._background: set[asyncio.Task[Any]] = set()
         if log_path is not None and not any(
@@ -145,15 +146,13 @@ class PluginHost:
 
     async def guarded(self, name: str, where: str, fn: Callable[[], Any], timeout: float) -> Any:
         """Run one plugin function in a thread; None when it failed, is busy or is too slow."""
-        if name in self._busy:
+        if name in self._stuck:
             return None
-        self._busy.add(name)
         future = asyncio.get_running_loop().run_in_executor(self._pool, fn)
-        slow = False
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            slow = True
+            self._stuck.add(name)
             self.report(f"Plugin {name} is slow in {where} (over {timeout:g} s); the app went on "
                         "without it.")
             future.add_done_callback(lambda f: self._late(name, where, f))
@@ -161,13 +160,10 @@ class PluginHost:
         except Exception as exc:
             self.fail(name, where, exc)
             return None
-        finally:
-            if not slow:
-                self._busy.discard(name)
 
     def _late(self, name: str, where: str, future: asyncio.Future[Any]) -> None:
         """A slow call came back: the plugin may be called again (unless it raised)."""
-        self._busy.discard(name)
+        self._stuck.discard(name)
         if not future.cancelled() and future.exception() is not None:
             self.fail(name, where, future.exception())  # type: ignore[arg-type]
 
@@ -195,6 +191,17 @@ class PluginHost:
             except Exception as exc:
                 self.fail(impl.plugin_name, "register_slash_commands", exc)
         return found
+
+    def owner_of(self, fn: Callable[..., Any]) -> str | None:
+        """The name of the installed plugin whose module defines `fn` (None for our own code)."""
+        module = getattr(fn, "__module__", "") or ""
+        for name, plugin in self.pm.list_name_plugin():
+            if self.infos.get(name, PluginInfo(name, "")).builtin:
+                continue
+            root = getattr(plugin, "__name__", type(plugin).__module__)
+            if module == root or module.startswith(root + "."):
+                return name
+        return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -85,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        owner = get_host().owner_of(args.func)
+        if owner is None:
+            raise
+        get_host().fail(owner, f"its `{args.command}` command", exc)  # says so on stderr
+        return 1
 
 
 def _report_plugins_on_stderr() -> None:
