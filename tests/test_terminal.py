@@ -43,11 +43,18 @@ class Tmux:
         self.run("kill-server")
 
 
-def test_chat_in_a_real_terminal_and_find_it_again(home: Path) -> None:
+def app_command(home: Path, max_tokens: int, cwd: Path | None = None, env: str = "") -> str:
+    """The shell line that starts the installed app with greedy, short replies."""
     (home / "config").mkdir(parents=True)
-    (home / "config" / "config.toml").write_text("[params]\nmax_tokens = 48\ntemperature = 0.0\n")
-    command = (f"env -u COLUMNS -u LINES TRAMONTANE_HOME={home} TERM=xterm-256color "
-               f"{BIN / 'tramontane'}")
+    (home / "config" / "config.toml").write_text(
+        f"[params]\nmax_tokens = {max_tokens}\ntemperature = 0.0\n")
+    cd = f"cd {cwd} && " if cwd else ""
+    return (f"{cd}env -u COLUMNS -u LINES TRAMONTANE_HOME={home} {env} TERM=xterm-256color "
+            f"{BIN / 'tramontane'}")
+
+
+def test_chat_in_a_real_terminal_and_find_it_again(home: Path) -> None:
+    command = app_command(home, 48)
     tmux = Tmux("chat")
     db = home / "data" / "history.db"
     try:
@@ -92,14 +99,11 @@ def test_slash_file_in_a_real_terminal(home: Path, tmp_path: Path) -> None:
     """The bundled /file command through the real app: a binary is refused on screen, a text
     file goes to the model with the question and is saved in the chat."""
     pytest.importorskip("tramontane_files", reason="run `make install`")
-    (home / "config").mkdir(parents=True)
-    (home / "config" / "config.toml").write_text("[params]\nmax_tokens = 16\ntemperature = 0.0\n")
     work = tmp_path / "work"
     work.mkdir()
     (work / "notes.txt").write_text("The code word is heliotrope.\n")
     (work / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
-    command = (f"cd {work} && env -u COLUMNS -u LINES TRAMONTANE_HOME={home} "
-               f"TRAMONTANE_PLUGINS=tramontane-files TERM=xterm-256color {BIN / 'tramontane'}")
+    command = app_command(home, 16, cwd=work, env="TRAMONTANE_PLUGINS=tramontane-files")
     tmux = Tmux("slash")
     db = home / "data" / "history.db"
     try:

@@ -29,15 +29,16 @@ class NotTextError(TramontaneError):
     """A binary or non-UTF-8 file opened for completion."""
 
 
-def decode_text(data: bytes, label: str) -> str:
-    """UTF-8 text, or `NotTextError` naming `label` (a path, or "the buffer for PATH")."""
+def decode_text(data: bytes, label: str, works: str = "completion works on") -> str:
+    """UTF-8 text, or `NotTextError` naming `label` (a path, or "the buffer for PATH") and
+    saying what `works` on text only."""
     if b"\0" in data[:8192]:
-        raise NotTextError(f"{label} is a binary file; completion works on text files.")
+        raise NotTextError(f"{label} is a binary file; {works} text files.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotTextError(f"{label} is not UTF-8 text (byte {exc.start} cannot be decoded); "
-                           "completion works on UTF-8 files.") from exc
+                           f"{works} UTF-8 files.") from exc
 
 
 def read_text_file(path: Path) -> str:

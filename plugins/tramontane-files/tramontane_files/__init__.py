@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.plugins.hookspecs import Attachment, SlashCommand, SlashContext, hookimpl
+from app.session.complete import NotTextError, decode_text
 
 FILE_LIMIT = 100_000  # bytes one /file attaches
 DIR_LIMIT = 200_000  # bytes one /dir attaches in all
@@ -67,13 +68,10 @@ def read_text(path: Path, limit: int, shown: str) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise Refused(f"{shown} cannot be read: {exc.strerror or exc}.") from exc
-    if b"\0" in data[:8192]:
-        raise Refused(f"{shown} is a binary file; /file attaches text files only.")
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Refused(f"{shown} is not UTF-8 text (byte {exc.start} cannot be decoded); /file "
-                      "attaches UTF-8 text only.") from exc
+        return decode_text(data, shown, works="/file attaches only")
+    except NotTextError as exc:
+        raise Refused(str(exc)) from exc
 
 
 def _kb(n: int) -> str:
