@@ -307,3 +307,21 @@ async def test_a_slow_slash_command_leaves_the_app_responsive(
             await wait_until(pilot, lambda: not app.busy, what="the command given up")
     finally:
         demo.release.set()
+
+
+async def test_typing_a_slash_shows_the_matching_commands(
+        plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin(monkeypatch, "demo")
+    from textual.widgets import Label
+
+    from app.ui.tui.prompt import PromptBox
+
+    app = make_app(ScriptedBackend())
+    async with app.run_test() as pilot:
+        app.query_one(PromptBox).focus()
+        await pilot.press("slash", "s", "h")
+        status = app.query_one("#status", Label)
+        await wait_until(pilot, lambda: "/shout TEXT — attach TEXT in capitals" in str(status.content),
+                         what="the hint")
+        await pilot.press("space")
+        await wait_until(pilot, lambda: "shout" not in str(status.content), what="the status back")

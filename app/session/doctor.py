@@ -101,5 +101,7 @@ async def run_doctor(ctx: AppContext) -> dict[str, Any]:
         "config_warnings": ctx.cfg.warnings,
         "models": models,
         "ollama": check_ollama(ollama_host(ctx.cfg)),
+        "plugins": [{"name": i.name, "version": i.version, "status": i.status}
+                    for i in ctx.plugins.infos.values() if not i.builtin],
         "smoke": await smoke_inference(ctx),
     }

@@ -82,6 +82,7 @@ async def _complete(session: CompletionSession, prefix: str, suffix: str,
         print(json.dumps({
             "text": result.text, "raw": result.raw, "model": session.model.name,
             "format": session.model.fim_format, "prompt_tokens": s.prompt_tokens,
+            "context_files": [c.path for c in session.last_extra],
             "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens,
             "timings": {"first_token_ms": round(s.ttft_ms, 1), "total_ms": round(result.elapsed_ms, 1),
                         "tokens_per_s": round(s.decode_tps, 1)},

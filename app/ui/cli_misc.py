@@ -44,6 +44,8 @@ def _print_doctor(r: dict[str, Any]) -> None:
     state = f"answers (version {oll.get('version')})" if oll["answers"] else "not answering"
     where = " (a remote server: chats sent there leave this machine)" if oll.get("remote") else ""
     print(f"Ollama     {oll['host']}{where}: {state}")
+    for i, p in enumerate(r["plugins"]):
+        print(f"{'Plugins' if i == 0 else '':<10} {p['name']} {p['version']}: {p['status']}")
     llama = smoke.get("llama", {})
     if llama:
         print(f"llama.cpp  llama-cpp-python {llama.get('llama_cpp_python')} · "

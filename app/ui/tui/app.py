@@ -16,7 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Label
+from textual.widgets import Footer, Label, TextArea
 from textual.worker import Worker
 
 from app.engine.backend import Backend, Done, Error, Event, Token
@@ -63,6 +63,7 @@ class TramontaneApp(ChatActions):
         self.session: ChatSession | None = None
         self.start_chat = chat_id
         self.editing = False
+        self.hinting = False
         self.last_stats = ""
         self._saved_theme: str | None = None
         self.hub_endpoint: str | None = None  # a Hugging Face mirror (tests use a local one)
@@ -144,6 +145,19 @@ class TramontaneApp(ChatActions):
         self._update_status()
 
     # -- sending ------------------------------------------------------------------------------
+
+    @on(TextArea.Changed, "#prompt")
+    def _slash_hint(self, event: TextArea.Changed) -> None:
+        """While a slash command's name is typed, the status line lists the matching ones."""
+        text = event.text_area.text
+        if text.startswith("/") and not any(ch.isspace() for ch in text):
+            found = [c for name, c in self.chat_prompt.commands.items() if name.startswith(text[1:])]
+            hint = "   ".join(f"/{c.name} {c.usage}".rstrip() + f" — {c.help}" for c in found[:3])
+            self.query_one("#status", Label).update(hint or f"no command {text}; /help lists them")
+            self.hinting = True
+        elif self.hinting:
+            self.hinting = False
+            self._update_status()
 
     @on(PromptBox.Submitted)
     async def _submitted(self, event: PromptBox.Submitted) -> None:
