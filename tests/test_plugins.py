@@ -325,3 +325,22 @@ async def test_typing_a_slash_shows_the_matching_commands(
                          what="the hint")
         await pilot.press("space")
         await wait_until(pilot, lambda: "shout" not in str(status.content), what="the status back")
+
+
+async def test_builtin_system_command_sets_the_chat_system_prompt() -> None:
+    backend = ScriptedBackend()
+    library = ChatLibrary(AppContext(), backend)
+    session = library.new()
+    prompt = ChatPrompt(get_host())
+    assert set(prompt.commands) == {"help", "system"}  # built-ins load with no plugin pinned
+    done = await prompt.prepare("/system Answer in French.", session)
+    assert done.content is None and done.notices == ["System prompt set."]
+    prepared = await prompt.prepare("Hello", session)
+    assert prepared.content == "Hello"
+    async for _ in session.send(prepared.content):
+        pass
+    first = backend.requests[-1][0][0]
+    assert (first.role, first.content) == ("system", "Answer in French.")
+    assert library.store.chat(session.chat_id).system_prompt == "Answer in French."
+    unknown = await prompt.prepare("/nope", session)
+    assert unknown.content is None and "/help lists them" in unknown.notices[0]
