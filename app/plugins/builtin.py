@@ -12,18 +12,15 @@ from app.plugins.hookspecs import SlashCommand, SlashContext, hookimpl
 
 
 @hookimpl
-def register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register_commands(subparsers: argparse._SubParsersAction[Any], plugins: Any) -> None:
     p = subparsers.add_parser("plugins", help="list the plugins, their versions and hooks")
     psub = p.add_subparsers(dest="action", metavar="ACTION")
     psub.add_parser("list", help="every plugin found, loaded or not").add_argument(
         "--json", action="store_true")
-    p.set_defaults(func=_plugins_command, action="list", json=False)
+    p.set_defaults(func=lambda args: _plugins_command(args, plugins), action="list", json=False)
 
 
-def _plugins_command(args: argparse.Namespace) -> int:
-    from app.plugins.manager import get_host
-
-    host = get_host()
+def _plugins_command(args: argparse.Namespace, host: Any) -> int:
     infos = sorted(host.infos.values(), key=lambda i: (not i.builtin, i.name))
     if args.json:
         print(json.dumps([{"name": i.name, "version": i.version, "builtin": i.builtin,

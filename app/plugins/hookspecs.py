@@ -64,10 +64,10 @@ class SlashCommand:
 
 class Specs:
     @hookspec
-    def register_commands(self, subparsers: argparse._SubParsersAction[Any]) -> None:
+    def register_commands(self, subparsers: argparse._SubParsersAction[Any], plugins: Any) -> None:
         """Called once when the `tramontane` command builds its parser. Add a sub-command with
         `subparsers.add_parser(...)` and `set_defaults(func=run)`; `run(args)` returns the exit
-        code."""
+        code. `plugins` is the PluginHost, for commands about plugins."""
 
     @hookspec
     def register_slash_commands(self, register: Callable[[SlashCommand], None]) -> None:

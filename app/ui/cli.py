@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_models.add_parser(sub)
     cli_complete.add_parser(sub)
-    get_host().call("register_commands", subparsers=sub)
+    get_host().call("register_commands", subparsers=sub, plugins=get_host())
     return parser
 
 
