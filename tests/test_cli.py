@@ -164,3 +164,16 @@ def test_models_list_and_refusals(smollm2: Path) -> None:
     assert unknown.returncode == 1 and "not in the catalog" in unknown.stderr
     fit_file = json.loads(tramontane("models", "fit", str(smollm2), "--json").stdout)
     assert fit_file[0]["fit"]["verdict"] in ("cpu", "gpu", "partial")
+
+
+def test_a_file_alone_opens_the_code_pane(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tramontane FILE`, as the desktop entry's `Exec=tramontane %f` calls it."""
+    from app.ui.cli import build_parser, file_shortcut
+
+    commands = set(build_parser().get_default("commands"))
+    assert {"chat", "code", "complete", "plugins"} <= commands
+    path = tmp_path / "calc.py"
+    path.write_text("x = 1\n")
+    assert file_shortcut([str(path)], commands) == ["code", str(path)]
+    assert file_shortcut(["chat"], commands) == ["chat"]
+    assert file_shortcut([str(tmp_path / "missing.py")], commands) == [str(tmp_path / "missing.py")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from app import __version__
 from app.errors import TramontaneError
@@ -68,12 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.add_parser(sub)
     cli_complete.add_parser(sub)
     get_host().call("register_commands", subparsers=sub, plugins=get_host())
+    parser.set_defaults(commands=frozenset(sub.choices))
     return parser
+
+
+def file_shortcut(argv: Sequence[str], commands: set[str]) -> list[str]:
+    """`tramontane FILE` (as a file manager or the desktop entry calls it) means
+    `tramontane code FILE`."""
+    argv = list(argv)
+    if len(argv) == 1 and argv[0] not in commands and not argv[0].startswith("-") \
+            and Path(argv[0]).is_file():
+        return ["code", argv[0]]
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    commands = set(parser.get_default("commands"))
+    args = parser.parse_args(file_shortcut(sys.argv[1:] if argv is None else argv, commands))
     if args.command is None:
         args = parser.parse_args(["ui"])
     if args.command not in ("ui", "code"):  # the app shows these itself
