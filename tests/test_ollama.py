@@ -166,3 +166,19 @@ def test_cli_models_and_complete_through_ollama(server: OllamaFixture, tmp_path:
                       "-m", "smollm2:135m", "--json", "--max-tokens", "6", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["generated_tokens"] >= 1
+
+
+async def test_complete_with_suffix_template_puts_fitting_chunks_before_the_prefix(
+        server: OllamaFixture) -> None:
+    from app.engine.backend import ContextChunk
+
+    b = await backend_for(server)
+    await b.load(ModelRef("smollm2:135m", source="ollama"))
+    b._template = "{{ .Prompt }}{{ .Suffix }}"  # as a FIM model's template reads
+    small = ContextChunk("helpers.py", "def double(x):\n    return 2 * x\n")
+    huge = ContextChunk("huge.py", "x = 1\n" * 5000)  # more than the whole context
+    events = await run(b.complete("y = ", "\n", GREEDY, [small, huge], "main.py"))
+    assert isinstance(events[-1], Done)
+    _, body = [r for r in server.requests if r[0] == "/api/generate"][-1]
+    assert body["prompt"] == "# helpers.py\n# def double(x):\n#     return 2 * x\n\ny = "
+    assert body["suffix"] == "\n" and not body.get("raw")

@@ -11,13 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import TramontaneError
-from app.session.complete import (
-    FILE_EVENT_TIMEOUT_S,
-    CompletionSession,
-    decode_text,
-    read_text_file,
-    split_at,
-)
+from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
 from app.session.context import AppContext
 
 
@@ -61,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
 async def _complete(session: CompletionSession, prefix: str, suffix: str,
                     args: argparse.Namespace) -> int:
     path = os.path.abspath(args.file)
-    if session.plugins is not None:  # each call is a new process: tell plugins first, and wait
-        await session.plugins.acall("file_touched", FILE_EVENT_TIMEOUT_S, path=path,
-                                    event="edited", text=prefix + suffix)
+    session.touched(path, "edited", prefix + suffix)
+    if session.plugins is not None:  # each call is a new process: let plugins see it first
+        await session.plugins.drain()
     if args.show_prompt or args.dry_run:
         extra = await session.gather_context(path, prefix, suffix)
         prompt = session.prompt(prefix, suffix, extra=extra, path=path).text

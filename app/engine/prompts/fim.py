@@ -260,6 +260,29 @@ def fit_chunks(chunks: Sequence[ContextChunk], budget: int,
     return kept
 
 
+def room_for_chunks(prefix: str, suffix: str, budget: int, path: str) -> int:
+    """Tokens of `budget` that the prefix, the suffix and the file's name leave over."""
+    return budget - approx_tokens(prefix) - approx_tokens(suffix) - approx_tokens(path) - 4
+
+
+def choose_chunks(fmt: FimFormat, extra: Sequence[ContextChunk], path: str,
+                  room: int) -> list[ContextChunk]:
+    """The chunks that fit `room`, counted as `fmt` writes them, in writing order: the most
+    useful last, nearest the code."""
+    if fmt.file_sep:
+        def cost(c: ContextChunk) -> int:
+            return chunk_tokens(f"{c.path}\n{c.text}\n") + 2
+    else:
+        def cost(c: ContextChunk) -> int:
+            return chunk_tokens(as_comments([c], path))
+    return fit_chunks(extra, room, cost)[::-1]
+
+
+def fim_budget(n_ctx: int, params: Any) -> int:
+    """Prompt tokens a completion may use: the context less the reply and a margin."""
+    return max(64, n_ctx - int(getattr(params, "max_tokens", 128)) - 32)
+
+
 @dataclass(frozen=True)
 class FimRequest:
     format: FimFormat
@@ -282,18 +305,11 @@ def request(format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any,
             extra: Sequence[ContextChunk] = (), path: str = "") -> FimRequest:
     """The prompt for one completion: format, context budget, extra chunks, stop strings."""
     fmt = FORMATS.get(format_name) or FORMATS["continue"]
-    budget = max(64, n_ctx - int(getattr(params, "max_tokens", 128)) - 32)
+    budget = fim_budget(n_ctx, params)
     own = int(budget * 0.75) if extra else budget
     prefix, suffix = trim_to_budget(prefix, suffix if fmt.name != "continue" else "", own,
                                     approx_tokens)
-    left = budget - approx_tokens(prefix) - approx_tokens(suffix) - approx_tokens(path) - 4
-    if fmt.file_sep:
-        def cost(c: ContextChunk) -> int:
-            return chunk_tokens(f"{c.path}\n{c.text}\n") + 2
-    else:
-        def cost(c: ContextChunk) -> int:
-            return chunk_tokens(as_comments([c], path))
-    chunks = fit_chunks(extra, left, cost)[::-1]  # the most useful nearest the code
+    chunks = choose_chunks(fmt, extra, path, room_for_chunks(prefix, suffix, budget, path))
     stops = list(fmt.stops)
     cursor_rest = suffix.split("\n", 1)[0]
     if cursor_rest.strip() and not (prefix == "" or prefix.endswith("\n")):
