@@ -44,12 +44,8 @@ def similarity(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     """Lines in common over the lines of both, as llama.vim's chunk similarity."""
     if not a and not b:
         return 1.0
-    common = sum((_count(a) & _count(b)).values())
+    common = sum((Counter(a) & Counter(b)).values())
     return 2 * common / (len(a) + len(b))
-
-
-def _count(lines: tuple[str, ...]) -> Counter[str]:
-    return Counter(lines)
 
 
 def repo_of(path: Path) -> Path | None:
