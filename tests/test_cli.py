@@ -134,7 +134,7 @@ def test_sigsegv_in_worker_is_a_clear_error_and_next_chat_works(home: Path) -> N
 
 
 def test_doctor_json_runs_the_smoke_inference() -> None:
-    out = tramontane("doctor", "--json")
+    out = tramontane("doctor", "--json", "--quick")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["smoke"]["ok"] is True

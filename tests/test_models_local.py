@@ -67,28 +67,15 @@ def test_resolve_unknown_lists_what_is_there() -> None:
 
 def test_gemma_is_assembled_once_and_marked_base(home: Path) -> None:
     models_dir = paths().models_dir
-    gemma = starters.gemma_path(models_dir)
+    gemma = starters.GEMMA.path(models_dir)
     assert gemma is not None and gemma.parent == models_dir
     assert read_header(gemma).architecture == "gemma3"
     mtime = gemma.stat().st_mtime_ns
-    assert starters.gemma_path(models_dir) == gemma
+    assert starters.GEMMA.path(models_dir) == gemma
     assert gemma.stat().st_mtime_ns == mtime
     found = {m.name: m for m in local.find_local(models_dir)}
     assert not found["gemma3-270m"].chat_tuned
     assert found["smollm2-135m-instruct"].chat_tuned
-
-
-def test_assembly_rejects_wrong_checksum(tmp_path: Path) -> None:
-    parts = []
-    for i in range(2):
-        part = tmp_path / f"m.gguf.part0{i}"
-        part.write_bytes(b"x" * 1000)
-        parts.append(part)
-    target = tmp_path / "out" / "m.gguf"
-    with pytest.raises(CorruptModelError, match="sha256"):
-        starters.assemble_gemma(parts, target, "0" * 64)
-    assert not target.exists()
-    assert not list(target.parent.glob("*.partial"))
 
 
 def test_user_catalog_bad_field_is_named(home: Path) -> None:

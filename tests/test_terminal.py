@@ -132,3 +132,41 @@ def test_slash_file_in_a_real_terminal(home: Path, tmp_path: Path) -> None:
         wait_until(lambda: not tmux.alive(), what="the app to quit")
     finally:
         tmux.kill()
+
+
+def test_code_pane_keeps_typed_edits_in_a_real_terminal(home: Path, tmp_path: Path) -> None:
+    """`tramontane code FILE` in tmux: Ctrl+Q and Ctrl+W ask about typed edits with the editor
+    focused; losing the terminal keeps a recovery copy, offered back by the next start."""
+    src = tmp_path / "calc.py"
+    src.write_text("def total(xs):\n    return sum(xs)\n")
+    original = src.read_text()
+    command = app_command(home, 8) + f" code {src}"
+    recovery = home / "data" / "recovery"
+    tmux = Tmux("code")
+    try:
+        tmux.start(command)
+        wait_until(lambda: "completion by" in tmux.screen(), what="the code pane")
+        tmux.keys("-l", "# typed")
+        wait_until(lambda: "# typed" in tmux.screen(), what="the typing on screen")
+        tmux.keys("C-q")
+        wait_until(lambda: "unsaved changes" in tmux.screen(), what="the quit question")
+        tmux.keys("Escape")  # cancel: back to the editor, edits kept
+        wait_until(lambda: "unsaved changes" not in tmux.screen(), what="the question gone")
+        assert tmux.alive() and "# typed" in tmux.screen()
+        tmux.keys("C-w")
+        wait_until(lambda: "unsaved changes" in tmux.screen(), what="the close question")
+        tmux.keys("Escape")
+        wait_until(lambda: any(recovery.glob("*.json")), what="a recovery copy")
+        tmux.kill()  # the terminal is gone: SIGHUP, no chance to ask
+        wait_until(lambda: not tmux.alive(), what="the terminal gone")
+        assert src.read_text() == original
+        tmux.start(command)
+        wait_until(lambda: "Restore them?" in tmux.screen(), what="the recovery offer")
+        tmux.keys("Enter")  # Restore is the first button, focused
+        wait_until(lambda: "# typed" in tmux.screen(), what="the restored edits")
+        tmux.keys("C-s")
+        wait_until(lambda: src.read_text().startswith("# typed"), what="the save")
+        tmux.keys("C-q")
+        wait_until(lambda: not tmux.alive(), what="the app to quit without a question")
+    finally:
+        tmux.kill()

@@ -33,6 +33,7 @@ class Params:
     max_tokens: int = 512
     context_length: int = 4096
     threads: int = 0
+    gpu_layers: int = -1  # layers offloaded to the GPU; -1 = as the fit verdict plans (ModelRef)
     ignore_eos: bool = False  # benchmarks: always generate max_tokens
 
     @classmethod
@@ -58,6 +59,8 @@ class ModelRef:
     chat_tuned: bool = True
     fim_format: str = ""
     source: str = ""
+    gpu_layers: int = 0  # what the fit verdict plans for this machine (Params can override)
+    fit_warning: str = ""  # set when the model does not fit this machine: the faces ask first
 
 
 @dataclass(frozen=True)

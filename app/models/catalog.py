@@ -19,7 +19,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "arch": dict, "quant": list,
 }
 _ARCH_FIELDS = ("layers", "heads", "kv_heads", "head_dim", "embedding", "feed_forward", "vocab",
-                "sliding_window", "swa_layers")
+                "sliding_window", "swa_layers", "experts", "experts_used")
 _QUANT_FIELDS: dict[str, type] = {"name": str, "file": str, "size": int, "sha256": str,
                                   "hf_repo": str, "ollama": str}
 _REQUIRED = ("id", "name", "family", "capabilities")
@@ -47,6 +47,8 @@ class Arch:
     vocab: int
     sliding_window: int = 0
     swa_layers: int = 0
+    experts: int = 0  # mixture of experts: experts per layer (0 = a dense model)
+    experts_used: int = 0  # experts each token goes through
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
 """Pulling a catalog quant into the models folder with huggingface_hub: a free-space check
 before starting, progress, resume of an interrupted download (huggingface_hub keeps the
-partial file and asks for the rest with a Range request), and a sha256 check before the file
-is registered. A file that fails the check is deleted, never used.
+partial file in a staging folder and asks for the rest with a Range request), and a sha256
+check before the file gets its final name. The expected sha256 is the catalog's, else the one
+the hub publishes for the LFS file (its X-Linked-Etag); with neither, nothing is downloaded.
+A file that fails the check is deleted, never used, and a file already at the final name counts
+as downloaded only when its hash matches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -75,41 +80,72 @@ def _progress_class(report: Callable[[PullProgress], None], cancel: threading.Ev
     return Reporter
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+STAGING = ".downloading"  # inside the models folder: partial files, never listed as models
+
+
+def hub_sha256(repo: str, filename: str, endpoint: str | None = None) -> str:
+    """The sha256 the hub publishes for an LFS file ("" when the file is not in LFS)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    meta = get_hf_file_metadata(hf_hub_url(repo, filename, endpoint=endpoint), timeout=10)
+    etag = (meta.etag or "").lower()
+    return etag if _SHA256.match(etag) else ""
+
+
+def _fail(file: str, exc: Exception) -> DownloadError:
+    reason = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(".")
+    return DownloadError(f"Could not download {file}: {reason}. Run the same pull again to "
+                         "resume.")
+
+
 def pull(model: CatalogModel, quant: Quant, models_dir: Path,
          report: Callable[[PullProgress], None] = lambda p: None,
          cancel: threading.Event | None = None, endpoint: str | None = None) -> Path:
     """Download `quant` of `model` into `models_dir`; blocking (run it in a thread)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     if not quant.hf_repo:
         raise DownloadError(f"{model.id} {quant.name} has no download source in the catalog.")
     target = models_dir / quant.file
-    if target.is_file() and target.stat().st_size == quant.size:
-        return target
+    if not target.is_file():
+        check_space(models_dir, quant.size)  # before anything goes over the network
+    expected = quant.sha256.lower()
+    if not expected:
+        try:
+            expected = hub_sha256(quant.hf_repo, quant.file, endpoint)
+        except Exception as exc:  # offline, hub errors: one line, no retries
+            raise _fail(quant.file, exc) from exc
+        if not expected:
+            raise DownloadError(
+                f"Neither the catalog nor the hub gives a sha256 for {quant.file}, so it could "
+                "not be verified; nothing was downloaded. Add its sha256 to models.toml.")
+    if target.is_file():
+        report(PullProgress(0, target.stat().st_size, "verifying"))
+        if sha256_of(target) == expected:
+            report(PullProgress(quant.size, quant.size, "done"))
+            return target
+        # a file of the right name whose hash is wrong is replaced by a verified download
     check_space(models_dir, quant.size)
+    staging = models_dir / STAGING / quant.file
     cancel = cancel or threading.Event()
     try:
         path = Path(hf_hub_download(
-            quant.hf_repo, quant.file, local_dir=models_dir, endpoint=endpoint,
+            quant.hf_repo, quant.file, local_dir=staging, endpoint=endpoint,
             tqdm_class=_progress_class(report, cancel),
         ))
     except DownloadError:
         raise
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-        raise DownloadError(f"Could not download {quant.file}: {exc}. Run the same pull again "
-                            "to resume.") from exc
-    except Exception as exc:  # httpx errors after huggingface_hub's own retries
-        raise DownloadError(f"Could not download {quant.file}: {exc}. Run the same pull again "
-                            "to resume.") from exc
-    if quant.sha256:
-        report(PullProgress(0, quant.size, "verifying"))
-        actual = sha256_of(path)
-        if actual != quant.sha256:
-            path.unlink(missing_ok=True)
-            raise DownloadError(
-                f"{quant.file} has sha256 {actual}, but the catalog says {quant.sha256}. "
-                "The file was deleted; nothing was registered."
-            )
+    except Exception as exc:  # HTTP and OS errors, after huggingface_hub's own retries
+        raise _fail(quant.file, exc) from exc
+    report(PullProgress(0, quant.size, "verifying"))
+    actual = sha256_of(path)
+    if actual != expected:
+        path.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{quant.file} has sha256 {actual}, but {expected} was expected. The file was "
+            "deleted; nothing was registered.")
+    os.replace(path, target)
+    shutil.rmtree(staging, ignore_errors=True)
     report(PullProgress(quant.size, quant.size, "done"))
-    return path
+    return target

@@ -38,6 +38,10 @@ class GGUFHeader:
     tensor_count: int = 0
     data_end: int = 0
     tensor_bytes: int = 0
+    parameters: int = 0  # weights, counted in elements
+    embedding_bytes: int = 0  # token_embd: a row lookup per token, unless it is the output too
+    output_bytes: int = 0  # output.weight (0 when tied to the embedding)
+    expert_bytes: int = 0  # mixture-of-experts tensors (`*_exps`): only some are read per token
     found_tokens: set[str] = field(default_factory=set)  # of the `want` strings, those in vocab
 
     @property
@@ -140,14 +144,27 @@ def _parse(cur: _Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
             head.metadata[key] = cur.value(vtype)
     data_end = 0
     for _ in range(n_tensors):
-        cur.string()
+        name = cur.string()
         n_dims = cur.take("<I")
+        if n_dims > 8:
+            raise CorruptModelError(f"{path} has a damaged header (a tensor with {n_dims} dims).")
         dims = [cur.take("<Q") for _ in range(n_dims)]
         ttype, offset = cur.take("<I"), cur.take("<Q")
         nbytes = _tensor_bytes(path, ttype, dims)
         head.tensor_bytes += nbytes
+        head.parameters += _elements(dims)
+        if name == "token_embd.weight":
+            head.embedding_bytes = nbytes
+        elif name == "output.weight":
+            head.output_bytes = nbytes
+        elif "_exps." in name:
+            head.expert_bytes += nbytes
         data_end = max(data_end, offset + nbytes)
-    align = int(head.metadata.get("general.alignment", 32))
+    align = head.metadata.get("general.alignment", 32)
+    if not isinstance(align, int) or isinstance(align, bool) or not 1 <= align <= 1 << 20 \
+            or align & (align - 1):
+        raise CorruptModelError(f"{path} has a damaged header (general.alignment = {align!r}, "
+                                "not a power of two).")
     data_start = (cur.pos + align - 1) // align * align
     head.data_end = data_start + data_end
     if head.data_end > size:
@@ -187,10 +204,14 @@ def _tensor_bytes(path: Path, ttype: int, dims: list[int]) -> int:
         block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
     except (ValueError, KeyError) as exc:
         raise CorruptModelError(f"{path} uses tensor type {ttype}, unknown to this build.") from exc
+    return _elements(dims) // block * type_size
+
+
+def _elements(dims: list[int]) -> int:
     elements = 1
     for d in dims:
         elements *= d
-    return elements // block * type_size
+    return elements
 
 
 def arch_of(head: GGUFHeader) -> Arch:
@@ -214,4 +235,5 @@ def arch_of(head: GGUFHeader) -> Arch:
     vocab = head.array_lengths.get("tokenizer.ggml.tokens") or num("vocab_size")
     return Arch(layers=layers, heads=heads, kv_heads=num("attention.head_count_kv", heads),
                 head_dim=head_dim, embedding=embedding, feed_forward=num("feed_forward_length"),
-                vocab=int(vocab), sliding_window=window, swa_layers=swa_layers)
+                vocab=int(vocab), sliding_window=window, swa_layers=swa_layers,
+                experts=num("expert_count"), experts_used=num("expert_used_count"))

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -28,6 +29,8 @@ class Gpu:
     total: int
     free: int
     unified: bool = False  # Apple: shares the RAM
+    bandwidth: float = 0.0  # bytes/s of its memory bus (NVML); 0 = unknown
+    flops: float = 0.0  # FP32 FLOP/s (cores x clock x 2); 0 = unknown
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,34 @@ def nvidia_pynvml() -> list[Gpu] | None:
             mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
             name = name.decode() if isinstance(name, bytes) else str(name)
-            gpus.append(Gpu(name, "nvidia", int(mem.total), int(mem.free)))
+            gpus.append(Gpu(name, "nvidia", int(mem.total), int(mem.free),
+                            bandwidth=_nvml_bandwidth(pynvml, handle),
+                            flops=_nvml_flops(pynvml, handle)))
         return gpus
     except Exception:
         return None
     finally:
         with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
+
+
+def _nvml_bandwidth(pynvml: Any, handle: Any) -> float:
+    """Bus width (bits) / 8 x memory clock x 2 (double data rate)."""
+    try:
+        bus = int(pynvml.nvmlDeviceGetMemoryBusWidth(handle))
+        clock_mhz = int(pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM))
+    except Exception:  # NVMLError_NotSupported and friends
+        return 0.0
+    return bus / 8 * clock_mhz * 1e6 * 2
+
+
+def _nvml_flops(pynvml: Any, handle: Any) -> float:
+    try:
+        cores = int(pynvml.nvmlDeviceGetNumGpuCores(handle))
+        clock_mhz = int(pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM))
+    except Exception:
+        return 0.0
+    return cores * clock_mhz * 1e6 * 2
 
 
 def parse_nvidia_smi(output: str) -> list[Gpu]:

@@ -7,8 +7,9 @@ Face cache. Each model says who owns its file and which backends can run it.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.errors import ModelNotFoundError
@@ -16,7 +17,9 @@ from app.models import other_stores, starters
 from app.models.catalog import CatalogModel, load_catalog
 from app.models.gguf_file import read_header
 
-DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"  # the fallback: small machines, fast tests
+CODE_STARTER = starters.QWEN_CODER.id
+QWEN_CHAT_MIN_RAM = 6 * 2**30  # the Qwen starter chats by default from this much RAM up
 _QUANT_IN_NAME = re.compile(r"(?i)(IQ\d_[A-Z]+|Q\d_K_[SML]|Q\d_K|Q\d_\d|F16|BF16|F32)")
 
 
@@ -31,6 +34,11 @@ class LocalModel:
     owner: str = "tramontane"  # whose file it is: tramontane, package, ollama, huggingface
     backends: list[str] = field(default_factory=lambda: ["llama.cpp"])
     detail: str = ""
+    starter: str = ""  # a chunked starter's id: assembled on first use (see `ready`)
+
+    @property
+    def assembled(self) -> bool:
+        return self.path.is_file()
 
     @property
     def size(self) -> int:
@@ -70,9 +78,12 @@ def find_local(models_dir: Path, user_catalog: Path | None = None,
     if smol:
         found.append(LocalModel("smollm2-135m-instruct", smol, "starter package",
                                 catalog.get("smollm2-135m-instruct"), owner="package"))
-    gemma = starters.gemma_path(models_dir)
-    if gemma:
-        found.append(LocalModel("gemma3-270m", gemma, "starter package", catalog.get("gemma3-270m")))
+    for chunked in starters.CHUNKED.values():
+        if chunked.installed() or chunked.target(models_dir).is_file():
+            found.append(LocalModel(chunked.id, chunked.target(models_dir), "starter package",
+                                    catalog.get(chunked.id), starter=chunked.id,
+                                    detail="" if chunked.target(models_dir).is_file()
+                                    else "assembled on first use"))
     seen = {m.path.resolve() for m in found}
     if models_dir.is_dir():
         for path in sorted(models_dir.glob("*.gguf")):
@@ -91,6 +102,28 @@ def find_local(models_dir: Path, user_catalog: Path | None = None,
     return found
 
 
+def default_model(purpose: str, ram_total: int) -> str:
+    """The model to use when config.toml names none: the Qwen coder starter for code, and for
+    chat where memory allows; SmolLM2 otherwise. TRAMONTANE_DEFAULT_MODEL pins one."""
+    pinned = os.environ.get("TRAMONTANE_DEFAULT_MODEL", "").strip()
+    if pinned:
+        return pinned
+    if starters.QWEN_CODER.installed() and (purpose == "code" or ram_total >= QWEN_CHAT_MIN_RAM):
+        return CODE_STARTER
+    return DEFAULT_CHAT_MODEL
+
+
+def ready(model: LocalModel, models_dir: Path) -> LocalModel:
+    """The model with its file on disk: a chunked starter is assembled now if it is not yet."""
+    if model.starter and not model.path.is_file():
+        assembled = starters.CHUNKED[model.starter].path(models_dir, assemble=True)
+        if assembled is None:
+            raise ModelNotFoundError(f"{model.name}'s packages are not installed; run "
+                                     "`make install`.")
+        return replace(model, path=assembled, detail="")
+    return model
+
+
 def resolve(name: str, models_dir: Path, user_catalog: Path | None = None) -> LocalModel:
     """A model by catalog id, alias, file name, Ollama name, or path to a .gguf."""
     name = name.strip() or DEFAULT_CHAT_MODEL
@@ -106,6 +139,7 @@ def resolve(name: str, models_dir: Path, user_catalog: Path | None = None) -> Lo
     exact = [m for m in models if lowered in (m.name.lower(), m.path.name.lower())]
     by_catalog = [m for m in models if m.catalog and lowered in map(str.lower, m.catalog.names())]
     for model in exact + by_catalog:
+        model = ready(model, models_dir)
         read_header(model.path)
         return model
     known = ", ".join(m.name for m in models) or "none"

@@ -17,7 +17,7 @@ from app.errors import TramontaneError
 from app.models.gguf_file import read_header
 from app.models.local import LocalModel
 from app.plugins.manager import PluginHost
-from app.session.context import AppContext, model_ref
+from app.session.context import AppContext
 
 CONTEXT_CHARS = 2000  # around the cursor, for the cache key
 CACHE_SIZE = 256
@@ -112,11 +112,10 @@ class CompletionSession:
     @classmethod
     def for_context(cls, ctx: AppContext, backend: Backend, model: str | None = None,
                     max_tokens: int | None = None) -> CompletionSession:
-        name = model or str(ctx.cfg.get("code", "model") or "") or None
-        local = ctx.resolve_model(name)
-        ref = replace(model_ref(local), fim_format=fim_format_of(local))
+        local = ctx.resolve_model(model or ctx.default_model_name("code"))
         params = ctx.default_params()
         params = replace(params, temperature=0.0, max_tokens=max_tokens or 64, seed=1)
+        ref = replace(ctx.placed(local, params), fim_format=fim_format_of(local))
         return cls(backend, ref, params, ctx.plugins)
 
     @classmethod

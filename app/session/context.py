@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+
+import psutil
 
 from app.config import Config, Paths, load_config, ollama_host, paths
 from app.engine.backend import Backend, ModelRef, Params
@@ -11,8 +13,10 @@ from app.engine.llama.backend import LlamaBackend
 from app.engine.ollama.backend import OllamaBackend
 from app.errors import ModelNotFoundError
 from app.models import local
+from app.models.hardware import Hardware, probe
 from app.models.local import LocalModel
 from app.plugins.manager import PluginHost, get_host
+from app.session.placement import plan_load
 from app.store.history import ChatStore
 
 
@@ -55,8 +59,10 @@ class AppContext:
                              float(o["first_token_timeout"]), float(o["read_timeout"]),
                              o["keep_alive"])
 
-    def chat_model(self, name: str | None) -> tuple[ModelRef, str, bool]:
-        """The model to chat with on the chosen backend: (ref, name to save, chat-tuned)."""
+    def chat_model(self, name: str | None, params: Params | None = None,
+                   ) -> tuple[ModelRef, str, bool]:
+        """The model to chat with on the chosen backend: (ref, name to save, chat-tuned); for
+        llama.cpp the ref carries the placement and any does-not-fit warning for `params`."""
         if self.backend_name == "ollama":
             tag = name or str(self.cfg.get("chat", "model") or "")
             if not tag:
@@ -64,7 +70,19 @@ class AppContext:
                                          "`tramontane models list --backend ollama` lists them.")
             return ModelRef(tag, source="ollama"), tag, True
         local = self.resolve_model(name)
-        return model_ref(local), stored_name(local), local.chat_tuned
+        return self.placed(local, params or self.default_params()), stored_name(local), \
+            local.chat_tuned
+
+    @cached_property
+    def hardware(self) -> Hardware:
+        return probe()
+
+    def placed(self, local: LocalModel, params: Params) -> ModelRef:
+        """`local` as a backend loads it: GPU layers from the fit verdict (or `params`), and a
+        warning with the numbers when it does not fit this machine."""
+        plan = plan_load(local, params.context_length, self.hardware, params.gpu_layers)
+        return replace(model_ref(local), gpu_layers=plan.gpu_layers,
+                       fit_warning=plan.warning(local.name))
 
     @cached_property
     def code_backend(self) -> LlamaBackend:
@@ -80,8 +98,16 @@ class AppContext:
     def default_params(self) -> Params:
         return Params.from_dict(self.cfg.section("params"))
 
-    def default_model_name(self) -> str:
-        return str(self.cfg.get("chat", "model") or local.DEFAULT_CHAT_MODEL)
+    def default_model_name(self, purpose: str = "chat") -> str:
+        """config.toml's model for `purpose`, else the starter this machine runs best: the
+        Qwen coder starter for code (and for chat where memory allows), else SmolLM2; code
+        without the Qwen starter uses the chat model."""
+        chat = str(self.cfg.get("chat", "model") or "")
+        if purpose == "code":
+            code = str(self.cfg.get("code", "model") or "")
+            fallback = local.default_model("code", psutil.virtual_memory().total)
+            return code or (fallback if fallback == local.CODE_STARTER or not chat else chat)
+        return chat or local.default_model("chat", psutil.virtual_memory().total)
 
     def resolve_model(self, name: str | None) -> LocalModel:
         return local.resolve(name or self.default_model_name(), self.paths.models_dir,

@@ -19,6 +19,7 @@ from app.engine.llama.backend import LlamaBackend
 from app.engine.ollama.backend import is_remote
 from app.errors import TramontaneError
 from app.models import hardware
+from app.session.calibrate import calibrate
 from app.session.context import AppContext, model_ref
 
 AMX_CMAKE_ARGS = (
@@ -83,14 +84,23 @@ async def smoke_inference(ctx: AppContext) -> dict[str, Any]:
     return result
 
 
-async def run_doctor(ctx: AppContext) -> dict[str, Any]:
+async def speed_figures(ctx: AppContext) -> dict[str, Any]:
+    """Re-measure this machine's speed figures with the starters (cached for `models`)."""
+    try:
+        figures, measured = await calibrate(ctx)
+    except TramontaneError as exc:
+        return {"error": str(exc)}
+    return figures.to_dict() | {"measured": [m.__dict__ for m in measured]}
+
+
+async def run_doctor(ctx: AppContext, measure_speed: bool = True) -> dict[str, Any]:
     mem = psutil.virtual_memory()
     try:
         models = [{"name": m.name, "path": str(m.path), "size": m.size, "source": m.source,
                    "chat_tuned": m.chat_tuned} for m in ctx.local_models()]
     except TramontaneError as exc:
         models = [{"error": str(exc)}]
-    return {
+    report = {
         "tramontane": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -103,5 +113,12 @@ async def run_doctor(ctx: AppContext) -> dict[str, Any]:
         "ollama": check_ollama(ollama_host(ctx.cfg)),
         "plugins": [{"name": i.name, "version": i.version, "status": i.status}
                     for i in ctx.plugins.infos.values() if not i.builtin],
-        "smoke": await smoke_inference(ctx),
+    }
+    smoke = await smoke_inference(ctx)
+    gpus = hardware.probe().gpus
+    return report | {
+        "smoke": smoke,
+        "gpu": {"offload_built": bool(smoke.get("llama", {}).get("gpu_offload", False)),
+                "gpus": [g.__dict__ for g in gpus]},
+        "speed": await speed_figures(ctx) if measure_speed and smoke["ok"] else {},
     }

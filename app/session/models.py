@@ -15,6 +15,7 @@ from typing import Any
 from app.errors import ModelNotFoundError, TramontaneError
 from app.models import fit as fitmod
 from app.models import other_stores
+from app.models import speed as speedmod
 from app.models.catalog import Arch, CatalogModel, Quant, load_catalog
 from app.models.download import PullProgress, pull
 from app.models.gguf_file import arch_of, read_header
@@ -23,6 +24,10 @@ from app.models.local import LocalModel, find_local
 from app.session.context import AppContext, stored_name
 
 DEFAULT_FIT_CONTEXT = 8192
+# What a user can live with (the recommendation's targets).
+CHAT_MIN_TPS = 8.0  # decode tokens/s for chat
+CODE_MAX_SUGGESTION_S = 1.0  # a warm 16-token suggestion
+CODE_MAX_COLD_S = 15.0  # a cold 2k-token prompt
 
 
 @dataclass
@@ -39,6 +44,7 @@ class ModelRow:
     catalog_id: str = ""
     path: Path | None = None
     owner: str = ""  # for files on disk: tramontane, package, ollama, huggingface
+    speed: speedmod.SpeedPrediction | None = None
 
     @property
     def ref_name(self) -> str:
@@ -49,7 +55,16 @@ class ModelRow:
         return {"name": self.name, "catalog_id": self.catalog_id, "quant": self.quant,
                 "size": self.size, "installed": self.installed, "source": self.source,
                 "backends": self.backends, "path": str(self.path) if self.path else None,
-                "fit": self.verdict.to_dict() if self.verdict else None}
+                "fit": self.verdict.to_dict() if self.verdict else None,
+                "speed": self.speed.to_dict() if self.speed else None}
+
+    def words(self) -> str:
+        """"fits in RAM · ~9 tok/s · 2k-token prompt in ~4 s"."""
+        if self.verdict is None:
+            return "unknown (damaged file?)"
+        if not self.verdict.fits or self.speed is None:
+            return self.verdict.words()
+        return f"{self.verdict.words()} · {self.speed.words()}"
 
 
 @dataclass
@@ -59,24 +74,43 @@ class Recommendation:
     quant: Quant
     context: int
     verdict: fitmod.FitVerdict
+    speed: speedmod.SpeedPrediction
+    passed_over: list[str] = field(default_factory=list)  # bigger models, and why not them
+    meets_target: bool = True
 
     def words(self) -> str:
-        return (f"{self.purpose}: {self.model.id} {self.quant.name}, context "
-                f"{self.context:,} tokens ({self.verdict.words()})")
+        text = (f"{self.purpose}: {self.model.id} {self.quant.name}, context "
+                f"{self.context:,} tokens ({self.verdict.words()} · {self.speed.words()})")
+        if not self.meets_target:
+            text += "; the fastest that fits, though slower than the target"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"purpose": self.purpose, "model": self.model.id, "quant": self.quant.name,
+                "context": self.context, "fit": self.verdict.to_dict(),
+                "speed": self.speed.to_dict(), "meets_target": self.meets_target,
+                "passed_over": self.passed_over}
 
 
 class ModelManager:
     def __init__(self, ctx: AppContext, hardware: Hardware | None = None,
-                 endpoint: str | None = None) -> None:
+                 endpoint: str | None = None, speed: speedmod.MachineSpeed | None = None) -> None:
         self.ctx = ctx
         self._hardware = hardware
         self.endpoint = endpoint  # Hugging Face endpoint; None = huggingface_hub's default
+        if speed is not None:
+            self.__dict__["speed"] = speed  # figures given (tests, another machine's)
 
     @property
     def hardware(self) -> Hardware:
         if self._hardware is None:
             self._hardware = probe()
         return self._hardware
+
+    @cached_property
+    def speed(self) -> speedmod.MachineSpeed:
+        """This machine's figures for speed predictions (cached in the data folder)."""
+        return speedmod.machine_speed(self.ctx.paths.data_dir, self.hardware)
 
     @cached_property
     def catalog(self) -> dict[str, CatalogModel]:
@@ -118,13 +152,24 @@ class ModelManager:
                                   "memory cannot be estimated before download.")
         return model.arch
 
+    def predict_file(self, path: Path, verdict: fitmod.FitVerdict) -> speedmod.SpeedPrediction:
+        head = read_header(path)
+        shape = speedmod.shape_of_header(head)
+        return speedmod.predict(shape, self.hardware, self.speed, verdict.estimate.gpu_layers)
+
+    def predict_catalog(self, model: CatalogModel, quant: Quant,
+                        verdict: fitmod.FitVerdict) -> speedmod.SpeedPrediction:
+        shape = speedmod.shape_of(self._arch(model), quant.size, model.params_b * 1e9)
+        return speedmod.predict(shape, self.hardware, self.speed, verdict.estimate.gpu_layers)
+
     def fit(self, name: str | None, quant: str | None = None, context: int | None = None,
             gpu_layers: int | None = None) -> list[ModelRow]:
         """One model (catalog id or .gguf path), or every catalog model and quant."""
         if name and (name.endswith(".gguf") or Path(name).is_file()):
             path = Path(name).expanduser()
             v = self.fit_file(path, context, gpu_layers)
-            return [ModelRow(path.name, "", path.stat().st_size, v, True, "path", path=path)]
+            return [ModelRow(path.name, "", path.stat().st_size, v, True, "path", path=path,
+                             speed=self.predict_file(path, v))]
         models = [self.catalog_model(name)] if name else list(self.catalog.values())
         installed = {(m.catalog.id, m.quant) for m in self.local() if m.catalog}
         rows = []
@@ -133,7 +178,8 @@ class ModelManager:
             for q in quants:
                 v = self.fit_catalog(model, q, context, gpu_layers)
                 rows.append(ModelRow(model.id, q.name, q.size, v, (model.id, q.name) in installed,
-                                     "catalog", catalog_id=model.id))
+                                     "catalog", catalog_id=model.id,
+                                     speed=self.predict_catalog(model, q, v)))
         return rows
 
     def rows(self) -> list[ModelRow]:
@@ -141,44 +187,78 @@ class ModelManager:
         rows = []
         on_disk = set()
         for m in self.local():
+            v: fitmod.FitVerdict | None = None
+            predicted: speedmod.SpeedPrediction | None = None
+            size = m.size
             try:
-                v: fitmod.FitVerdict | None = self.fit_file(m.path)
+                if m.assembled:
+                    v = self.fit_file(m.path)
+                    predicted = self.predict_file(m.path, v)
+                elif m.catalog:  # a starter not assembled yet: the catalog knows its figures
+                    q = m.catalog.quant(None)
+                    size = q.size
+                    v = self.fit_catalog(m.catalog, q)
+                    predicted = self.predict_catalog(m.catalog, q, v)
             except TramontaneError:
                 v = None
             if m.catalog:
                 on_disk.add((m.catalog.id, m.quant))
-            rows.append(ModelRow(m.name, m.quant, m.size, v, True, m.source, m.backends,
-                                 m.catalog.id if m.catalog else "", m.path, m.owner))
+            rows.append(ModelRow(m.name, m.quant, size, v, True, m.source, m.backends,
+                                 m.catalog.id if m.catalog else "", m.path, m.owner, predicted))
         for model in self.catalog.values():
             for q in model.quants:
-                if (model.id, q.name) not in on_disk and not model.starter:
-                    rows.append(ModelRow(model.id, q.name, q.size, self.fit_catalog(model, q),
-                                         False, "catalog", catalog_id=model.id))
+                if (model.id, q.name) not in on_disk and not (model.starter and q is model.quants[0]):
+                    v = self.fit_catalog(model, q)
+                    rows.append(ModelRow(model.id, q.name, q.size, v, False, "catalog",
+                                         catalog_id=model.id, speed=self.predict_catalog(model, q, v)))
         return rows
 
     def recommend(self) -> list[Recommendation]:
-        """For chat and for code: the best model and quant that fit, and the largest context."""
+        """For chat: the best model predicted to decode at CHAT_MIN_TPS or more. For code: the
+        best FIM model whose warm suggestion and cold 2k prompt meet the code targets. Best is
+        parameters weighed by quant quality; bigger ones passed over say why."""
         picks = []
-        for purpose, wanted in (("chat", "chat"), ("code", "fim")):
-            best: tuple[float, CatalogModel, Quant] | None = None
+        for purpose in ("chat", "code"):
+            candidates: list[tuple[float, CatalogModel, Quant, fitmod.FitVerdict,
+                                   speedmod.SpeedPrediction]] = []
             for model in self.catalog.values():
-                if wanted not in model.capabilities or model.arch is None or not model.chat_tuned:
+                if model.arch is None or not model.chat_tuned:
                     continue
-                if purpose == "chat" and model.purpose != "chat":
+                if purpose == "code" and "fim" not in model.capabilities:
+                    continue
+                if purpose == "chat" and "chat" not in model.capabilities:
                     continue
                 for q in model.quants:
-                    ctx = min(DEFAULT_FIT_CONTEXT, model.context_length)
-                    if not self.fit_catalog(model, q, ctx).fits:
-                        continue
-                    score = model.params_b * q.quality
-                    if best is None or score > best[0]:
-                        best = (score, model, q)
-            if best is not None:
-                _, model, q = best
-                arch = self._arch(model)
-                ctx = fitmod.largest_context(arch, q.size, self.hardware, model.context_length)
-                picks.append(Recommendation(purpose, model, q, ctx,
-                                            fitmod.verdict(arch, q.size, ctx, self.hardware)))
+                    v = self.fit_catalog(model, q, min(DEFAULT_FIT_CONTEXT, model.context_length))
+                    if v.fits:
+                        predicted = self.predict_catalog(model, q, v)
+                        candidates.append((model.params_b * q.quality, model, q, v, predicted))
+            if not candidates:
+                continue
+            candidates.sort(key=lambda c: -c[0])
+            slow: dict[str, tuple[Quant, speedmod.SpeedPrediction]] = {}
+            chosen = None
+            for _, model, q, _, predicted in candidates:
+                if _too_slow(purpose, predicted) is None:
+                    chosen = (model, q, predicted, True)
+                    break
+                fastest = slow.get(model.id)
+                if fastest is None or predicted.decode_tps > fastest[1].decode_tps:
+                    slow[model.id] = (q, predicted)
+            passed = [f"{mid}: even {q.name}, its fastest quant that fits, is too slow here: "
+                      f"{_too_slow(purpose, predicted)}" for mid, (q, predicted) in slow.items()
+                      if chosen is None or mid != chosen[0].id]
+            if chosen is None:  # nothing meets the target: the fastest that fits
+                _, model, q, v, predicted = min(
+                    candidates, key=lambda c: c[4].suggestion_seconds() if purpose == "code"
+                    else -c[4].decode_tps)
+                chosen = (model, q, predicted, False)
+            model, q, predicted, meets = chosen
+            arch = self._arch(model)
+            ctx = fitmod.largest_context(arch, q.size, self.hardware, model.context_length)
+            picks.append(Recommendation(purpose, model, q, ctx,
+                                        fitmod.verdict(arch, q.size, ctx, self.hardware),
+                                        predicted, passed, meets))
         return picks
 
     # -- actions -----------------------------------------------------------------------------
@@ -221,3 +301,17 @@ class ModelManager:
         value = stored_name(model)
         self.ctx.cfg.set("code" if purpose == "code" else "chat", "model", value)
         return model
+
+
+def _too_slow(purpose: str, predicted: speedmod.SpeedPrediction) -> str | None:
+    """Why a model is too slow for `purpose` here, or None when it is fast enough."""
+    if purpose == "chat":
+        if predicted.decode_tps < CHAT_MIN_TPS:
+            return f"~{predicted.decode_tps:.1f} tok/s is under {CHAT_MIN_TPS:.0f} tok/s"
+        return None
+    warm, cold = predicted.suggestion_seconds(), predicted.prompt_seconds(2048)
+    if warm > CODE_MAX_SUGGESTION_S:
+        return f"a suggestion would take ~{warm:.1f} s (target {CODE_MAX_SUGGESTION_S:.0f} s)"
+    if cold > CODE_MAX_COLD_S:
+        return f"a cold 2k-token prompt would take ~{cold:.0f} s (target {CODE_MAX_COLD_S:.0f} s)"
+    return None

@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--ctx", type=int, dest="context_length", help="context length in tokens")
     chat.add_argument("--threads", type=int)
+    chat.add_argument("--gpu-layers", type=int, metavar="N",
+                      help="layers to offload to the GPU (default: as the fit verdict plans)")
+    chat.add_argument("--force", action="store_true",
+                      help="load the model even when it does not fit this machine's memory")
     chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
     chat.set_defaults(func=cli_chat.run)
 
@@ -64,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check this machine, the models and llama.cpp")
     doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--quick", action="store_true",
+                        help="skip re-measuring this machine's speed with the starters")
     doctor.set_defaults(func=cli_misc.doctor)
 
     cli_models.add_parser(sub)

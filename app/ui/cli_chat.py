@@ -10,10 +10,11 @@ from app.engine.backend import Done, Error, Params, Token
 from app.engine.ollama.backend import OllamaBackend, is_remote
 from app.session.chat import ChatSession
 from app.session.context import AppContext
+from app.session.placement import DoesNotFitError
 from app.session.slash import ChatPrompt
 
 _PARAM_FLAGS = ("temperature", "top_p", "top_k", "repeat_penalty", "seed", "max_tokens",
-                "context_length", "threads")
+                "context_length", "threads", "gpu_layers")
 
 
 def warn(ctx: AppContext) -> None:
@@ -23,18 +24,21 @@ def warn(ctx: AppContext) -> None:
 
 def open_session(ctx: AppContext, args: argparse.Namespace) -> ChatSession:
     store = ctx.store
+    overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     if args.chat is not None:
         chat = store.chat(args.chat)
         if args.backend is None and chat.backend == "ollama":
             ctx.backend_choice = "ollama"
-        ref, name, tuned = ctx.chat_model(args.model or chat.model)
-        params = Params.from_dict(ctx.default_params().to_dict() | chat.params)
+        params = Params.from_dict(ctx.default_params().to_dict() | chat.params | overrides)
+        ref, name, tuned = ctx.chat_model(args.model or chat.model, params)
     else:
-        ref, name, tuned = ctx.chat_model(args.model)
-        params = ctx.default_params()
+        params = Params.from_dict(ctx.default_params().to_dict() | overrides)
+        ref, name, tuned = ctx.chat_model(args.model, params)
         chat = None
-    overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
-    params = Params.from_dict(params.to_dict() | overrides)
+    if ref.fit_warning and not args.force:
+        raise DoesNotFitError(f"{ref.fit_warning} Add --force to load it anyway.")
+    if ref.fit_warning:
+        print(f"tramontane: warning: {ref.fit_warning}", file=sys.stderr)
     if chat is None:
         system = args.system if args.system is not None else str(ctx.cfg.get("chat", "system_prompt"))
         chat = store.create_chat(name, ctx.backend.name, system, params.to_dict())

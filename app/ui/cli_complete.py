@@ -13,6 +13,7 @@ from typing import Any
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
 from app.session.context import AppContext
+from app.session.placement import DoesNotFitError
 
 
 def add_parser(sub: Any) -> None:
@@ -26,6 +27,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
     p.add_argument("--json", action="store_true", help="text, timings and cached tokens as JSON")
     p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--force", action="store_true",
+                   help="load the model even when it does not fit this machine's memory")
     p.add_argument("--show-prompt", action="store_true", help="print the exact prompt to stderr")
     p.add_argument("--dry-run", action="store_true", help="with --show-prompt: print it, load nothing")
     p.set_defaults(func=run)
@@ -47,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             session = CompletionSession.for_context(ctx, ctx.code_backend, args.model,
                                                     args.max_tokens)
+            if session.model.fit_warning and not args.force:
+                raise DoesNotFitError(f"{session.model.fit_warning} Add --force to load it "
+                                      "anyway.")
         return asyncio.run(_complete(session, prefix, suffix, args))
     finally:
         ctx.close()

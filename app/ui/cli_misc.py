@@ -17,7 +17,7 @@ def _gib(n: float) -> str:
 
 def doctor(args: argparse.Namespace) -> int:
     ctx = AppContext()
-    report = asyncio.run(run_doctor(ctx))
+    report = asyncio.run(run_doctor(ctx, measure_speed=not args.quick))
     ctx.close()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -50,6 +50,17 @@ def _print_doctor(r: dict[str, Any]) -> None:
     if llama:
         print(f"llama.cpp  llama-cpp-python {llama.get('llama_cpp_python')} · "
               f"{llama.get('system_info', '').strip()}")
+    gpu = r["gpu"]
+    offload = "built in" if gpu["offload_built"] else "not built in (CPU only)"
+    names = ", ".join(g["name"] for g in gpu["gpus"]) or "none found"
+    print(f"GPU        {names} · GPU offload {offload}")
+    sp = r.get("speed") or {}
+    if "bandwidth" in sp:
+        runs = ", ".join(f"{m['model']} {m['decode_tps']:.0f} tok/s" for m in sp["measured"])
+        print(f"Speed      {sp['bandwidth'] / 1e9:.1f} GB/s read bandwidth; measured {runs} "
+              "(saved for `models list`)")
+    elif "error" in sp:
+        print(f"Speed      not measured: {sp['error']}")
     if smoke["ok"]:
         print(f"Smoke test ok: {smoke['model']} said {smoke['text']!r} "
               f"({smoke.get('tokens_per_s', 0)} tok/s)")

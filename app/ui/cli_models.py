@@ -13,7 +13,7 @@ from app.errors import TramontaneError
 from app.models.download import PullProgress
 from app.session.context import AppContext
 from app.session.models import ModelManager, ModelRow
-from app.ui.sizes import human_size
+from app.sizes import human_size
 
 GiB = 2**30
 
@@ -53,12 +53,18 @@ def add_parser(sub: Any) -> None:
 
 
 def _table(rows: list[ModelRow]) -> None:
-    print(f"{'MODEL':<34} {'QUANT':<7} {'SIZE':>10}  {'ON DISK':<8} {'NEEDS':>10}  FIT")
+    print(f"{'MODEL':<34} {'QUANT':<7} {'SIZE':>10}  {'ON DISK':<8} {'NEEDS':>10}  FIT · SPEED")
     for r in rows:
         needs = human_size(r.verdict.estimate.total) if r.verdict else "?"
-        words = r.verdict.words() if r.verdict else "unknown (damaged file?)"
         print(f"{r.name[:34]:<34} {r.quant:<7} {human_size(r.size):>10}  "
-              f"{'yes' if r.installed else 'no':<8} {needs:>10}  {words}")
+              f"{'yes' if r.installed else 'no':<8} {needs:>10}  {r.words()}")
+
+
+def _speed_note(m: ModelManager) -> str:
+    s = m.speed
+    how = f"calibrated with {s.calibrated_with}" if s.is_calibrated else \
+        "default factors; `tramontane doctor` calibrates them"
+    return f"Speeds: {s.bandwidth / 1e9:.1f} GB/s memory bandwidth measured here, {how}."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,12 +110,18 @@ def _list(m: ModelManager, args: argparse.Namespace) -> int:
     rows = m.rows()
     if args.json:
         print(json.dumps({"hardware": m.hardware.__dict__ | {"gpus": [g.__dict__ for g in m.hardware.gpus]},
-                          "models": [r.to_dict() for r in rows]}, indent=2, default=str))
+                          "machine_speed": m.speed.to_dict(),
+                          "models": [r.to_dict() for r in rows],
+                          "recommended": [rec.to_dict() for rec in m.recommend()]},
+                         indent=2, default=str))
         return 0
     print(f"This machine: {m.hardware.summary()}")
+    print(_speed_note(m))
     _table(rows)
     for rec in m.recommend():
         print(f"Recommended for {rec.words()}")
+        for line in rec.passed_over:
+            print(f"  passed over: {line}")
     return 0
 
 
@@ -119,10 +131,11 @@ def _fit(m: ModelManager, args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return 0
     print(f"This machine: {m.hardware.summary()}")
+    print(_speed_note(m))
     for r in rows:
         assert r.verdict is not None
         e = r.verdict.estimate
-        print(f"{r.name} {r.quant} at {e.context:,} tokens: {r.verdict.words()} — needs "
+        print(f"{r.name} {r.quant} at {e.context:,} tokens: {r.words()} — needs "
               f"{human_size(e.total)} (weights {human_size(e.weights)}, KV cache {human_size(e.kv_cache)}, "
               f"compute {human_size(e.compute)}, fixed {human_size(e.overhead)})"
               + (f"; {human_size(e.gpu_bytes)} on the GPU" if e.gpu_layers else ""))

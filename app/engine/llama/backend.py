@@ -53,14 +53,16 @@ class LlamaBackend:
         if model.path is None:
             raise BackendError(f"{model.name} has no file on disk for llama.cpp to load.")
         params = params or Params()
-        key = (str(model.path), params.context_length, params.thread_count)
+        gpu_layers = params.gpu_layers if params.gpu_layers >= 0 else model.gpu_layers
+        key = (str(model.path), params.context_length, params.thread_count, gpu_layers)
         if self.model == model and key == self._load_key and self._alive():
             return
         await self._stop_worker()
         self.model = model
         worker = WorkerProcess(self.log_path)
         self.worker = worker
-        opts = {"context_length": params.context_length, "threads": params.thread_count}
+        opts = {"context_length": params.context_length, "threads": params.thread_count,
+                "gpu_layers": gpu_layers}
         try:
             worker.send(("load", str(model.path), opts))
             reply = await worker.recv()

@@ -246,13 +246,14 @@ def _memory() -> dict[str, int]:
     return out
 
 
-def _system_info() -> dict[str, str]:
+def _system_info() -> dict[str, str | bool]:
     import llama_cpp
 
     raw = llama_cpp.llama_print_system_info()
     return {
         "llama_cpp_python": str(getattr(llama_cpp, "__version__", "?")),
         "system_info": raw.decode() if isinstance(raw, bytes) else str(raw),
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
     }
 
 

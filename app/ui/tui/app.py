@@ -25,14 +25,15 @@ from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
 from app.session.slash import ChatPrompt
 from app.ui.tui.chat_actions import ChatActions
+from app.ui.tui.code_screen import OpenFileRequested
 from app.ui.tui.conversation import Conversation
 from app.ui.tui.dialogs import ModelPicker
 from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 from app.ui.tui.sidebar import ChatList
 
-_CHAT_ACTIONS = {"models", "open_code", "new_chat", "regenerate", "edit_last", "rename", "params",
-                 "pick_model", "export", "delete", "search", "copy_reply"}
+_CHAT_ACTIONS = {"stop", "models", "open_code", "new_chat", "regenerate", "edit_last", "rename",
+                 "params", "pick_model", "export", "delete", "search", "copy_reply"}
 
 
 class TramontaneApp(ChatActions):
@@ -238,13 +239,7 @@ class TramontaneApp(ChatActions):
     # -- actions ------------------------------------------------------------------------------
 
     def action_stop(self) -> None:
-        if len(self.screen_stack) > 1:  # Esc: the screen's own meaning, else close it
-            close = (getattr(self.screen, "action_escape", None)
-                     or getattr(self.screen, "action_close", None)
-                     or getattr(self.screen, "action_cancel", None))
-            if close is not None:
-                close()
-            return
+        """Esc on the chat screen; other screens bind Esc to their own meaning."""
         for worker in self.workers:
             if worker.group == "reply" and worker.is_running:
                 worker.cancel()
@@ -323,16 +318,21 @@ class TramontaneApp(ChatActions):
 
     def open_code(self, path: Path) -> None:
         from app.session.complete import CompletionSession
+        from app.session.recovery import RecoveryStore
         from app.ui.tui.code_screen import CodeScreen
 
         ctx = self.library.ctx
         try:
             session = CompletionSession.for_context(ctx, self.code_backend)
-            screen = CodeScreen(path, session, int(ctx.cfg.get("code", "debounce_ms") or 250))
+            screen = CodeScreen(path, session, int(ctx.cfg.get("code", "debounce_ms") or 250),
+                                RecoveryStore(ctx.paths.recovery_dir))
         except TramontaneError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
         self.push_screen(screen)
+
+    def on_open_file_requested(self, event: OpenFileRequested) -> None:
+        self.open_code(event.path)
 
     def action_open_code(self) -> None:
         from app.ui.tui.dialogs import FilePicker
@@ -342,6 +342,19 @@ class TramontaneApp(ChatActions):
                 self.open_code(path)
 
         self.push_screen(FilePicker(Path.cwd()), chosen)
+
+    async def action_quit(self) -> None:
+        """Quit, once every code pane's unsaved edits are saved or knowingly discarded."""
+        from app.ui.tui.code_screen import CodeScreen
+
+        dirty = [s for s in self.screen_stack if isinstance(s, CodeScreen) and s.dirty]
+        if not dirty:
+            self.exit()
+            return
+        dirty[-1].confirm_leave(self._quit_again)
+
+    def _quit_again(self) -> None:
+        self.call_later(self.action_quit)
 
     # -- sidebar ------------------------------------------------------------------------------
 

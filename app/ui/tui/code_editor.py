@@ -42,10 +42,12 @@ class CodeEditor(TextArea):
         self.pending = ""
 
     async def _on_key(self, event: events.Key) -> None:
-        if event.key == "tab" and self.pending:  # TextArea would indent first
+        # TextArea would indent on Tab, and on Esc move the focus away, before any binding
+        actions = {"tab": self.action_accept, "escape": self.action_dismiss}
+        if event.key in actions and self.pending:
             event.prevent_default()
             event.stop()
-            self.action_accept()
+            actions[event.key]()
             return
         await super()._on_key(event)
 

@@ -1,25 +1,32 @@
 """The code pane: a file in the editor, suggestions after a pause in typing (or on Ctrl+Space),
 atomic saves that keep the file's permissions and never overwrite changes made on disk
-without asking."""
+without asking. No way out (close, open another file, quit) drops unsaved edits without
+asking, and a recovery copy kept in the data folder survives a lost terminal or a crash."""
 
 from __future__ import annotations
 
 import hashlib
-import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Label, TextArea
 
+from app.atomic import atomic_write
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, read_text_file
+from app.session.recovery import RecoveryStore
 from app.ui.tui.code_editor import LANGUAGES, CodeEditor
-from app.ui.tui.dialogs import ConfirmDialog
+from app.ui.tui.dialogs import ChoiceDialog, ConfirmDialog, unsaved_question
+
+RECOVERY_DELAY_S = 0.5  # a recovery copy is written this long after the last edit
 
 
 def _fingerprint(path: Path) -> str:
@@ -29,14 +36,23 @@ def _fingerprint(path: Path) -> str:
         return ""
 
 
+@dataclass
+class OpenFileRequested(Message):
+    """Open `path` in a new code pane (the app owns the completion session)."""
+
+    path: Path
+
+
 class CodeScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
-        Binding("ctrl+space,ctrl+@", "suggest", "Suggest"),
+        Binding("ctrl+space,ctrl+@", "suggest", "Suggest", priority=True),
         Binding("ctrl+w", "close", "Close file", priority=True),
+        Binding("ctrl+o", "open_other", "Open file", priority=True),
     ]
 
-    def __init__(self, path: Path, session: CompletionSession, debounce_ms: int = 250) -> None:
+    def __init__(self, path: Path, session: CompletionSession, debounce_ms: int = 250,
+                 recovery: RecoveryStore | None = None) -> None:
         super().__init__()
         self.path = path
         self.session = session
@@ -44,7 +60,14 @@ class CodeScreen(Screen[None]):
         self.text = read_text_file(path) if path.exists() else ""
         self.disk_print = _fingerprint(path) if path.exists() else ""
         self._timer: Timer | None = None
+        self._recovery_timer: Timer | None = None
         self.saved_text = self.text
+        self.recovery = recovery
+
+    @property
+    def dirty(self) -> bool:
+        """The buffer holds edits that are not on disk."""
+        return bool(self.is_mounted and self.editor.text != self.saved_text)
 
     def compose(self) -> ComposeResult:
         language = LANGUAGES.get(self.path.suffix.lower())
@@ -61,6 +84,21 @@ class CodeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.editor.focus()
         self.session.touched(str(self.path.resolve()), "opened", self.text)
+        found = self.recovery.load(self.path) if self.recovery else None
+        if found is not None and found.text != self.text:
+            def answered(choice: str | None) -> None:
+                if choice == "restore":
+                    self.editor.load_text(found.text)
+                    self.status(f"restored the unsaved changes from {found.when()}; "
+                                "Ctrl+S saves them")
+                elif self.recovery is not None:
+                    self.recovery.drop(self.path)
+            self.app.push_screen(ChoiceDialog(
+                f"Unsaved changes to {self.path.name} from {found.when()} were kept when the "
+                "app last stopped. Restore them?",
+                [("restore", "Restore"), ("discard", "Discard")]), answered)
+        elif found is not None and self.recovery is not None:
+            self.recovery.drop(self.path)
 
     @property
     def editor(self) -> CodeEditor:
@@ -77,6 +115,19 @@ class CodeScreen(Screen[None]):
             self._timer.stop()
         if self.editor.text != self.saved_text and not self.editor.pending:
             self._timer = self.set_timer(self.debounce_s, self.action_suggest)
+        if self._recovery_timer is not None:
+            self._recovery_timer.stop()
+        self._recovery_timer = self.set_timer(RECOVERY_DELAY_S, self.keep_recovery_copy)
+
+    def keep_recovery_copy(self) -> None:
+        """Write (or, once the buffer is clean again, remove) the recovery copy."""
+        self._recovery_timer = None
+        if self.recovery is None or not self.is_mounted:
+            return
+        if self.dirty:
+            self.recovery.save(self.path, self.editor.text)
+        else:
+            self.recovery.drop(self.path)
 
     def action_suggest(self) -> None:
         self._timer = None
@@ -115,37 +166,66 @@ class CodeScreen(Screen[None]):
             return
         self._write()
 
-    def _write(self) -> None:
+    def _write(self) -> bool:
         text = self.editor.text
-        tmp = self.path.with_name(f".{self.path.name}.tramontane-save")
         try:
-            mode = self.path.stat().st_mode & 0o7777 if self.path.exists() else None
-            with tmp.open("w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if mode is not None:
-                os.chmod(tmp, mode)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             self.notify(f"Could not save {self.path}: {exc.strerror or exc}. The file on disk "
-                        "is unchanged.", severity="error")
-            return
+                        "is unchanged; your edits are still here.", severity="error")
+            return False
         self.saved_text = text
         self.disk_print = _fingerprint(self.path)
+        if self.recovery is not None:
+            self.recovery.drop(self.path)
         self.session.touched(str(self.path.resolve()), "saved", text)
         self.status(f"saved {self.path.name}")
+        return True
 
-    def action_escape(self) -> None:
-        self.editor.action_dismiss()
+    def confirm_leave(self, then: Callable[[], None]) -> None:
+        """Run `then` once the buffer's edits are saved or knowingly discarded; ask first when
+        there are any. A save that fails (or waits on a changed-on-disk question) stays."""
+        if not self.dirty:
+            if self.recovery is not None:
+                self.recovery.drop(self.path)
+            then()
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice == "save":
+                if self.path.exists() and _fingerprint(self.path) != self.disk_print:
+                    self.notify(f"{self.path.name} changed on disk since it was opened; save "
+                                "with Ctrl+S to choose whether to overwrite it.",
+                                severity="warning")
+                    return
+                if self._write():
+                    then()
+            elif choice == "discard":
+                if self.recovery is not None:
+                    self.recovery.drop(self.path)
+                self.saved_text = self.editor.text  # nothing left to ask about
+                then()
+
+        self.app.push_screen(unsaved_question(self.path.name), answered)
+
+    def _leave(self) -> None:
+        self.dismiss(None)
 
     def action_close(self) -> None:
-        if self.editor.text != self.saved_text:
-            def done(yes: bool | None) -> None:
-                if yes:
-                    self.dismiss(None)
-            self.app.push_screen(ConfirmDialog("Close without saving your changes?",
-                                               yes="Discard"), done)
-            return
-        self.dismiss(None)
+        self.confirm_leave(self._leave)
+
+    def action_open_other(self) -> None:
+        """Open another file in the pane, once this one's edits are saved or discarded."""
+        from app.ui.tui.dialogs import FilePicker
+
+        def chosen(path: Path | None) -> None:
+            if path is None or path.resolve() == self.path.resolve():
+                return
+
+            def swap() -> None:
+                self._leave()
+                self.app.post_message(OpenFileRequested(path))
+
+            self.confirm_leave(swap)
+
+        self.app.push_screen(FilePicker(self.path.resolve().parent), chosen)

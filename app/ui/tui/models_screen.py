@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Label, ProgressBar
 from app.errors import TramontaneError
 from app.models.download import PullProgress
 from app.session.models import ModelManager, ModelRow
-from app.ui.sizes import human_size
+from app.sizes import human_size
 from app.ui.tui.dialogs import ConfirmDialog
 
 _COLOURS = {"gpu": "green", "partial": "yellow", "cpu": "cyan", "no": "red"}
@@ -75,7 +75,7 @@ class ModelsScreen(Screen[None]):
         table.clear()
         for row in rows:
             v = row.verdict
-            fit = Text(v.words(), style=_COLOURS.get(v.kind, "")) if v else Text("?", style="red")
+            fit = Text(row.words(), style=_COLOURS.get(v.kind, "")) if v else Text("?", style="red")
             table.add_row(row.name, row.quant, human_size(row.size),
                           human_size(v.estimate.total) if v else "?", fit,
                           "yes" if row.installed else "no", ", ".join(row.backends), row.source)

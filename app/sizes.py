@@ -1,4 +1,4 @@
-"""Byte counts as people read them, for the models table in the CLI and the app."""
+"""Byte counts as people read them: the one size formatter for every face and message."""
 
 
 def human_size(n: int) -> str:
