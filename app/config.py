@@ -12,10 +12,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 import tomlkit
 import tomlkit.exceptions
+
+from app.errors import ConfigError
 
 APP_NAME = "tramontane"
 
@@ -208,12 +211,49 @@ def write_default_config(p: Paths | None = None) -> Path:
     return p.config_file
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
 def ollama_host(cfg: Config) -> str:
-    """The Ollama server to talk to: config.toml, then OLLAMA_HOST, then the local default."""
-    host = str(cfg.get("ollama", "host") or os.environ.get("OLLAMA_HOST") or "127.0.0.1:11434")
+    """The Ollama server to talk to: config.toml, then OLLAMA_HOST, then the local default.
+    A value that is not an address is a ConfigError naming where it came from (asked only
+    when the Ollama backend is used, so a bad OLLAMA_HOST meant for another tool breaks
+    nothing else)."""
+    configured = str(cfg.get("ollama", "host") or "")
+    source = "[ollama] host in config.toml" if configured else "OLLAMA_HOST"
+    host = configured or os.environ.get("OLLAMA_HOST", "") or "127.0.0.1:11434"
     if "://" not in host:
         host = "http://" + host
-    scheme, _, rest = host.partition("://")
-    if ":" not in rest.split("/")[0]:
-        rest = rest.split("/")[0] + ":11434"
-    return f"{scheme}://{rest.rstrip('/')}"
+    try:
+        parsed = urlsplit(host)
+        port = parsed.port or 11434
+        hostname = parsed.hostname
+    except ValueError as exc:
+        raise ConfigError(f"{source} = {shown_host(host)!r} is not a server address ({exc}); "
+                          "fix it, e.g. 127.0.0.1:11434.") from exc
+    if parsed.scheme not in ("http", "https") or not hostname:
+        raise ConfigError(f"{source} = {shown_host(host)!r} is not an http(s) server address; "
+                          "fix it, e.g. 127.0.0.1:11434.")
+    netloc = parsed.netloc.rsplit("@", 1)
+    userinfo = netloc[0] + "@" if len(netloc) == 2 else ""
+    name = f"[{hostname}]" if ":" in hostname else hostname
+    return f"{parsed.scheme}://{userinfo}{name}:{port}{parsed.path.rstrip('/')}"
+
+
+def shown_host(host: str) -> str:
+    """`host` without any user name or password, for messages and logs."""
+    scheme, sep, rest = host.partition("://")
+    if not sep:
+        scheme, rest = "", host
+    netloc, slash, path = rest.partition("/")
+    netloc = netloc.rsplit("@", 1)[-1]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
+
+
+def is_remote(host: str) -> bool:
+    """A server that is not this machine (by its parsed host name, never a substring)."""
+    try:
+        name = urlsplit(host if "://" in host else "http://" + host).hostname or ""
+    except ValueError:
+        return True
+    return name not in LOOPBACK

@@ -11,11 +11,12 @@ returns (so a hung plugin holds one thread, not one per keystroke).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata as md
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,6 @@ class PluginHost:
         self.reports: list[str] = []
         self.on_report: Callable[[str], None] | None = None
         self._stuck: set[str] = set()  # plugins whose last call ran past its limit
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="plugin")
         self._background: set[asyncio.Task[Any]] = set()
         if log_path is not None and not any(
                 getattr(h, "baseFilename", None) == str(log_path) for h in log.handlers):
@@ -148,7 +148,7 @@ class PluginHost:
         """Run one plugin function in a thread; None when it failed, is busy or is too slow."""
         if name in self._stuck:
             return None
-        future = asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        future = _in_daemon_thread(fn)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
@@ -160,6 +160,10 @@ class PluginHost:
         except Exception as exc:
             self.fail(name, where, exc)
             return None
+
+    def is_stuck(self, name: str) -> bool:
+        """`name`'s last call ran past its limit and has not come back yet."""
+        return name in self._stuck
 
     def _late(self, name: str, where: str, future: asyncio.Future[Any]) -> None:
         """A slow call came back: the plugin may be called again (unless it raised)."""
@@ -204,7 +208,31 @@ class PluginHost:
         return None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: plugin threads are daemons and never hold the exit."""
+
+
+def _in_daemon_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    """Run `fn` in a daemon thread: a plugin stuck forever (a FIFO, a hung socket) is left
+    behind when the process exits, where a pool's threads would be joined and hang the exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            (future.set_result if ok else future.set_exception)(value)
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the waiting coroutine
+            outcome: tuple[bool, Any] = (False, exc)
+        else:
+            outcome = (True, result)
+        with contextlib.suppress(RuntimeError):  # the loop closed while the plugin ran
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, daemon=True, name="plugin").start()
+    return future
 
 
 def _bind(fn: Callable[..., Any], args: list[Any]) -> Callable[[], Any]:

@@ -45,12 +45,15 @@ class ChatSession:
     def chat_id(self) -> int:
         return self.chat.id
 
-    def history(self) -> list[Message]:
-        """The conversation sent to the model: system prompt, then every saved turn."""
+    def history(self, leave_out: frozenset[int] = frozenset()) -> list[Message]:
+        """The conversation sent to the model: system prompt, then every saved turn (but the
+        messages `leave_out` names: a turn being replaced)."""
         out: list[Message] = []
         if self.chat.system_prompt:
             out.append(Message("system", self.chat.system_prompt))
         for msg in self.store.messages(self.chat.id):
+            if msg.id in leave_out:
+                continue
             if msg.role in ("user", "assistant") and (msg.content or msg.role == "user"):
                 out.append(Message(msg.role, msg.content))  # type: ignore[arg-type]
         return out
@@ -69,14 +72,13 @@ class ChatSession:
             yield event
 
     async def edit_last(self, text: str) -> AsyncGenerator[Event, None]:
-        """Replace the last question (and its reply) with `text`, and ask again."""
+        """Ask `text` instead of the last question. The old question and its reply stay until
+        the new reply is complete (a failed or stopped one leaves both turns)."""
         msgs = self.store.messages_page(self.chat.id, None, 2)
         last_user = next((m for m in reversed(msgs) if m.role == "user"), None)
-        if last_user is not None:
-            for msg in msgs:
-                if msg.id >= last_user.id:
-                    self.store.delete_message(msg.id)
-        async for event in self.send(text):
+        old = frozenset(m.id for m in msgs if last_user is not None and m.id >= last_user.id)
+        self.store.add_message(self.chat.id, "user", text)
+        async for event in self._reply(replaces=old):
             yield event
 
     def last_question(self) -> str:
@@ -99,15 +101,17 @@ class ChatSession:
         self.store.update_chat(self.chat.id, model=stored_name)
 
     async def regenerate(self) -> AsyncGenerator[Event, None]:
-        """Drop the last reply and ask again."""
+        """Ask again for the last reply. The old reply stays until the new one is complete
+        (a failed or stopped one leaves both)."""
         msgs = self.store.messages_page(self.chat.id, None, 1)
-        if msgs and msgs[-1].role == "assistant":
-            self.store.delete_message(msgs[-1].id)
-        async for event in self._reply():
+        old = frozenset([msgs[-1].id]) if msgs and msgs[-1].role == "assistant" else frozenset()
+        async for event in self._reply(replaces=old):
             yield event
 
-    async def _reply(self) -> AsyncGenerator[Event, None]:
-        messages = self.history()
+    async def _reply(self, replaces: frozenset[int] = frozenset()) -> AsyncGenerator[Event, None]:
+        """Stream a reply to the history; once it is complete, the messages `replaces` names
+        (an old turn) are deleted, and not before."""
+        messages = self.history(leave_out=replaces)
         reply_id = self.store.add_message(self.chat.id, "assistant", "", state="partial")
         saver = _Autosave(self.store, reply_id)
         finished = False
@@ -128,6 +132,9 @@ class ChatSession:
                             finished = True
                             state = "partial" if stats.stop_reason == "cancelled" else "complete"
                             saver.finish(state, **_stat_fields(stats))
+                            if state == "complete":
+                                for message_id in replaces:
+                                    self.store.delete_message(message_id)
                             if state == "complete" and self.plugins is not None:
                                 self.plugins.notify(
                                     "reply_finished", chat_id=self.chat.id,

@@ -14,39 +14,24 @@ from pathlib import Path
 from app.engine.backend import Backend, ContextChunk, Done, Error, ModelRef, Params, Stats, Token
 from app.engine.prompts import fim
 from app.errors import TramontaneError
+from app.files import NotTextError, decode_text, read_text
+
+__all__ = ["CompletionSession", "NotTextError", "decode_text", "read_text_file", "split_at"]
 from app.models.gguf_file import read_header
 from app.models.local import LocalModel
 from app.plugins.manager import PluginHost
 from app.session.context import AppContext
 
+SOURCE_LIMIT = 8_000_000  # bytes of a file the code pane or `complete` opens
 CONTEXT_CHARS = 2000  # around the cursor, for the cache key
 CACHE_SIZE = 256
 FIM_CONTEXT_TIMEOUT_S = 0.5  # a completion waits this long at most for plugins' context
 FILE_EVENT_TIMEOUT_S = 5.0
 
 
-class NotTextError(TramontaneError):
-    """A binary or non-UTF-8 file opened for completion."""
-
-
-def decode_text(data: bytes, label: str, works: str = "completion works on") -> str:
-    """UTF-8 text, or `NotTextError` naming `label` (a path, or "the buffer for PATH") and
-    saying what `works` on text only."""
-    if b"\0" in data[:8192]:
-        raise NotTextError(f"{label} is a binary file; {works} text files.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NotTextError(f"{label} is not UTF-8 text (byte {exc.start} cannot be decoded); "
-                           f"{works} UTF-8 files.") from exc
-
-
 def read_text_file(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TramontaneError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
-    return decode_text(data, str(path))
+    """A source file for the code pane or `complete`: a regular UTF-8 file, bounded."""
+    return read_text(path, SOURCE_LIMIT, str(path))
 
 
 def split_at(text: str, line: int, col: int) -> tuple[str, str]:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import psutil
 
 from app.config import Config, Paths, load_config, ollama_host, paths
 from app.engine.backend import Backend, ModelRef, Params
 from app.engine.llama.backend import LlamaBackend
-from app.engine.ollama.backend import OllamaBackend
 from app.errors import ModelNotFoundError
 from app.models import local
 from app.models.hardware import Hardware, probe
 from app.models.local import LocalModel
 from app.plugins.manager import PluginHost, get_host
 from app.session.placement import plan_load
+
+if TYPE_CHECKING:
+    from app.engine.ollama.backend import OllamaBackend
 from app.store.history import ChatStore
 
 
@@ -54,6 +57,9 @@ class AppContext:
         )
 
     def ollama(self) -> OllamaBackend:
+        """The Ollama backend; the `ollama` package is imported only now, when it is used."""
+        from app.engine.ollama.backend import OllamaBackend
+
         o = self.cfg.section("ollama")
         return OllamaBackend(ollama_host(self.cfg), float(o["connect_timeout"]),
                              float(o["first_token_timeout"]), float(o["read_timeout"]),

@@ -13,10 +13,9 @@ import httpx
 import psutil
 
 from app import __version__
-from app.config import ollama_host
+from app.config import is_remote, ollama_host, shown_host
 from app.engine.backend import Done, Error, Message, Params, Token
 from app.engine.llama.backend import LlamaBackend
-from app.engine.ollama.backend import is_remote
 from app.errors import TramontaneError
 from app.models import hardware
 from app.session.calibrate import calibrate
@@ -41,13 +40,18 @@ def cpu_features() -> dict[str, Any]:
     }
 
 
-def check_ollama(host: str) -> dict[str, Any]:
+def check_ollama(ctx: AppContext) -> dict[str, Any]:
+    try:
+        host = ollama_host(ctx.cfg)
+    except TramontaneError as exc:
+        return {"host": "", "remote": False, "answers": False, "error": str(exc)}
+    shown = shown_host(host)
     try:
         resp = httpx.get(f"{host}/api/version", timeout=1.0)
-        return {"host": host, "remote": is_remote(host), "answers": resp.status_code == 200,
+        return {"host": shown, "remote": is_remote(host), "answers": resp.status_code == 200,
                 "version": resp.json().get("version", "") if resp.status_code == 200 else ""}
     except (httpx.HTTPError, ValueError) as exc:
-        return {"host": host, "remote": is_remote(host), "answers": False,
+        return {"host": shown, "remote": is_remote(host), "answers": False,
                 "error": type(exc).__name__}
 
 
@@ -110,7 +114,7 @@ async def run_doctor(ctx: AppContext, measure_speed: bool = True) -> dict[str, A
                   "models": str(ctx.paths.models_dir), "logs": str(ctx.paths.log_dir)},
         "config_warnings": ctx.cfg.warnings,
         "models": models,
-        "ollama": check_ollama(ollama_host(ctx.cfg)),
+        "ollama": check_ollama(ctx),
         "plugins": [{"name": i.name, "version": i.version, "status": i.status}
                     for i in ctx.plugins.infos.values() if not i.builtin],
     }

@@ -273,9 +273,27 @@ class ModelManager:
     def find(self, name: str) -> LocalModel:
         return self.ctx.resolve_model(name)
 
-    def remove(self, name: str, confirm_owner: str | None = None) -> LocalModel:
-        """Delete a model file we own; another tool's only when its owner is named."""
-        model = self.find(name)
+    def removable(self, name: str) -> LocalModel:
+        """The one model file `name` means, for `remove`; a name that matches several files is
+        an error listing them, so nothing is deleted by guesswork."""
+        as_path = Path(name).expanduser()
+        if name.endswith(".gguf") or as_path.is_file():
+            return self.find(name)
+        lowered = name.lower()
+        matches = [m for m in self.local()
+                   if lowered in (m.name.lower(), m.path.name.lower(), m.path.stem.lower())
+                   or (m.catalog is not None and lowered in map(str.lower, m.catalog.names()))]
+        if len(matches) > 1:
+            listed = "; ".join(f"{m.path} ({m.source})" for m in matches)
+            raise TramontaneError(f"'{name}' matches {len(matches)} model files: {listed}. "
+                                  "Name the one to delete by its path.")
+        return self.find(name)
+
+    def remove(self, name: str, confirm_owner: str | None = None,
+               dry_run: bool = False) -> LocalModel:
+        """Delete a model file we own; another tool's only when its owner is named. With
+        `dry_run`, every check is made and nothing is deleted (ask the user, then call again)."""
+        model = self.removable(name)
         if model.owner == "package":
             raise TramontaneError(f"{model.name} comes from a Python package; remove it with pip "
                                   "(it is the built-in starter model).")
@@ -283,8 +301,10 @@ class ModelManager:
             raise TramontaneError(
                 f"{model.name} belongs to {model.owner}, not Tramontane. To delete it anyway, "
                 f"confirm the owner: `tramontane models rm {name} --owner {model.owner}`.")
-        if model.source == "path":
+        if model.source == "path" and model.path.resolve().parent != self.models_dir.resolve():
             raise TramontaneError(f"{model.path} is not in a models folder Tramontane manages.")
+        if dry_run:
+            return model
         if model.owner == "ollama":
             other_stores.delete_ollama(other_stores.FoundFile(model.name, model.path, "ollama",
                                                               model.detail))

@@ -91,6 +91,10 @@ class ChatPrompt:
             ctx = _Context(session.chat_id, self.cwd, list(self.commands.values()))
             rest = await self.plugins.guarded(cmd.plugin, f"/{name}",
                                               lambda: cmd.run(args, ctx), SLASH_TIMEOUT_S)
+            if rest is None and self.plugins.is_stuck(cmd.plugin):
+                # still running in its thread: whatever it attaches from now on is dropped
+                out.notices.append(f"/{name} took too long; nothing it found was attached.")
+                return out
             out.notices += ctx.notices
             if ctx.system_prompt is not None:
                 session.set_system_prompt(ctx.system_prompt)

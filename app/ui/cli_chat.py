@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import sys
 
+from app.config import is_remote
 from app.engine.backend import Done, Error, Params, Token
-from app.engine.ollama.backend import OllamaBackend, is_remote
 from app.session.chat import ChatSession
 from app.session.context import AppContext
 from app.session.placement import DoesNotFitError
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
     ctx.backend_choice = args.backend
     warn(ctx)
-    if ctx.backend_name == "ollama" and isinstance(ctx.backend, OllamaBackend) \
-            and is_remote(ctx.backend.host):
-        print(f"tramontane: note: using the Ollama server at {ctx.backend.host}, not this "
+    host = str(getattr(ctx.backend, "host", ""))
+    if ctx.backend_name == "ollama" and host and is_remote(host):
+        print(f"tramontane: note: using the Ollama server at {host}, not this "
               "machine; your messages go there.", file=sys.stderr)
     session = open_session(ctx, args)
     prompt = ChatPrompt(ctx.plugins)

@@ -42,6 +42,7 @@ def add_parser(sub: Any) -> None:
     rm = msub.add_parser("rm", help="delete a downloaded model")
     rm.add_argument("model")
     rm.add_argument("--owner", help="confirm deleting a file another tool owns (ollama, huggingface)")
+    rm.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     rm.add_argument("--json", action="store_true")
     rm.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
     use = msub.add_parser("use", help="set the default chat or code model")
@@ -206,7 +207,16 @@ def _pull(m: ModelManager, args: argparse.Namespace) -> int:
 
 
 def _rm(m: ModelManager, args: argparse.Namespace) -> int:
-    removed = m.remove(args.model, args.owner)
+    target = m.remove(args.model, args.owner, dry_run=True)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise TramontaneError(f"Deleting {target.path} ({human_size(target.size)}) needs a "
+                                  "yes: run it again with --yes.")
+        answer = input(f"Delete {target.path} ({human_size(target.size)})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing was deleted.", file=sys.stderr)
+            return 1
+    removed = m.remove(str(target.path) if target.source == "path" else args.model, args.owner)
     print(json.dumps({"removed": str(removed.path)}) if args.json else f"Deleted {removed.path}")
     return 0
 

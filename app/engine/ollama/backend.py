@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
-import ollama
 
+from app.config import is_remote, shown_host
 from app.engine.backend import (
     BackendInfo,
     ContextChunk,
@@ -32,13 +32,23 @@ from app.engine.backend import (
 from app.engine.prompts import fim
 from app.errors import BackendError
 
+
+def _import_ollama() -> Any:
+    """The `ollama` package builds a client from OLLAMA_HOST when it is imported, and a value
+    meant for another tool would raise there: the host is validated by `config.ollama_host`
+    and passed explicitly, so the variable is hidden from that import."""
+    saved = os.environ.pop("OLLAMA_HOST", None)
+    try:
+        import ollama
+    finally:
+        if saved is not None:
+            os.environ["OLLAMA_HOST"] = saved
+    return ollama
+
+
+ollama = _import_ollama()
 # what the client raises for a server that is down, refuses, or breaks the connection
 _FAILURES = (ollama.ResponseError, ConnectionError, httpx.HTTPError)
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-
-
-def is_remote(host: str) -> bool:
-    return (urlparse(host).hostname or "") not in LOOPBACK
 
 
 def options(params: Params) -> dict[str, Any]:
@@ -60,7 +70,7 @@ class OllamaBackend:
 
     def __init__(self, host: str, connect_timeout: float = 5.0, first_token_timeout: float = 120.0,
                  read_timeout: float = 60.0, keep_alive: str | float = "5m") -> None:
-        self.host = host
+        self.host = shown_host(host)  # what messages name: never a password
         self.first_token_timeout = first_token_timeout
         self.keep_alive = keep_alive
         self.client = ollama.AsyncClient(

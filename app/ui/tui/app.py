@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Label, TextArea
 from textual.worker import Worker
 
+from app.config import is_remote
 from app.engine.backend import Backend, Done, Error, Event, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
@@ -122,8 +123,8 @@ class TramontaneApp(ChatActions):
 
     def _update_status(self) -> None:
         s = self.session
-        host = getattr(self.library.backend, "host", "")
-        if host and "127.0.0.1" not in host and "localhost" not in host:
+        host = str(getattr(self.library.backend, "host", ""))
+        if host and is_remote(host):
             self.sub_title = f"Ollama at {host} (remote)"
         if s is None:
             model = self.library.ctx.default_model_name()
@@ -184,27 +185,33 @@ class TramontaneApp(ChatActions):
             self.notify(notice, timeout=8)
         if prepared.content is None:
             return
+        old: list[MessageView] = []
         if self.editing:
             self.editing = False
-            await self._remove_last_turn()
+            old = self._last_turn()
             events = session.edit_last(prepared.content)
         else:
             events = session.send(prepared.content, title=prepared.question)
         await self.conversation.add(MessageView("user", prepared.content))
-        await self._stream(events)
+        await self._stream(events, replaces=old)
 
-    async def _remove_last_turn(self) -> None:
+    def _last_turn(self) -> list[MessageView]:
+        """The views of the last question and its reply."""
         views = list(self.conversation.query(MessageView))
-        for view in reversed(views):
-            await view.remove()
-            if view.role == "user":
-                break
+        for i in range(len(views) - 1, -1, -1):
+            if views[i].role == "user":
+                return views[i:]
+        return []
 
     @work(exclusive=True, group="reply")
-    async def stream_reply(self, events: AsyncGenerator[Event, None]) -> None:
-        await self._stream(events)
+    async def stream_reply(self, events: AsyncGenerator[Event, None],
+                           replaces: list[MessageView] | None = None) -> None:
+        await self._stream(events, replaces or [])
 
-    async def _stream(self, events: AsyncGenerator[Event, None]) -> None:
+    async def _stream(self, events: AsyncGenerator[Event, None],
+                      replaces: list[MessageView] | None = None) -> None:
+        """Stream a reply into a new view; the views `replaces` names (an old turn) go once
+        the new reply is complete, and stay when it fails or is stopped."""
         reply = await self.conversation.add(MessageView("assistant", state="streaming"))
         self.conversation.anchor()
         thresholds = gc.get_threshold()
@@ -220,6 +227,9 @@ class TramontaneApp(ChatActions):
                         case Done(stats):
                             state = "partial" if stats.stop_reason == "cancelled" else "complete"
                             await reply.finish(state)
+                            if state == "complete":
+                                for view in replaces or []:
+                                    await view.remove()
                             self._show_stats(stats.prompt_tokens + stats.generated_tokens,
                                              stats.decode_tps)
                         case Error(message):
@@ -259,9 +269,8 @@ class TramontaneApp(ChatActions):
         if self.session is None or self.busy:
             return
         views = list(self.conversation.query(MessageView))
-        if views and views[-1].role == "assistant":
-            views[-1].remove()
-        self.stream_reply(self.session.regenerate())
+        old = [views[-1]] if views and views[-1].role == "assistant" else []
+        self.stream_reply(self.session.regenerate(), old)
 
     def action_edit_last(self) -> None:
         if self.session is None or self.busy:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import difflib
 import re
-import subprocess
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.plugins.hookspecs import ContextChunk, hookimpl
+from app.plugins.hookspecs import ContextChunk, FileRefused, hookimpl, read_text, safe_git
 
 RING_SIZE = 16
 CHUNK_LINES = 64
@@ -111,17 +110,15 @@ class Ring:
             if repo in self.scanned:
                 return
             self.scanned.add(repo)
-        try:
-            status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "-z"],
-                                    capture_output=True, timeout=5, check=True).stdout
-        except (OSError, subprocess.SubprocessError):
+        status = safe_git(repo, "status", "--porcelain", "-z")
+        if status is None:
             return
         entries = [e for e in status.decode("utf-8", "replace").split("\0") if len(e) > 3]
         changed = [(repo / e[3:]) for e in entries if e[:2].strip() in ("M", "A", "AM", "MM", "??")]
         changed = [p for p in changed if p.is_file()]
         changed.sort(key=lambda p: p.stat().st_mtime)  # the newest ends at the front of the ring
         for path in changed[-RING_SIZE:]:
-            text = _read(path)
+            text = _read(path, repo)
             if text is None:
                 continue
             lines = text.split("\n")
@@ -139,22 +136,19 @@ class Ring:
                 if c.text.strip() not in near]
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path, repo: Path) -> str | None:
+    """A changed file's text: regular, UTF-8, not a link out of the repository, bounded."""
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        data = path.read_bytes()
-        return None if b"\0" in data[:8192] else data.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_text(path, MAX_FILE_BYTES, str(path), inside=repo)
+    except FileRefused:
         return None
 
 
 def _diff_line(repo: Path, path: Path) -> int:
     """The first changed line of a file against HEAD (0-based), else the top of the file."""
-    try:
-        diff = subprocess.run(["git", "-C", str(repo), "diff", "-U0", "HEAD", "--", str(path)],
-                              capture_output=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
+    diff = safe_git(repo, "diff", "--no-ext-diff", "--no-textconv", "-U0", "HEAD", "--",
+                    str(path))
+    if diff is None:
         return CHUNK_LINES // 2
     found = _HUNK.search(diff)
     return int(found.group(1)) - 1 if found else CHUNK_LINES // 2
