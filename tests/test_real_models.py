@@ -236,3 +236,24 @@ def test_complete_with_the_qwen_starter_fills_in_the_middle(qwen: Path, tmp_path
     data = json.loads(out.stdout)
     assert data["model"] == "qwen2.5-coder-1.5b-instruct" and data["format"] == "qwen"
     assert data["text"].replace(" ", "") in ("width*height", "height*width")
+
+
+async def test_the_app_asks_before_loading_a_model_that_does_not_fit() -> None:
+    from app.ui.tui.dialogs import ConfirmDialog
+    from tests.fixtures.scripted import ScriptedBackend
+    from tests.ui_helpers import make_app, send, views, wait_until
+
+    app = make_app(ScriptedBackend())
+    app.library.ctx.cfg.values["params"]["context_length"] = 1_048_576  # a 22 GiB KV cache
+    async with app.run_test() as pilot:
+        await send(pilot, "Hello?")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+        assert "needs about" in app.screen.question and "KV cache" in app.screen.question
+        await pilot.click("#no")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
+        assert views(app) == [] and app.library.backend.loaded is None  # type: ignore[attr-defined]
+        await pilot.press("enter")  # the question is still in the box
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.click("#yes")
+        await wait_until(pilot, lambda: len(views(app)) == 2 and views(app)[-1].state == "complete",
+                         what="the reply")

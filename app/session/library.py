@@ -35,11 +35,11 @@ class ChatLibrary:
     def open(self, chat_id: int) -> ChatSession:
         """A saved chat. If its model is gone, the chat still opens with the default model."""
         chat = self.store.chat(chat_id)
-        try:
-            ref, _, _ = self.ctx.chat_model(chat.model)
-        except TramontaneError:
-            ref, _, _ = self.ctx.chat_model(None)
         params = Params.from_dict(self.ctx.default_params().to_dict() | chat.params)
+        try:
+            ref, _, _ = self.ctx.chat_model(chat.model, params)
+        except TramontaneError:
+            ref, _, _ = self.ctx.chat_model(None, params)
         return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
 
     def models(self) -> list[LocalModel]:

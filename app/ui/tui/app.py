@@ -28,7 +28,7 @@ from app.session.slash import ChatPrompt
 from app.ui.tui.chat_actions import ChatActions
 from app.ui.tui.code_screen import OpenFileRequested
 from app.ui.tui.conversation import Conversation
-from app.ui.tui.dialogs import ModelPicker
+from app.ui.tui.dialogs import ConfirmDialog, ModelPicker
 from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 from app.ui.tui.sidebar import ChatList
@@ -69,6 +69,7 @@ class TramontaneApp(ChatActions):
         self.last_stats = ""
         self._saved_theme: str | None = None
         self.hub_endpoint: str | None = None  # a Hugging Face mirror (tests use a local one)
+        self.fit_confirmed: set[str] = set()  # models the user chose to load though too big
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Chat keys act on the chat screen only, not inside a dialog."""
@@ -173,8 +174,19 @@ class TramontaneApp(ChatActions):
         except TramontaneError as exc:
             self.notify(str(exc), severity="error")
             return
+        session, text = self.session, event.text
+        warning = session.model.fit_warning
+        if warning and session.model.name not in self.fit_confirmed:
+            def answered(load: bool | None) -> None:
+                if load:
+                    self.fit_confirmed.add(session.model.name)
+                    self.query_one(PromptBox).clear()
+                    self.submit(session, text)
+            self.push_screen(ConfirmDialog(f"{warning} Load it anyway?", yes="Load anyway"),
+                             answered)
+            return
         self.query_one(PromptBox).clear()
-        self.submit(self.session, event.text)
+        self.submit(session, text)
 
     @work(exclusive=True, group="reply")
     async def submit(self, session: ChatSession, text: str) -> None:
