@@ -60,7 +60,7 @@ def outside(path: Path, folder: Path) -> Path | None:
 
 
 def read_bytes(path: Path, limit: int, label: str, inside: Path | None = None,
-               what: str = "It") -> bytes:
+               what: str = "it takes") -> bytes:
     """At most `limit` bytes of the regular file at `path`, or `FileRefused` saying why not.
     With `inside`, a path whose links lead out of that folder is refused."""
     if inside is not None:
@@ -81,7 +81,7 @@ def read_bytes(path: Path, limit: int, label: str, inside: Path | None = None,
         if not stat.S_ISREG(info.st_mode):
             raise FileRefused(f"{label} is {_kind(info.st_mode)}; only regular files are read.")
         if info.st_size > limit:
-            raise FileRefused(f"{label} is {_kb(info.st_size)}; {what} takes up to {_kb(limit)}.")
+            raise FileRefused(f"{label} is {_kb(info.st_size)}; {what} up to {_kb(limit)}.")
         chunks, left = [], limit + 1  # a file that grows past its stat size is still bounded
         while left > 0:
             block = os.read(fd, min(left, 1 << 20))
@@ -95,12 +95,12 @@ def read_bytes(path: Path, limit: int, label: str, inside: Path | None = None,
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise FileRefused(f"{label} is over {_kb(limit)}; {what} takes up to {_kb(limit)}.")
+        raise FileRefused(f"{label} is over {_kb(limit)}; {what} up to {_kb(limit)}.")
     return data
 
 
 def read_text(path: Path, limit: int, label: str, inside: Path | None = None,
-              works: str = "completion works on", what: str = "It") -> str:
+              works: str = "completion works on", what: str = "it takes") -> str:
     """The UTF-8 text of a regular file, bounded and refused as `read_bytes` and
     `decode_text` say."""
     return decode_text(read_bytes(path, limit, label, inside, what), label, works)

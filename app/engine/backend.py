@@ -35,6 +35,8 @@ class Params:
     threads: int = 0
     gpu_layers: int = -1  # layers offloaded to the GPU; -1 = as the fit verdict plans (ModelRef)
     ignore_eos: bool = False  # benchmarks: always generate max_tokens
+    max_time_ms: int = 0  # stop generating after this long (0: no limit), as t_max_predict_ms
+    cache_reuse: bool = True  # FIM: keep and move the KV of unchanged text after the cursor
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Params:

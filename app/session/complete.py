@@ -23,6 +23,7 @@ from app.plugins.manager import PluginHost
 from app.session.context import AppContext
 
 SOURCE_LIMIT = 8_000_000  # bytes of a file the code pane or `complete` opens
+WINDOW_STEP = 8  # the local window's edges move in steps of this many lines
 CONTEXT_CHARS = 2000  # around the cursor, for the cache key
 CACHE_SIZE = 256
 FIM_CONTEXT_TIMEOUT_S = 0.5  # a completion waits this long at most for plugins' context
@@ -70,6 +71,29 @@ def fim_format_of(model: LocalModel) -> str:
     return fim.detect("", head.found_tokens, head.architecture).name
 
 
+def local_window(prefix: str, suffix: str, before: int, after: int,
+                 step: int = WINDOW_STEP) -> tuple[str, str]:
+    """The lines around the cursor a completion sees, as llama.vim's n_prefix / n_suffix:
+    at least `before` lines before the cursor's line and `after` after it (0: the whole side).
+    Both edges sit on multiples of `step` lines of the file, so while the user types on a line
+    the window, and so the prompt's head and tail, stay the same and their KV is reused."""
+    cursor_line = prefix.count("\n")
+    if before > 0:
+        start = max(0, cursor_line - before)
+        start -= start % step
+        prefix = "\n".join(prefix.split("\n")[start:])
+    if after > 0:
+        last = -(-(cursor_line + after) // step) * step  # the window's last line, rounded up
+        suffix = "\n".join(suffix.split("\n")[: last - cursor_line + 1])
+    return prefix, suffix
+
+
+def code_window(ctx: AppContext) -> tuple[int, int]:
+    """[code] prefix_lines and suffix_lines from config.toml."""
+    code = ctx.cfg.section("code")
+    return int(code.get("prefix_lines") or 0), int(code.get("suffix_lines") or 0)
+
+
 def cursor_of(prefix: str) -> tuple[int, int]:
     """The 0-based (line, column) where `prefix` ends."""
     return prefix.count("\n"), len(prefix) - prefix.rfind("\n") - 1
@@ -85,11 +109,12 @@ def shown_path(path: str) -> str:
 
 class CompletionSession:
     def __init__(self, backend: Backend, model: ModelRef, params: Params,
-                 plugins: PluginHost | None = None) -> None:
+                 plugins: PluginHost | None = None, window: tuple[int, int] = (0, 0)) -> None:
         self.backend = backend
         self.model = model
         self.params = params
         self.plugins = plugins
+        self.window = window  # lines before and after the cursor a request sees; 0: all
         self.last_extra: list[ContextChunk] = []  # what plugins added to the last request
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._last: tuple[str, str, str] | None = None  # prefix, suffix, suggestion
@@ -101,7 +126,7 @@ class CompletionSession:
         params = ctx.default_params()
         params = replace(params, temperature=0.0, max_tokens=max_tokens or 64, seed=1)
         ref = replace(ctx.placed(local, params), fim_format=fim_format_of(local))
-        return cls(backend, ref, params, ctx.plugins)
+        return cls(backend, ref, params, ctx.plugins, code_window(ctx))
 
     @classmethod
     def for_ollama(cls, ctx: AppContext, model: str | None,
@@ -117,10 +142,15 @@ class CompletionSession:
         ref = ModelRef(name, fim_format=entry.fim_format if entry else "", source="ollama")
         params = replace(ctx.default_params(), temperature=0.0, max_tokens=max_tokens or 64,
                          seed=1)
-        return cls(ctx.ollama(), ref, params, ctx.plugins)
+        return cls(ctx.ollama(), ref, params, ctx.plugins, code_window(ctx))
+
+    def visible(self, prefix: str, suffix: str) -> tuple[str, str]:
+        """What the model sees of the file: the local window around the cursor."""
+        return local_window(prefix, suffix, *self.window)
 
     def prompt(self, prefix: str, suffix: str, n_ctx: int | None = None,
                extra: list[ContextChunk] | None = None, path: str = "") -> fim.FimRequest:
+        prefix, suffix = self.visible(prefix, suffix)
         return fim.request(self.model.fim_format, prefix, suffix,
                            n_ctx or self.params.context_length, self.params, extra or [],
                            shown_path(path))
@@ -179,14 +209,15 @@ class CompletionSession:
         if hit is not None:
             return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
         self.last_extra = await self.gather_context(path, prefix, suffix)
+        seen_prefix, seen_suffix = self.visible(prefix, suffix)
         await self.backend.load(self.model, self.params)
         try:
-            raw, stats = await self._ask(prefix, suffix, path)
+            raw, stats = await self._ask(seen_prefix, seen_suffix, path)
         except TramontaneError:
             if not self.last_extra:
                 raise
             self.last_extra = []  # plugins' context must never cost the completion: once more
-            raw, stats = await self._ask(prefix, suffix, path)
+            raw, stats = await self._ask(seen_prefix, seen_suffix, path)
         text = fim.postprocess(raw, prefix, suffix)
         key = self._key(prefix, suffix)
         self._cache[key] = text

@@ -125,7 +125,8 @@ class LlamaBackend:
                               int(self.loaded.get("n_ctx", params.context_length)), params,
                               extra, path)
         pieces = [(p.kind, p.value, p.space_prefix) for p in request.pieces]
-        async for event in self._generate(worker, pieces, request.stops, params, add_bos=False):
+        async for event in self._generate(worker, pieces, request.stops, params, add_bos=False,
+                                          fim=True):
             yield event
 
     def render_chat(self, messages: list[Message]) -> str:
@@ -143,12 +144,13 @@ class LlamaBackend:
 
     async def _generate(
         self, worker: WorkerProcess, text: str | list[tuple[str, str, bool]], stop: list[str],
-        params: Params, add_bos: bool = True,
+        params: Params, add_bos: bool = True, fim: bool = False,
     ) -> AsyncGenerator[Event, None]:
         async with self._lock:
             req = next(self._ids)
             opts = params.to_dict() | {"stop": stop,
-                                       "add_bos": add_bos and self.loaded.get("add_bos", True)}
+                                       "add_bos": add_bos and self.loaded.get("add_bos", True),
+                                       "cache_reuse": fim and params.cache_reuse}
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

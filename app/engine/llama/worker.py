@@ -12,13 +12,16 @@ Commands: ("load", path, opts) -> ("loaded", info) | ("error", msg)
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from app.engine.llama.reuse import TailReuse
 from app.engine.llama.stops import StopScanner
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
@@ -41,6 +44,7 @@ class Worker:
         self.conn = conn
         self.llm: Any = None
         self.path = ""
+        self.reuse = TailReuse()
 
     def serve(self) -> None:
         while True:
@@ -68,14 +72,16 @@ class Worker:
         import llama_cpp
 
         self.llm = None
+        self.reuse.forget()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=path,
-                n_ctx=int(opts.get("context_length", 4096)),
-                n_threads=int(opts.get("threads", 1)),
-                n_gpu_layers=int(opts.get("gpu_layers", 0)),
-                verbose=False,
-            )
+            with _two_sequences(llama_cpp):
+                self.llm = llama_cpp.Llama(
+                    model_path=path,
+                    n_ctx=int(opts.get("context_length", 4096)),
+                    n_threads=int(opts.get("threads", 1)),
+                    n_gpu_layers=int(opts.get("gpu_layers", 0)),
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             self.conn.send(("error", f"llama.cpp could not load {path}: {exc}"))
             return
@@ -118,7 +124,8 @@ class Worker:
                  f"length of {n_ctx}. Start a new chat or raise the context length.")
             )
             return
-        cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        reused = self.reuse.prepare(llm, llama_cpp, tokens) if opts.get("cache_reuse") else 0
+        cached = reused or _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         cached = min(cached, len(tokens) - 1)
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
@@ -127,7 +134,7 @@ class Worker:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
         ignore_eos = bool(opts.get("ignore_eos", False))
-        budget_s = float(opts.get("time_budget_ms", 0)) / 1000
+        budget_s = float(opts.get("max_time_ms", 0)) / 1000
         generated, reason = 0, "stop"
         outbox, sent_at = "", 0.0
         t_first = t_last = 0.0
@@ -165,8 +172,13 @@ class Worker:
                     reason = "cancelled"
                     break
         except RuntimeError as exc:
+            self.reuse.forget()
             self.conn.send(("error", req, f"llama.cpp failed while generating: {exc}"))
             return
+        if opts.get("cache_reuse"):
+            self.reuse.evaluated(tokens)
+        else:
+            self.reuse.forget()
         rest = outbox + scanner.flush() + decoder.decode(b"", final=True)
         if rest:
             self.conn.send(("token", req, rest))
@@ -187,6 +199,26 @@ class Worker:
         if msg[0] == "exit":
             raise SystemExit(0)
         return bool(msg[0] == "cancel" and msg[1] == req)
+
+
+@contextlib.contextmanager
+def _two_sequences(llama_cpp: Any) -> Iterator[None]:
+    """Contexts made meanwhile hold two sequences in one unified KV cache (same memory): the
+    second parks a moved FIM tail (see reuse.py). llama-cpp-python has no argument for it."""
+    module = llama_cpp.llama_cpp
+    default = module.llama_context_default_params
+
+    def two() -> Any:
+        params = default()
+        params.n_seq_max = 2
+        params.kv_unified = True
+        return params
+
+    module.llama_context_default_params = two
+    try:
+        yield
+    finally:
+        module.llama_context_default_params = default
 
 
 _MARK = "☺"  # a character no code starts with: encoded in front of a piece, then dropped

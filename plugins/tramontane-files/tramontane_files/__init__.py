@@ -70,7 +70,7 @@ def read_file(path: Path, limit: int, shown: str, inside: Path) -> str:
         raise Refused(f"{shown} is a folder; /dir {shown} attaches its text files.")
     try:
         return read_text(path, limit, shown, inside=inside, works="/file attaches only",
-                         what="/file")
+                         what="/file attaches")
     except FileRefused as exc:
         raise Refused(str(exc)) from exc
 
