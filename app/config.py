@@ -18,6 +18,7 @@ import platformdirs
 import tomlkit
 import tomlkit.exceptions
 
+from app.atomic import atomic_write
 from app.errors import ConfigError
 
 APP_NAME = "tramontane"
@@ -33,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "max_tokens": 512,
         "context_length": 4096,
         "threads": 0,
+        "gpu_layers": -1,
     },
     "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8},
     "ui": {"theme": "textual-dark"},
@@ -59,6 +61,7 @@ seed = -1            # -1 picks a new seed each time
 max_tokens = 512
 context_length = 4096
 threads = 0          # 0 = as many as the machine has cores
+gpu_layers = -1      # layers on the GPU; -1 = as many as fit (the fit verdict plans it)
 
 [code]
 # Model for fill-in-the-middle completion; empty: the Qwen2.5-Coder starter (else the chat model).
@@ -150,21 +153,32 @@ class Config:
         return merged
 
     def set(self, section: str, key: str, value: Any) -> None:
-        """Change one setting and write it back, keeping the file's comments."""
+        """Change one setting and write it back, keeping the file's comments, its mode (0600
+        for a new file) and a symlinked config.toml a link. A file that cannot be parsed or
+        written is not touched: ConfigError says why, and the value holds for this session."""
         self.values.setdefault(section, {})[key] = value
         if self.path is None:
             return
-        text = self.path.read_text(encoding="utf-8") if self.path.exists() else _TEMPLATE
-        doc = tomlkit.parse(text)
+        try:
+            text = self.path.read_text(encoding="utf-8") if self.path.exists() else _TEMPLATE
+            doc = tomlkit.parse(text)
+        except tomlkit.exceptions.ParseError as exc:
+            raise ConfigError(f"{self.path}: line {exc.line}: {_reason(exc)}; fix it to save "
+                              f"settings ({section}.{key} holds until the app stops).") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.path} cannot be read ({exc}); {section}.{key} was not "
+                              "saved.") from exc
         table = doc.get(section)
-        if table is None:
+        if not isinstance(table, dict):
             table = tomlkit.table()
             doc[section] = table
         table[key] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".toml.tmp")
-        tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
-        tmp.replace(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, tomlkit.dumps(doc), mode=0o600)
+        except OSError as exc:
+            raise ConfigError(f"Could not save {self.path}: {exc.strerror or exc}; "
+                              f"{section}.{key} holds until the app stops.") from exc
 
 
 def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
@@ -197,8 +211,58 @@ def load_config(p: Paths | None = None) -> Config:
         if section in DEFAULTS and not isinstance(value, dict):
             cfg.warnings.append(f"{p.config_file}: [{section}] should be a table; ignored.")
             continue
+        if isinstance(value, dict) and section in DEFAULTS:
+            value = _checked(p.config_file, text, section, value, cfg.warnings)
         _merge(cfg.values, {section: value})
     return cfg
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "a string"
+
+
+def _fits(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, type(default))
+
+
+def _checked(path: Path, text: str, section: str, values: dict[str, Any],
+             warnings: list[str]) -> dict[str, Any]:
+    """The section's values of the right type; each wrong one is named with its line and
+    left at its default."""
+    kept = {}
+    for key, value in values.items():
+        default = DEFAULTS[section].get(key)
+        either = (section, key) == ("ollama", "keep_alive") and isinstance(value, int | float)
+        if default is not None and not either and not _fits(default, value):
+            warnings.append(f"{path}: line {_line_of(text, section, key)}: [{section}] {key} "
+                            f"should be {_kind(default)}, not {value!r}; using {default!r}.")
+            continue
+        kept[key] = value
+    return kept
+
+
+def _line_of(text: str, section: str, key: str) -> int:
+    """The 1-based line where `key` is set in `[section]` (0 when not found)."""
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped.strip("[] ")
+        elif current == section and stripped.split("=", 1)[0].strip() == key:
+            return number
+    return 0
 
 
 def _reason(exc: tomlkit.exceptions.ParseError) -> str:
@@ -212,7 +276,7 @@ def write_default_config(p: Paths | None = None) -> Path:
     p = p or paths()
     if not p.config_file.exists():
         p.config_dir.mkdir(parents=True, exist_ok=True)
-        p.config_file.write_text(_TEMPLATE, encoding="utf-8")
+        atomic_write(p.config_file, _TEMPLATE, mode=0o600)
     return p.config_file
 
 

@@ -276,3 +276,123 @@ def test_alignment_zero_is_a_damaged_file_not_a_crash(tmp_path: Path) -> None:
     bad = _gguf_with_alignment(tmp_path / "models-bad.gguf", 0)
     out = tramontane("models", "fit", str(bad))
     assert out.returncode == 1 and "alignment" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- the medium ones ---------------------------------------------------------------------------
+
+
+def test_the_worker_dies_within_a_second_of_a_killed_app(home: Path, smollm2: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.conftest import BIN, wait_until
+
+    long_prompt = "Summarise: " + "the river runs to the sea and back again " * 400
+    app = subprocess.Popen([str(BIN / "tramontane"), "chat", "-m", "smollm2", "--ctx", "8192",
+                            "--max-tokens", "2000", long_prompt],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        parent = psutil.Process(app.pid)
+        wait_until(lambda: bool(parent.children()), timeout=60, what="the worker to start")
+        workers = parent.children(recursive=True)
+        wait_until(lambda: any(w.cpu_percent(0.05) > 20 for w in workers), timeout=60,
+                   what="the worker busy (loading or evaluating the prompt)")
+        app.send_signal(signal.SIGKILL)
+        app.wait(5)
+        t0 = time.monotonic()
+        wait_until(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE
+                                   for w in workers), timeout=1.0, what="the worker gone")
+        assert time.monotonic() - t0 <= 1.0
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert sys.platform == "linux"
+
+
+def test_a_question_that_is_not_utf8_is_one_line() -> None:
+    import subprocess
+
+    from tests.conftest import BIN
+
+    for args, stdin in (([b"\xff\xfe hi"], b""), ([b"-"], b"\xff\xfe")):
+        out = subprocess.run([str(BIN / "tramontane").encode(), b"chat", b"-m", b"smollm2", *args],
+                             input=stdin, capture_output=True, timeout=60)
+        err = out.stderr.decode()
+        assert out.returncode == 1 and "not UTF-8" in err and "Traceback" not in err
+
+
+def test_complete_at_the_top_of_an_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    out = tramontane("complete", str(empty), "--line", "1", "--col", "1", "-m", "smollm2",
+                     "--max-tokens", "4")
+    assert out.returncode == 0, out.stderr
+    assert "AssertionError" not in out.stderr
+
+
+def test_config_values_of_the_wrong_type_are_named_and_defaulted(home: Path) -> None:
+    config = home / "config" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[plugins]\ndisabled = 5\n\n[params]\ntemperature = "hot"\ntop_k = 7\n')
+    out = tramontane("models", "fit", "mistral-7b-instruct", "--quant", "Q4_K_M")
+    assert out.returncode == 0, out.stderr
+    chat = tramontane("chat", "-m", "smollm2", "--max-tokens", "2", "hi")
+    assert chat.returncode == 0, chat.stderr
+    assert "line 2: [plugins] disabled should be a list" in chat.stderr
+    assert "line 5: [params] temperature should be a number" in chat.stderr
+    ctx = AppContext()
+    assert ctx.cfg.get("params", "top_k") == 7 and ctx.cfg.get("params", "temperature") == 0.7
+
+
+def test_saving_a_setting_keeps_the_link_the_mode_and_a_broken_file(home: Path,
+                                                                    tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "tramontane.toml"
+    real.parent.mkdir()
+    real.write_text("# mine\n[ui]\ntheme = \"nord\"\n")
+    real.chmod(0o600)
+    config = home / "config" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.symlink_to(real)
+    assert tramontane("models", "use", "smollm2").returncode == 0
+    assert config.is_symlink() and "# mine" in real.read_text()
+    assert 'model = "smollm2-135m-instruct"' in real.read_text()
+    assert (real.stat().st_mode & 0o777) == 0o600
+    real.write_text("[chat\nmodel = 1\n")
+    broken = real.read_text()
+    out = tramontane("models", "use", "smollm2")
+    assert out.returncode == 1 and "line 1" in out.stderr and "Traceback" not in out.stderr
+    assert real.read_text() == broken
+
+
+def test_an_export_never_replaces_the_history(home: Path) -> None:
+    ctx = AppContext()
+    session = ChatLibrary(ctx, ScriptedBackend()).new()
+    asyncio.run(_drain(session.send("Keep me.")))
+    db = home / "data" / "history.db"
+    ctx.close()
+    out = tramontane("history", "export", str(session.chat_id), "-o", str(db))
+    assert out.returncode == 1 and "own data" in out.stderr
+    kept = AppContext().store.messages(session.chat_id)
+    assert [m.content for m in kept][0] == "Keep me."
+    missing = tramontane("history", "export", str(session.chat_id), "-o",
+                         str(home / "no" / "such" / "dir" / "x.md"))
+    assert missing.returncode == 1 and "no folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_history_search_takes_percent_and_underscore_literally() -> None:
+    ctx = AppContext()
+    library = ChatLibrary(ctx, ScriptedBackend())
+    a = library.new()
+    ctx.store.update_chat(a.chat_id, title="Raise 50% now")
+    b = library.new()
+    ctx.store.update_chat(b.chat_id, title="Raise 500 now")
+    c = library.new()
+    ctx.store.update_chat(c.chat_id, title="snake_case names")
+    d = library.new()
+    ctx.store.update_chat(d.chat_id, title="snakeXcase names")
+    assert [ch.id for ch in library.chats("50%")] == [a.chat_id]
+    assert [ch.id for ch in library.chats("snake_case")] == [c.chat_id]

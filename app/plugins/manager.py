@@ -53,6 +53,8 @@ class PluginHost:
         self._background: set[asyncio.Task[Any]] = set()
         if log_path is not None and not any(
                 getattr(h, "baseFilename", None) == str(log_path) for h in log.handlers):
+            with contextlib.suppress(OSError):  # the log holds prompts' file names: 0600
+                os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
             handler = logging.FileHandler(log_path, encoding="utf-8", delay=True)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             log.addHandler(handler)

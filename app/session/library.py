@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.atomic import atomic_write
 from app.engine.backend import Backend, Params
 from app.errors import TramontaneError
 from app.models.local import LocalModel
@@ -60,5 +61,5 @@ class ChatLibrary:
         folder.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in chat.title or "chat")
         path = folder / f"{chat.id:04d} {safe.strip()[:50]}.md"
-        path.write_text(self.store.export_markdown(chat_id), encoding="utf-8")
+        atomic_write(path, self.store.export_markdown(chat_id), mode=0o600)
         return path

@@ -170,10 +170,12 @@ class ChatStore:
         if not words:
             return self.chats(limit)
         match = " ".join(f'"{w}"*' for w in words)
-        like = "%" + "%".join(words) + "%"
+        # % and _ are LIKE's wildcards: escaped, a search for "50%" finds "50%", not "50 ..."
+        like = "%" + "%".join(w.replace("\\", "\\\\").replace("%", "\\%")
+                              .replace("_", "\\_") for w in words) + "%"
         with self._guard() as db:
             rows = db.execute(
-                "SELECT * FROM chats WHERE title LIKE ? OR id IN ("
+                "SELECT * FROM chats WHERE title LIKE ? ESCAPE '\\' OR id IN ("
                 " SELECT m.chat_id FROM messages_fts f JOIN messages m ON m.id = f.rowid"
                 " WHERE messages_fts MATCH ?)"
                 " ORDER BY updated_at DESC, id DESC LIMIT ?",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from app.config import is_remote
 from app.engine.backend import Done, Error, Params, Token
+from app.errors import TramontaneError
 from app.session.chat import ChatSession
 from app.session.context import AppContext
 from app.session.placement import DoesNotFitError
@@ -81,6 +83,22 @@ async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
     return code
 
 
+def prompt_text(arg: str) -> str:
+    """The question from the argument, or stdin for "-"; bytes that are not UTF-8 are a
+    TramontaneError saying where, not a traceback."""
+    if arg == "-":
+        data = sys.stdin.buffer.read()
+        label = "The question on standard input"
+    else:
+        data = os.fsencode(arg)  # the argument's bytes as the shell passed them
+        label = "The question"
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TramontaneError(f"{label} is not UTF-8 text (byte {exc.start} cannot be decoded); "
+                              "send UTF-8.") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
     ctx.backend_choice = args.backend
@@ -95,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             runner.run(session.load())
             if args.prompt is not None:
-                text = sys.stdin.read() if args.prompt == "-" else args.prompt
+                text = prompt_text(args.prompt)
                 if not text.strip():
                     print("tramontane: the prompt is empty.", file=sys.stderr)
                     return 2

@@ -9,6 +9,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from app.atomic import atomic_write
+from app.errors import TramontaneError
 from app.session.context import AppContext
 
 
@@ -33,7 +35,16 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "export":
             text = store.export_json(args.id) if args.format == "json" else store.export_markdown(args.id)
             if args.output:
-                Path(args.output).write_text(text, encoding="utf-8")
+                out = Path(args.output).expanduser()
+                if out.exists() and out.resolve() in _own_files(ctx):
+                    raise TramontaneError(f"{out} is Tramontane's own data; export to another "
+                                          "file.")
+                if not out.parent.is_dir():
+                    raise TramontaneError(f"There is no folder {out.parent} to export into.")
+                try:
+                    atomic_write(out, text, mode=0o600)
+                except OSError as exc:
+                    raise TramontaneError(f"Could not write {out}: {exc.strerror or exc}.") from exc
                 print(f"Wrote chat {args.id} to {args.output}", file=sys.stderr)
             else:
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -45,3 +56,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ctx.close()
     return 2
+
+
+def _own_files(ctx: AppContext) -> set[Path]:
+    """Files an export must never replace: the history and its WAL, config.toml."""
+    db = ctx.paths.history_db
+    return {f.resolve() for f in (db, db.with_name(db.name + "-wal"),
+                                  db.with_name(db.name + "-shm"), ctx.paths.config_file)}

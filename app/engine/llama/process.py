@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -61,7 +62,8 @@ class WorkerProcess:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
-            target=worker_main, args=(child, log_path), daemon=True, name="tramontane-worker"
+            target=worker_main, args=(child, log_path, os.getpid()), daemon=True,
+            name="tramontane-worker"
         )
         with _process_stdio():
             self.proc.start()

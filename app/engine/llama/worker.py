@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import signal
 import sys
 import time
 import traceback
@@ -115,8 +116,12 @@ class Worker:
         else:
             tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         bos = llm.token_bos()
-        if opts.get("add_bos", True) and bos >= 0 and (not tokens or tokens[0] != bos):
-            tokens.insert(0, bos)
+        if (opts.get("add_bos", True) or not tokens) and bos >= 0 and \
+                (not tokens or tokens[0] != bos):
+            tokens.insert(0, bos)  # an empty prompt (a completion at the top of an empty file)
+        if not tokens:
+            self.conn.send(("done", req, {"prompt_tokens": 0, "stop_reason": "stop"}))
+            return
         n_ctx = _usable_ctx(llm)
         if len(tokens) >= n_ctx:
             self.conn.send(
@@ -289,8 +294,25 @@ def _system_info() -> dict[str, str | bool]:
     }
 
 
-def worker_main(conn: Connection, log_path: str | None) -> None:
+def _die_with_parent(parent: int) -> None:
+    """The kernel kills this worker the moment the app dies (Linux), whatever llama.cpp is
+    doing: a prompt evaluation never polls the pipe, and a 7B model would otherwise hold the
+    CPU and gigabytes for minutes after a SIGKILL of the app."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the closed pipe ends the worker at its next poll
+    if os.getppid() != parent:  # the parent died before the line above ran
+        os._exit(0)
+
+
+def worker_main(conn: Connection, log_path: str | None, parent: int = 0) -> None:
     """Entry point of the spawned process."""
+    if parent:
+        _die_with_parent(parent)
     _redirect_stderr(log_path)
     try:
         Worker(conn).serve()

@@ -110,7 +110,10 @@ class TramontaneApp(ChatActions):
     def watch_theme(self, theme: str) -> None:
         if self._saved_theme is not None and theme != self._saved_theme:
             self._saved_theme = theme
-            self.library.ctx.cfg.set("ui", "theme", theme)
+            try:
+                self.library.ctx.cfg.set("ui", "theme", theme)
+            except TramontaneError as exc:
+                self.notify(str(exc), severity="warning", timeout=10)
 
     # -- helpers ------------------------------------------------------------------------------
 
