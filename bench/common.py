@@ -40,3 +40,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def starter_path(name: str) -> Path:
+    """A starter model's file, assembled into the bench's models folder when it is split."""
+    from app.session.context import AppContext
+
+    return AppContext().resolve_model(name).path

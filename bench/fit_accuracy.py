@@ -21,6 +21,7 @@ from app.engine.backend import ModelRef, Params  # noqa: E402
 from app.engine.llama.backend import LlamaBackend  # noqa: E402
 from app.models import fit  # noqa: E402
 from app.models.gguf_file import arch_of, read_header  # noqa: E402
+from app.models.hardware import probe  # noqa: E402
 from app.session.context import AppContext  # noqa: E402
 from bench.common import table, write  # noqa: E402
 
@@ -43,17 +44,20 @@ async def measure(path: Path, context: int) -> tuple[int, int]:
 
 async def main() -> None:
     ctx = AppContext()
+    hw = probe()
     rows = []
     for model in ctx.local_models():
         if model.source != "starter package":
             continue
+        model = ctx.resolve_model(model.name)  # a split starter is assembled now
         head = read_header(model.path)
         arch = arch_of(head)
         trained = int(head.arch("context_length", 4096))
         for context in (2048, 8192, 32768):
             if context > trained:
                 continue
-            est = fit.estimate(arch, head.tensor_bytes, context, prompt_tokens=PROMPT_TOKENS)
+            est = fit.estimate(arch, head.tensor_bytes, context, prompt_tokens=PROMPT_TOKENS,
+                               repack=fit.repacked(hw, head.repack_bytes))
             peak, prompt = await measure(model.path, context)
             error = (est.total - peak) / peak
             rows.append({"model": model.name, "context": context, "prompt_tokens": prompt,

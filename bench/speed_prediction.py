@@ -36,7 +36,7 @@ async def main() -> None:
     figures, runs = await calibrate(ctx)
     print(f"calibrated: bandwidth {figures.bandwidth / 1e9:.1f} GB/s, efficiency "
           f"{figures.efficiency:.2f}, {figures.layer_s * 1e6:.0f} us/layer decode, "
-          f"{figures.prompt_flops / 1e9:.0f} GFLOP/s + {figures.score_s * 1e9:.1f} ns/attention score "
+          f"{figures.prompt_flops / 1e9:.0f} GFLOP/s + {figures.head_s * 1e6:.1f} us/layer-head "
           f"prompt (with {figures.calibrated_with})")
     hw = probe()
     rows = []

@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.engine.backend import Message, ModelRef, Params, Token  # noqa: E402
 from app.engine.llama.backend import LlamaBackend  # noqa: E402
 from app.engine.prompts import chat as chat_prompts  # noqa: E402
-from app.models import starters  # noqa: E402
-from bench.common import table, write  # noqa: E402
+from bench.common import starter_path, table, write  # noqa: E402
 
 
 def messages(run: int) -> list[Message]:
@@ -64,9 +63,10 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--model", default="smollm2-135m-instruct",
+                    help="a starter: smollm2-135m-instruct, qwen2.5-coder-1.5b-instruct, ...")
     args = ap.parse_args()
-    model = starters.smollm2_path()
-    assert model, "run `make install` first"
+    model = starter_path(args.model)
     params = Params(temperature=0.0, max_tokens=args.tokens, context_length=2048,
                     ignore_eos=True, seed=1)
 
@@ -74,7 +74,7 @@ async def main() -> None:
 
     llm = llama_cpp.Llama(str(model), n_ctx=2048, n_threads=params.thread_count, verbose=False)
     backend = LlamaBackend()
-    await backend.load(ModelRef("smollm2", model, chat_format="auto"), params)
+    await backend.load(ModelRef(args.model, model, chat_format="auto"), params)
     meta = backend._template_vars()
     raw_ttft, raw_tps, our_ttft, our_tps = [], [], [], []
     raw_run(llm, chat_prompts.build("auto", messages(-1), meta).text, params)  # warm-up
@@ -99,7 +99,7 @@ async def main() -> None:
     print(table(rows))
     print(f"decode ratio {ratio:.3f} (target >= 0.97) · first-token overhead {overhead:+.1f} ms "
           "(target <= 30 ms)")
-    path = write("throughput", {"model": model.name, "tokens": args.tokens, "runs": args.runs,
+    path = write(f"throughput-{args.model}", {"model": model.name, "tokens": args.tokens, "runs": args.runs,
                                 "raw": raw, "tramontane": ours, "decode_ratio": ratio,
                                 "ttft_overhead_ms": overhead,
                                 "pass": ratio >= 0.97 and overhead <= 30})

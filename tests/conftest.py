@@ -20,6 +20,22 @@ from tests.helpers import write_machine_speed
 BIN = Path(sys.executable).parent
 
 
+_MODEL_FIXTURES = {"smollm2", "tiny_gguf", "qwen", "qwen_file"}
+_MODEL_MODULES = {"test_cli", "test_llama_backend", "test_real_models", "test_fim_e2e",
+                  "test_ollama", "test_session", "test_tui", "test_bad_inputs"}
+_LANES = {"test_terminal": "terminal", "test_packaging": "packaging"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs a real model, tmux or packaging, so `make test-quick` can leave it out."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if _MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or module in _MODEL_MODULES:
+            item.add_marker(pytest.mark.model)
+        if module in _LANES:
+            item.add_marker(getattr(pytest.mark, _LANES[module]))
+
+
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "home"

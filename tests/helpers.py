@@ -10,7 +10,7 @@ from app.models.hardware import cpu
 # Figures calibrated on a 2-core AMD EPYC VM (the CI machine's kind) by `tramontane doctor`.
 RECORDED = speed.MachineSpeed(
     bandwidth=37.0e9, efficiency=0.86, layer_s=197e-6, prompt_flops=300e9,
-    score_s=12.7e-9, calibrated_with="smollm2-135m-instruct + qwen2.5-coder-1.5b-instruct",
+    head_s=13e-6, calibrated_with="smollm2-135m-instruct + qwen2.5-coder-1.5b-instruct",
     measured_at=1.8e9,
 )
 

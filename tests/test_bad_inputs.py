@@ -396,3 +396,56 @@ def test_history_search_takes_percent_and_underscore_literally() -> None:
     ctx.store.update_chat(d.chat_id, title="snakeXcase names")
     assert [ch.id for ch in library.chats("50%")] == [a.chat_id]
     assert [ch.id for ch in library.chats("snake_case")] == [c.chat_id]
+
+
+def test_a_home_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    env = {"TRAMONTANE_HOME": "/proc/no-such-home"}
+    assert tramontane("--version", env=env).returncode == 0
+    listing = tramontane("history", "list", env=env)
+    assert listing.returncode == 1 and "Traceback" not in listing.stderr
+    assert len(listing.stderr.strip().splitlines()) == 1
+    fit = tramontane("models", "fit", "mistral-7b-instruct", "--quant", "Q4_K_M", env=env)
+    assert fit.returncode == 0 and "fits" in fit.stdout
+
+
+def test_a_start_that_fails_leaves_no_untitled_chat(home: Path, tmp_path: Path) -> None:
+    from tests.conftest import db_rows
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\3\0\0\0" + b"\0" * 16 + b"\xff" * 64)
+    out = tramontane("chat", "-m", str(bad), "hello")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    db = home / "data" / "history.db"
+    assert not db.exists() or db_rows(db, "SELECT COUNT(*) FROM chats") == [(0,)]
+
+
+def test_the_worker_log_is_kept_bounded(tmp_path: Path) -> None:
+    from app.engine.llama.process import LOG_LIMIT, rotate_log
+
+    log = tmp_path / "worker.log"
+    log.write_bytes(b"x" * (LOG_LIMIT + 1))
+    rotate_log(str(log))
+    assert not log.exists() and (tmp_path / "worker.log.1").stat().st_size == LOG_LIMIT + 1
+    log.write_text("small")
+    rotate_log(str(log))
+    assert log.read_text() == "small"
+
+
+async def test_a_refused_file_keeps_the_typed_question(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.plugins.manager import reset_host
+    from tests.ui_helpers import make_app, send, views, wait_until
+
+    monkeypatch.setenv("TRAMONTANE_PLUGINS", "tramontane-files")
+    monkeypatch.chdir(tmp_path)
+    reset_host()
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    app = make_app(ScriptedBackend())
+    async with app.run_test() as pilot:
+        await send(pilot, "/file photo.png what is this?")
+        from app.ui.tui.prompt import PromptBox
+
+        await wait_until(pilot, lambda: any("binary" in n.message for n in app._notifications),
+                         what="the refusal")
+        assert app.query_one(PromptBox).text == "/file photo.png what is this?"
+        assert views(app) == []

@@ -100,13 +100,13 @@ async def test_opening_another_file_asks_about_this_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("key", ["ctrl+s", "ctrl+space", "ctrl+w", "ctrl+o", "escape", "tab",
-                                 "ctrl+right", "ctrl+q"])
+                                 "ctrl+right", "ctrl+down", "ctrl+q"])
 async def test_every_footer_key_works_with_the_editor_focused(tmp_path: Path, key: str) -> None:
     path = tmp_path / "calc.py"
     path.write_text(SOURCE)
     backend = FimBackend("total")
     app = _app(path, backend)
-    suggestion_keys = ("escape", "tab", "ctrl+right")
+    suggestion_keys = ("escape", "tab", "ctrl+right", "ctrl+down")
     async with app.run_test(size=(140, 30)) as pilot:
         # suggestion keys need a suggestion, and no typing whose own suggestion could race it
         editor = await _typed(pilot, path, "" if key in suggestion_keys else "q")
@@ -116,10 +116,11 @@ async def test_every_footer_key_works_with_the_editor_focused(tmp_path: Path, ke
             screen.debounce_s = 3600  # no automatic suggestion: this test offers its own
             editor.insert("q")
             await pilot.pause()
-            editor.offer("total")
+            editor.offer("total\nx" if key == "ctrl+down" else "total")
         shown = {b.key for (_, b, enabled, _) in screen.active_bindings.values() if enabled
                  and b.show}
-        assert key.split(",")[0] in shown or key in ("escape", "ctrl+right", "tab", "ctrl+q")
+        assert key.split(",")[0] in shown or key in ("escape", "ctrl+right", "tab", "ctrl+q",
+                                                     "ctrl+down")
         assert screen.query_one(Footer)
         await pilot.press(key)
         checks = {
@@ -130,6 +131,7 @@ async def test_every_footer_key_works_with_the_editor_focused(tmp_path: Path, ke
             "escape": lambda: editor.pending == "" and app.screen is screen,
             "tab": lambda: editor.text.startswith("qtotal"),
             "ctrl+right": lambda: editor.text.startswith("qtotal"),
+            "ctrl+down": lambda: editor.text.startswith("qtotal\n") and editor.pending == "x",
             "ctrl+q": lambda: isinstance(app.screen, ChoiceDialog),
         }
         await wait_until(pilot, checks[key], what=f"{key} to act")
@@ -190,3 +192,22 @@ async def test_quitting_from_the_chat_screen_needs_no_question(tmp_path: Path) -
     async with app.run_test() as pilot:
         await pilot.press("ctrl+q")
         await wait_until(pilot, lambda: not app.is_running)
+
+
+@pytest.mark.parametrize(("config", "name"), [({"debounce_ms": 0}, "calc.py"),
+                                              ({"auto_suggest_off": ["markdown"]}, "notes.md")])
+async def test_automatic_suggestions_can_be_turned_off(tmp_path: Path, config: dict[str, object],
+                                                       name: str) -> None:
+    path = tmp_path / name
+    path.write_text(SOURCE)
+    backend = FimBackend("total")
+    app = _app(path, backend)
+    app.library.ctx.cfg.values["code"].update(config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _typed(pilot, path, "abc")
+        screen = app.screen
+        assert isinstance(screen, CodeScreen) and not screen.auto_suggest
+        await pilot.pause()  # the edits' Changed messages are handled: no suggestion is timed
+        assert screen._timer is None and backend.fim_calls == [] and editor.pending == ""
+        await pilot.press("ctrl+space")  # asking still works
+        await wait_until(pilot, lambda: editor.pending == "total", what="the asked suggestion")

@@ -220,3 +220,14 @@ async def test_completion_retries_without_plugin_context_when_it_fails() -> None
     session.gather_context = gather  # type: ignore[method-assign]
     result = await session.complete("answer = ", "\n", "a.py")
     assert result.text == "42" and seen == [1, 0] and session.last_extra == []
+
+
+def test_a_hole_that_ends_a_loop_keeps_its_lower_lines() -> None:
+    """The suffix, not the first dedent, says where a multi-line answer ends."""
+    prefix = "def total(xs):\n    s = 0\n    for x in xs:\n"
+    suffix = "    return s\n"
+    answer = "        s += x\n    s *= 2\n"
+    assert fim.postprocess(answer + suffix, prefix, suffix) == answer
+    assert fim.postprocess(answer, prefix, suffix) == answer
+    # a line below the suffix's own indentation is past the hole
+    assert fim.postprocess("        s += x\nprint(s)\n", prefix, suffix) == "        s += x\n"

@@ -108,7 +108,7 @@ def test_qwen_is_the_default_code_model_and_chat_model_where_memory_allows(
 
 def test_decode_and_prompt_speed_by_hand() -> None:
     figures = speed.MachineSpeed(bandwidth=40e9, efficiency=0.5, layer_s=100e-6,
-                                 prompt_flops=100e9, score_s=10e-9, calibrated_with="hand")
+                                 prompt_flops=100e9, head_s=10e-6, calibrated_with="hand")
     # 1 GB of weights, tied embedding (vocab x embedding = 512k of 1e9 weights: untied by share,
     # so the 512k-weight embedding, 512 kB at 1 byte a weight, is a row lookup)
     shape = speed.shape_of(SMALL, weight_bytes=10**9, parameters=1e9)
@@ -119,9 +119,9 @@ def test_decode_and_prompt_speed_by_hand() -> None:
     read = 10**9 - 512_000 + kv * 1000
     seconds = read / 20e9 + 10 * 100e-6 + 1000 * speed.SAMPLER_S_PER_VOCAB
     assert p.decode_tps == pytest.approx(1 / seconds)
-    # prompt: 2 x (1e9 - 2 x 512k) weights + 4 x layers x fill x heads x head_dim, and scores
+    # prompt: 2 x (1e9 - 2 x 512k) weights + 4 x layers x fill x heads x head_dim, and heads
     flops = 2 * (1e9 - 2 * 512_000) + 4 * 10 * 1000 * 8 * 64
-    prompt_s = flops / 100e9 + 10 * 8 * 1000 * 10e-9
+    prompt_s = flops / 100e9 + 10 * 8 * 10e-6
     assert p.prompt_tps == pytest.approx(1 / prompt_s)
     assert p.calibrated and "tok/s" in p.words()
 
@@ -138,7 +138,7 @@ def test_a_mixture_of_experts_reads_only_the_experts_it_uses() -> None:
 
 def test_calibration_solves_both_factors_from_two_models() -> None:
     truth = speed.MachineSpeed(bandwidth=30e9, efficiency=0.8, layer_s=200e-6,
-                               prompt_flops=300e9, score_s=12e-9)
+                               prompt_flops=300e9, head_s=12e-6)
     hw = Hardware(8 * GiB, 4 * GiB, "cpu", 2, 2)
     big = speed.shape_of(SMALL, 10**9, 1e9)
     small = speed.shape_of(Arch(30, 9, 3, 64, 576, 1536, 1000), 10**8, 1.3e8)
@@ -151,7 +151,7 @@ def test_calibration_solves_both_factors_from_two_models() -> None:
     assert found.efficiency == pytest.approx(0.8)
     assert found.layer_s == pytest.approx(200e-6)
     assert found.prompt_flops == pytest.approx(300e9)
-    assert found.score_s == pytest.approx(12e-9)
+    assert found.head_s == pytest.approx(12e-6)
 
 
 def test_machine_figures_are_measured_once_and_cached(home: Path) -> None:

@@ -112,6 +112,9 @@ def test_slash_file_in_a_real_terminal(home: Path, tmp_path: Path) -> None:
         tmux.keys("-l", "/file photo.png what is this?")
         tmux.keys("Enter")
         wait_until(lambda: "binary file" in tmux.screen(), what="the refusal on screen")
+        wait_until(lambda: "what is this?" in tmux.screen(), what="the refused line back")
+        tmux.keys("C-u")  # the line is cleared by hand
+        wait_until(lambda: "what is this?" not in tmux.screen(), what="the box cleared")
         tmux.keys("-l", "/file notes.txt What is the code word?")
         tmux.keys("Enter")
 

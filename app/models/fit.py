@@ -10,6 +10,9 @@ The sizes follow llama.cpp's own allocations (checked against its log of buffer 
   (ubatch x P x (heads + 1) floats) and its activations; the logits of one token;
 - fixed: the worker process with Python, numpy and llama.cpp loaded, and the vocabulary
   llama.cpp keeps in memory (about 226 bytes a token).
+- repacked weights: on a CPU with AVX2 or NEON, llama.cpp copies Q4_0, Q4_K and IQ4_NL layer
+  weights into an interleaved layout at load, while the mapped file stays resident: those
+  bytes count twice for the layers on the CPU (597 MiB more for the Qwen 1.5B starter).
 The two fixed constants were measured on the starter models (see bench/fit_accuracy.py).
 """
 
@@ -99,9 +102,19 @@ def compute_bytes(arch: Arch, prompt_tokens: int) -> int:
     return int(scores + activations + logits)
 
 
+# The share of a catalog quant's bytes that is repacked (from its tensor types), for a file
+# whose header is not at hand: Q4_K_M keeps attn_v and half of ffn_down at Q6_K.
+REPACK_SHARE = {"Q4_0": 0.93, "Q4_K_S": 0.93, "Q4_K_M": 0.56, "IQ4_NL": 0.93, "IQ4_XS": 0.0}
+
+
+def repacked(hw: Hardware, repack_bytes: int) -> int:
+    """The repack copy this CPU makes (AVX2 on x86, NEON on Arm); 0 elsewhere."""
+    return repack_bytes if {"avx2", "neon", "asimd"} & set(hw.features) else 0
+
+
 def estimate(arch: Arch, weights: int, context: int, gpu_layers: int = 0,
              cache_type: str = "f16", prompt_tokens: int | None = None,
-             swa_full: bool = True) -> Estimate:
+             swa_full: bool = True, repack: int = 0) -> Estimate:
     """What a model needs at `context`, with `gpu_layers` of its layers offloaded.
 
     `prompt_tokens` is how much of the context a prompt fills; a verdict assumes all of it.
@@ -119,12 +132,13 @@ def estimate(arch: Arch, weights: int, context: int, gpu_layers: int = 0,
         gpu = int(layer_weights * share + kv * share + compute + GPU_RESERVE)
         if gpu_layers == arch.layers:
             gpu += io_weights
+    overhead += int(repack * (1 - share))  # the CPU layers' repacked copy
     cpu = weights + kv + compute + overhead - (gpu - GPU_RESERVE if gpu else 0)
     return Estimate(weights, kv, compute, overhead, gpu_layers, arch.layers, gpu, cpu, context)
 
 
 def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: int | None = None,
-            cache_type: str = "f16", swa_full: bool = True) -> FitVerdict:
+            cache_type: str = "f16", swa_full: bool = True, repack: int = 0) -> FitVerdict:
     """The best placement on this machine: all on the GPU, some layers, or the CPU alone."""
     ram_limit = int(hw.ram_total * HEADROOM)
     gpu = hw.gpu
@@ -134,7 +148,8 @@ def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: in
     candidates = [gpu_layers] if gpu_layers is not None else (
         list(range(arch.layers, -1, -1)) if gpu else [0])
     for layers in candidates:
-        est = estimate(arch, weights, context, layers, cache_type, swa_full=swa_full)
+        est = estimate(arch, weights, context, layers, cache_type, swa_full=swa_full,
+                       repack=repacked(hw, repack))
         if layers and (gpu is None or est.gpu_bytes > vram_limit):
             continue
         if gpu is not None and gpu.unified:
@@ -146,19 +161,20 @@ def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: in
             kind = "gpu" if layers == arch.layers else ("partial" if layers else "cpu")
             return FitVerdict(kind, est, ram_limit, vram_limit)
     est = estimate(arch, weights, context, candidates[-1] if candidates else 0, cache_type,
-                   swa_full=swa_full)
+                   swa_full=swa_full, repack=repacked(hw, repack))
     return FitVerdict("no", est, ram_limit, vram_limit)
 
 
 def largest_context(arch: Arch, weights: int, hw: Hardware, max_context: int,
-                    cache_type: str = "f16") -> int:
+                    cache_type: str = "f16", repack: int = 0) -> int:
     """The largest power-of-two context (from 2k up to the model's) that still fits."""
     best = 0
     ctx = 2048
     while ctx <= max_context:
-        if verdict(arch, weights, ctx, hw, cache_type=cache_type).fits:
+        if verdict(arch, weights, ctx, hw, cache_type=cache_type, repack=repack).fits:
             best = ctx
         ctx *= 2
-    if best and best < max_context and verdict(arch, weights, max_context, hw).fits:
+    if best and best < max_context and verdict(arch, weights, max_context, hw,
+                                               repack=repack).fits:
         best = max_context
     return best

@@ -25,6 +25,9 @@ _SCALARS: dict[int, str] = {
     GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
     GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
 }
+# Types llama.cpp's CPU backend repacks into interleaved blocks at load (AVX2 / NEON): a second
+# copy of those layer weights beside the mapped file, both resident (see fit.py)
+_REPACKED = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_K, GGMLQuantizationType.IQ4_NL}
 _KEEP_ARRAY_ITEMS = 64  # short arrays (layer patterns, languages) are kept; vocabularies not
 
 
@@ -42,6 +45,7 @@ class GGUFHeader:
     embedding_bytes: int = 0  # token_embd: a row lookup per token, unless it is the output too
     output_bytes: int = 0  # output.weight (0 when tied to the embedding)
     expert_bytes: int = 0  # mixture-of-experts tensors (`*_exps`): only some are read per token
+    repack_bytes: int = 0  # layer weights llama.cpp's CPU backend copies into a repacked layout
     found_tokens: set[str] = field(default_factory=set)  # of the `want` strings, those in vocab
 
     @property
@@ -159,6 +163,8 @@ def _parse(cur: _Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
             head.output_bytes = nbytes
         elif "_exps." in name:
             head.expert_bytes += nbytes
+        if name.startswith("blk.") and ttype in _REPACKED and n_dims == 2:
+            head.repack_bytes += nbytes
         data_end = max(data_end, offset + nbytes)
     align = head.metadata.get("general.alignment", 32)
     if not isinstance(align, int) or isinstance(align, bool) or not 1 <= align <= 1 << 20 \

@@ -6,9 +6,10 @@ the KV cache so far. So
     seconds per token = bytes read / (bandwidth x efficiency) + layers x per-layer cost,
 where the per-layer cost (graph building, thread sync) is what dominates a 135M model. Prompt
 evaluation is compute-bound: 2 FLOPs per weight multiplied (no output layer but for the last
-token) plus attention's products, and a cost per attention score (softmax and masking over
-layers x heads x the context so far), so
-    seconds per prompt token = FLOPs / the rate llama.cpp reaches here + scores x cost.
+token) plus attention's products, and a fixed cost per layer and head (softmax, masks, copies;
+measured here it does not grow with the context up to 2k tokens, and it is why Gemma 3's four
+heads read a prompt faster than SmolLM2's nine), so
+    seconds per prompt token = FLOPs / the rate llama.cpp reaches here + layers x heads x cost.
 
 `MachineSpeed` holds this machine's figures: the read bandwidth of a threaded sum over large
 buffers (a third of a second), and the llama.cpp factors calibrated with two starter models by
@@ -38,7 +39,7 @@ CACHE_FILE = "machine.json"
 DEFAULT_EFFICIENCY = 0.85
 DEFAULT_LAYER_S = 280e-6
 DEFAULT_FLOPS_PER_CORE = 175e9
-DEFAULT_SCORE_S = 12.7e-9
+DEFAULT_HEAD_S = 13e-6
 TIED_SHARE = 0.12  # a catalog model whose embedding is this share of its weights ties it
 CALIBRATION_FILL = 512  # tokens in the context while the calibration decodes
 # llama.cpp's sampler walks every vocabulary entry for each decoded token on one core (15 ns
@@ -56,7 +57,7 @@ class MachineSpeed:
     efficiency: float = DEFAULT_EFFICIENCY  # the share of it llama.cpp's decode reaches
     layer_s: float = DEFAULT_LAYER_S  # fixed cost per layer per decoded token
     prompt_flops: float = 0.0  # FLOP/s of llama.cpp's prompt evaluation on the CPU
-    score_s: float = DEFAULT_SCORE_S  # prompt: cost per attention score (layer x head x token)
+    head_s: float = DEFAULT_HEAD_S  # prompt: fixed cost per layer and head, per token
     calibrated_with: str = ""  # the starters used; "" = default factors
     measured_at: float = 0.0
     cpu: str = ""
@@ -182,9 +183,9 @@ def flops_per_token(shape: ModelShape, context_fill: int = 1024) -> float:
     return 2 * shape.active_parameters + 4 * shape.layers * context_fill * shape.attention_width
 
 
-def scores(shape: ModelShape, context_fill: int) -> float:
-    """Attention scores a prompt token computes: one per layer, head and earlier token."""
-    return float(shape.layers * shape.heads * max(1, context_fill))
+def heads(shape: ModelShape) -> float:
+    """The attention heads a prompt token goes through: layers x heads."""
+    return float(shape.layers * shape.heads)
 
 
 def predict(shape: ModelShape, hw: Hardware, speed: MachineSpeed, gpu_layers: int = 0,
@@ -193,7 +194,7 @@ def predict(shape: ModelShape, hw: Hardware, speed: MachineSpeed, gpu_layers: in
     per_token = shape.bytes_per_token + shape.kv_bytes_per_token * context_fill
     flops = flops_per_token(shape, context_fill)
     cpu_flops = speed.prompt_flops or DEFAULT_FLOPS_PER_CORE * max(1, hw.cores)
-    cpu_prompt_s = flops / cpu_flops + scores(shape, context_fill) * speed.score_s
+    cpu_prompt_s = flops / cpu_flops + heads(shape) * speed.head_s
     sampler_s = shape.vocab * SAMPLER_S_PER_VOCAB
     cpu_decode_s = per_token / (speed.bandwidth * speed.efficiency) + \
         shape.layers * speed.layer_s + sampler_s
@@ -291,18 +292,18 @@ def _fit_two(points: list[tuple[float, float, float]]) -> tuple[float, float] | 
 def calibrated(speed: MachineSpeed, runs: list[tuple[ModelShape, float, float, int]],
                label: str) -> MachineSpeed:
     """New factors from measured runs: (shape, decode tok/s, prompt tok/s, prompt tokens).
-    Seconds per token is linear in bytes and layers (decode), FLOPs and attention scores
-    (prompt), so two models of different sizes give each rate and fixed cost exactly; one
-    model gives the rates, with the fixed costs kept."""
+    Seconds per token is linear in bytes and layers (decode), FLOPs and heads (prompt), so
+    two models of different sizes give each rate and fixed cost exactly; one model gives the
+    rates, with the fixed costs kept."""
     if not runs:
         return speed
     decode = [(shape.bytes_per_token + shape.kv_bytes_per_token * CALIBRATION_FILL,
                float(shape.layers), 1 / dtps - shape.vocab * SAMPLER_S_PER_VOCAB)
               for shape, dtps, _, _ in runs if dtps > 0]
-    prompt = [(flops_per_token(shape, fill // 2), scores(shape, fill // 2), 1 / ptps)
+    prompt = [(flops_per_token(shape, fill // 2), heads(shape), 1 / ptps)
               for shape, _, ptps, fill in runs if ptps > 0]
     efficiency, layer_s = speed.efficiency, speed.layer_s
-    prompt_flops, score_s = speed.prompt_flops, speed.score_s
+    prompt_flops, head_s = speed.prompt_flops, speed.head_s
     solved = _fit_two(decode)
     if solved is not None:
         efficiency, layer_s = solved[0] / speed.bandwidth, solved[1]
@@ -312,10 +313,10 @@ def calibrated(speed: MachineSpeed, runs: list[tuple[ModelShape, float, float, i
             efficiency = b / (s - layers * layer_s) / speed.bandwidth
     solved = _fit_two(prompt)
     if solved is not None:
-        prompt_flops, score_s = solved
+        prompt_flops, head_s = solved
     elif prompt:
-        f, n_scores, s = prompt[0]
-        if s > n_scores * score_s:
-            prompt_flops = f / (s - n_scores * score_s)
+        f, n_heads, s = prompt[0]
+        if s > n_heads * head_s:
+            prompt_flops = f / (s - n_heads * head_s)
     return replace(speed, efficiency=efficiency, layer_s=layer_s, prompt_flops=prompt_flops,
-                   score_s=score_s, calibrated_with=label, measured_at=time.time())
+                   head_s=head_s, calibrated_with=label, measured_at=time.time())

@@ -265,11 +265,11 @@ def get_host() -> PluginHost:
         from app.config import load_config, paths
 
         p = paths()
-        p.ensure()
+        writable = not p.ensure()
         cfg = load_config(p)
         disabled = cfg.get("plugins", "disabled") or []
         _host = PluginHost(disabled=[str(d) for d in disabled], pinned=pinned_from_env(),
-                           log_path=p.log_dir / "tramontane.log").load()
+                           log_path=p.log_dir / "tramontane.log" if writable else None).load()
     return _host
 
 

@@ -61,6 +61,11 @@ class ChatSession:
     async def load(self) -> None:
         await self.backend.load(self.model, self.params)
 
+    def drop_if_empty(self) -> None:
+        """Delete this chat if nothing was ever said in it (a start that failed)."""
+        if not self.store.messages(self.chat.id):
+            self.store.delete_chat(self.chat.id)
+
     async def send(self, text: str, title: str | None = None) -> AsyncGenerator[Event, None]:
         """Save the question, stream the reply, and keep what arrives saved as it comes.
         `title` names a new chat when `text` starts with attached files."""

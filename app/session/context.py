@@ -29,9 +29,10 @@ class AppContext:
     config: Config | None = None
 
     def __post_init__(self) -> None:
-        self.paths.ensure()
+        problems = self.paths.ensure()
         if self.config is None:
             self.config = load_config(self.paths)
+        self.config.warnings.extend(problems)
 
     @property
     def cfg(self) -> Config:

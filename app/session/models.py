@@ -138,13 +138,15 @@ class ModelManager:
         head = read_header(path)
         arch = arch_of(head)
         ctx = context or min(DEFAULT_FIT_CONTEXT, int(head.arch("context_length", 4096)))
-        return fitmod.verdict(arch, head.tensor_bytes, ctx, self.hardware, gpu_layers)
+        return fitmod.verdict(arch, head.tensor_bytes, ctx, self.hardware, gpu_layers,
+                              repack=head.repack_bytes)
 
     def fit_catalog(self, model: CatalogModel, quant: Quant, context: int | None = None,
                     gpu_layers: int | None = None) -> fitmod.FitVerdict:
         arch = self._arch(model)
         ctx = context or min(DEFAULT_FIT_CONTEXT, model.context_length)
-        return fitmod.verdict(arch, quant.size, ctx, self.hardware, gpu_layers)
+        return fitmod.verdict(arch, quant.size, ctx, self.hardware, gpu_layers,
+                              repack=_repack_of(quant))
 
     def _arch(self, model: CatalogModel) -> Arch:
         if model.arch is None:
@@ -255,9 +257,11 @@ class ModelManager:
                 chosen = (model, q, predicted, False)
             model, q, predicted, meets = chosen
             arch = self._arch(model)
-            ctx = fitmod.largest_context(arch, q.size, self.hardware, model.context_length)
+            ctx = fitmod.largest_context(arch, q.size, self.hardware, model.context_length,
+                                         repack=_repack_of(q))
             picks.append(Recommendation(purpose, model, q, ctx,
-                                        fitmod.verdict(arch, q.size, ctx, self.hardware),
+                                        fitmod.verdict(arch, q.size, ctx, self.hardware,
+                                                       repack=_repack_of(q)),
                                         predicted, passed, meets))
         return picks
 
@@ -335,3 +339,8 @@ def _too_slow(purpose: str, predicted: speedmod.SpeedPrediction) -> str | None:
     if cold > CODE_MAX_COLD_S:
         return f"a cold 2k-token prompt would take ~{cold:.0f} s (target {CODE_MAX_COLD_S:.0f} s)"
     return None
+
+
+def _repack_of(quant: Quant) -> int:
+    """The bytes of a catalog quant llama.cpp repacks on the CPU (estimated from its name)."""
+    return int(quant.size * fitmod.REPACK_SHARE.get(quant.name.upper(), 0.0))

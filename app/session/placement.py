@@ -53,4 +53,5 @@ def plan_load(model: LocalModel, context_length: int, hw: Hardware,
     except TramontaneError:
         return LoadPlan(None)  # the load itself will say what is wrong with the file
     chosen = gpu_layers if gpu_layers >= 0 else None
-    return LoadPlan(fit.verdict(arch_of(head), head.tensor_bytes, context_length, hw, chosen))
+    return LoadPlan(fit.verdict(arch_of(head), head.tensor_bytes, context_length, hw, chosen,
+                                repack=head.repack_bytes))

@@ -24,6 +24,7 @@ class Prepared:
     content: str | None
     question: str = ""
     notices: list[str] = field(default_factory=list)
+    refused: bool = False  # a command that did nothing: the typed text stays for fixing
 
 
 @dataclass
@@ -104,6 +105,9 @@ class ChatPrompt:
                 if session.attachments:
                     names = ", ".join(a.label for a in session.attachments)
                     out.notices.append(f"Attached {names}; it goes with your next message.")
+                else:
+                    out.refused = not ctx.attached and ctx.system_prompt is None and \
+                        any("Nothing was sent" in n for n in ctx.notices)
                 return out
         extra = await self.plugins.acall("chat_context", CONTEXT_TIMEOUT_S, text=text,
                                          chat_id=session.chat_id, cwd=self.cwd)

@@ -111,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
     prompt = ChatPrompt(ctx.plugins)
     with asyncio.Runner() as runner:
         try:
-            runner.run(session.load())
+            try:
+                runner.run(session.load())
+            except TramontaneError:
+                session.drop_if_empty()  # a chat that never started leaves no "(untitled)"
+                raise
             if args.prompt is not None:
                 text = prompt_text(args.prompt)
                 if not text.strip():

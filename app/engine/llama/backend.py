@@ -24,7 +24,12 @@ from app.engine.backend import (
     Stats,
     Token,
 )
-from app.engine.llama.process import WorkerDied, WorkerProcess
+from app.engine.llama.process import (
+    WorkerDied,
+    WorkerProcess,
+    load_failure_reason,
+    log_size,
+)
 from app.engine.prompts import chat as chat_prompts
 from app.engine.prompts import fim
 from app.errors import BackendError
@@ -61,6 +66,7 @@ class LlamaBackend:
         self.model = model
         worker = WorkerProcess(self.log_path)
         self.worker = worker
+        log_start = log_size(self.log_path)
         opts = {"context_length": params.context_length, "threads": params.thread_count,
                 "gpu_layers": gpu_layers}
         try:
@@ -68,13 +74,16 @@ class LlamaBackend:
             reply = await worker.recv()
         except WorkerDied as exc:
             self.worker = None
+            reason = load_failure_reason(self.log_path, log_start)
             raise BackendError(
-                f"The model worker {exc} while loading {model.path.name}. The file may be "
-                "corrupt, or too large for this machine's memory."
+                f"The model worker {exc} while loading {model.path.name}"
+                + (f" (llama.cpp: {reason})" if reason else "")
+                + ". The file may be corrupt, or too large for this machine's memory."
             ) from exc
         if reply[0] == "error":
             await self._stop_worker()
-            raise BackendError(str(reply[1]))
+            reason = load_failure_reason(self.log_path, log_start)
+            raise BackendError(str(reply[1]) + (f" (llama.cpp: {reason})" if reason else ""))
         self.loaded = dict(reply[1])
         self._load_key = key
 

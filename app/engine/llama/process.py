@@ -55,10 +55,45 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+LOG_LIMIT = 5 * 2**20  # a worker log this big is moved aside (one old copy kept) at a start
+
+
+def rotate_log(log_path: str | None) -> None:
+    """Keep the worker log bounded: over LOG_LIMIT it becomes `NAME.1` (replacing the old)."""
+    if not log_path:
+        return
+    with contextlib.suppress(OSError):
+        if os.path.getsize(log_path) > LOG_LIMIT:
+            os.replace(log_path, log_path + ".1")
+
+
+def load_failure_reason(log_path: str | None, since: int) -> str:
+    """The last error line llama.cpp wrote to the worker log after byte `since`, if any."""
+    if not log_path:
+        return ""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(since)
+            tail = fh.read(64 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in tail.splitlines()
+             if ("error" in ln.lower() or "failed" in ln.lower()) and ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def log_size(log_path: str | None) -> int:
+    try:
+        return os.path.getsize(log_path) if log_path else 0
+    except OSError:
+        return 0
+
+
 class WorkerProcess:
     """One llama.cpp worker. Messages arrive on an asyncio queue; `None` there means it died."""
 
     def __init__(self, log_path: str | None) -> None:
+        rotate_log(log_path)
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(

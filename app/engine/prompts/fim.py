@@ -173,7 +173,8 @@ def _balance(text: str, suffix_line: str, close_open: bool) -> str:
 def postprocess(text: str, prefix: str, suffix: str) -> str:
     """Make a raw completion fit the place it is inserted: cut where it starts repeating the
     suffix, drop whitespace-only results, one line when text follows the cursor on its line,
-    stop at a line indented less than the cursor's block, balance the brackets it opened."""
+    stop at a line indented less than both the cursor's block and the suffix's first line,
+    balance the brackets it opened."""
     if not text.strip():
         return ""
     at_line_start = prefix == "" or prefix.endswith("\n")
@@ -202,13 +203,17 @@ def postprocess(text: str, prefix: str, suffix: str) -> str:
         block = _indent(cursor_line)
         if cursor_line.rstrip().endswith((":", "{", "(", "[")):
             block += 1  # the body of what this line opens
+    # Where the hole ends is told by the suffix, not by the first dedent: a hole that ends a
+    # loop or an `if` goes on at a lower indentation, down to the suffix's own. A line below
+    # that, or the suffix's first line itself, is past the hole.
+    floor = min(block, _indent(first_suffix)) if first_suffix else block
     kept: list[str] = []
     for i, line in enumerate(lines):
         stripped = line.strip()
         if first_suffix and line.rstrip() == first_suffix and (i > 0 or at_line_start):
             break  # the completion runs into the suffix
-        if i > 0 and stripped and _indent(line) < block:
-            break  # left the cursor's block
+        if i > 0 and stripped and _indent(line) < floor:
+            break  # left the block the suffix goes on in
         kept.append(line)
     while kept and not kept[-1].strip():
         kept.pop()

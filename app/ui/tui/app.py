@@ -198,6 +198,10 @@ class TramontaneApp(ChatActions):
         prepared = await self.chat_prompt.prepare(text, session)
         for notice in prepared.notices:
             self.notify(notice, timeout=8)
+        box = self.query_one(PromptBox)
+        if prepared.refused and not box.text:  # back in the box, to fix and send again
+            box.load_text(text)
+            box.move_cursor(box.document.end)
         if prepared.content is None:
             return
         old: list[MessageView] = []
@@ -348,8 +352,10 @@ class TramontaneApp(ChatActions):
         ctx = self.library.ctx
         try:
             session = CompletionSession.for_context(ctx, self.code_backend)
-            screen = CodeScreen(path, session, int(ctx.cfg.get("code", "debounce_ms") or 250),
-                                RecoveryStore(ctx.paths.recovery_dir))
+            code = ctx.cfg.section("code")
+            screen = CodeScreen(path, session, int(code["debounce_ms"]),
+                                RecoveryStore(ctx.paths.recovery_dir),
+                                quiet=set(code["auto_suggest_off"]))
         except TramontaneError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return

@@ -1,8 +1,8 @@
 """The code editor: Textual's TextArea with ghost-text suggestions.
 
 A suggestion shows dimmed at the cursor (its first line, with a mark when it has more); Tab
-accepts it all, Ctrl+Right one word, Esc dismisses it, and typing what it starts with keeps
-the rest."""
+accepts it all, Ctrl+Down one line, Ctrl+Right one word, Esc dismisses it, and typing what it
+starts with keeps the rest."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class CodeEditor(TextArea):
     BINDINGS = [
         Binding("tab", "accept", "Accept suggestion", show=True),
         Binding("ctrl+right", "accept_word", "Accept word"),
+        Binding("ctrl+down", "accept_line", "Accept line"),
         Binding("escape", "dismiss", "Dismiss suggestion"),
     ]
 
@@ -74,6 +75,15 @@ class CodeEditor(TextArea):
             return
         match = _WORD.match(self.pending)
         self.insert(match.group(0) if match else self.pending[0])
+
+    def action_accept_line(self) -> None:
+        """The suggestion up to the end of its first line (the line break too, when more
+        follows); without one, the cursor moves down a line as usual."""
+        if not self.pending:
+            self.action_cursor_down()
+            return
+        first, newline, _ = self.pending.partition("\n")
+        self.insert(first + newline)
 
     def action_dismiss(self) -> None:
         self.offer("")

@@ -52,11 +52,14 @@ class CodeScreen(Screen[None]):
     ]
 
     def __init__(self, path: Path, session: CompletionSession, debounce_ms: int = 250,
-                 recovery: RecoveryStore | None = None) -> None:
+                 recovery: RecoveryStore | None = None, quiet: set[str] | None = None) -> None:
         super().__init__()
         self.path = path
         self.session = session
         self.debounce_s = debounce_ms / 1000
+        language = LANGUAGES.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
+        # 0 ms, or a language the user listed: suggestions come on Ctrl+Space only
+        self.auto_suggest = debounce_ms > 0 and language not in (quiet or set())
         self.text = read_text_file(path) if path.exists() else ""
         self.disk_print = _fingerprint(path) if path.exists() else ""
         self._timer: Timer | None = None
@@ -113,7 +116,7 @@ class CodeScreen(Screen[None]):
     def _changed(self, event: TextArea.Changed) -> None:
         if self._timer is not None:
             self._timer.stop()
-        if self.editor.text != self.saved_text and not self.editor.pending:
+        if self.auto_suggest and self.editor.text != self.saved_text and not self.editor.pending:
             self._timer = self.set_timer(self.debounce_s, self.action_suggest)
         if self._recovery_timer is not None:
             self._recovery_timer.stop()
