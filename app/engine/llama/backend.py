@@ -250,15 +250,17 @@ class LlamaBackend:
 
 
 def _stats(raw: dict[str, Any], t0: float, t_first: float, t_last: float) -> Stats:
-    """The worker's counts, with times measured here, where the caller sees the tokens."""
+    """The worker's own counts and decode speed (the model's, unaffected by how busy the
+    caller was when batches arrived); the first token and the total as the caller saw them."""
     generated = int(raw.get("generated_tokens", 0))
     span = t_last - t_first
+    seen_tps = (generated - 1) / span if generated > 1 and span > 0 else 0.0
     return Stats(
         prompt_tokens=int(raw.get("prompt_tokens", 0)),
         cached_tokens=int(raw.get("cached_tokens", 0)),
         generated_tokens=generated,
         ttft_ms=(t_first - t0) * 1000 if t_first else 0.0,
-        decode_tps=(generated - 1) / span if generated > 1 and span > 0 else 0.0,
+        decode_tps=float(raw.get("decode_tps") or seen_tps),
         total_ms=(time.perf_counter() - t0) * 1000,
         stop_reason=str(raw.get("stop_reason", "stop")),
     )
