@@ -7,7 +7,7 @@ the warm ones and of their first token, and the prompt tokens each warm request 
 Targets (Qwen2.5-Coder 1.5B starter): warm p50 <= 600 ms, p90 <= 1 s, first token <= 200 ms,
 <= 8 prompt tokens evaluated a keystroke, cold <= 5 s.
 Run: .venv/bin/python bench/fim_latency.py [--model qwen2.5-coder-1.5b-instruct|smollm2]
-     [--no-reuse] [--whole-file]
+     [--reuse] [--whole-file]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ async def request(backend: LlamaBackend, prefix: str, suffix: str, params: Param
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="default: the code model (the Qwen starter)")
-    ap.add_argument("--no-reuse", action="store_true", help="KV reuse of the tail off")
+    ap.add_argument("--reuse", action="store_true", help="KV reuse of the tail on (off by default)")
     ap.add_argument("--whole-file", action="store_true", help="no local window")
     args = ap.parse_args()
     ctx = AppContext()
@@ -71,7 +71,7 @@ async def main() -> None:
     session = CompletionSession.for_context(ctx, backend, args.model, max_tokens=16)
     if args.whole_file:
         session.window = (0, 0)
-    params = replace(session.params, cache_reuse=not args.no_reuse)
+    params = replace(session.params, cache_reuse=args.reuse)
     await backend.load(session.model, params)
     prefix, suffix = source_file()
     cold_ms, cold_first, cold_prompt, _ = await request(backend, *session.visible(prefix, suffix),
@@ -90,7 +90,7 @@ async def main() -> None:
     p50, p90 = statistics.median(lat), lat[int(0.9 * (len(lat) - 1))]
     result = {"model": session.model.name, "format": session.model.fim_format,
               "window": "whole file" if args.whole_file else f"{session.window}",
-              "kv_reuse": not args.no_reuse,
+              "kv_reuse": args.reuse,
               "prompt_tokens_cold": cold_prompt, "cold_ms": cold_ms, "warm_p50_ms": p50,
               "warm_p90_ms": p90, "first_token_p50_ms": statistics.median(first) if first else 0,
               "evaluated_per_warm_max": max(evaluated),
@@ -102,7 +102,7 @@ async def main() -> None:
           f"first token p50 {result['first_token_p50_ms']:.0f} ms (<= 200), evaluated per "
           f"keystroke median {statistics.median(evaluated)} max {max(evaluated)} (<= 8), cold "
           f"{cold_ms:.0f} ms (<= 5000): {'met' if ok else 'NOT met'}")
-    name = "fim_latency-" + session.model.name + ("-noreuse" if args.no_reuse else "") + \
+    name = "fim_latency-" + session.model.name + ("-reuse" if args.reuse else "") + \
         ("-wholefile" if args.whole_file else "")
     print(f"wrote {write(name, result | {'requests': warm, 'pass': ok})}")
 

@@ -63,7 +63,7 @@ async def model_pass(tasks: list[dict[str, str]], reuse: bool = True,
     ctx = AppContext()
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
     session = CompletionSession.for_context(ctx, backend, None, max_tokens=48)
-    session.params = replace(session.params, cache_reuse=reuse)
+    session.params = replace(session.params, cache_reuse=reuse)  # on: the experiment
     ok, t0 = 0, time.perf_counter()
     try:
         for task in tasks:

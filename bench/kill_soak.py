@@ -59,12 +59,17 @@ def one_kill(n: int, model: str, delay: float) -> dict[str, object]:
         if w.is_running():
             w.kill()
     db = Path(os.environ["TRAMONTANE_HOME"]) / "data" / "history.db"
+    question = QUESTION.format(n=n)
+    if not db.exists():  # killed before the history was ever created
+        return {"kill": n, "delay_s": round(delay, 2), "streamed_chars": len(streamed),
+                "question_kept": False, "saved_reply_chars": 0, "reply_is_prefix": True,
+                "integrity": "ok", "worker_alive_after_1s": worker_alive}
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
         integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
-        rows = con.execute("SELECT m.role, m.content FROM messages m JOIN chats c ON "
-                           "c.id = m.chat_id WHERE c.id = (SELECT MAX(id) FROM chats) "
-                           "ORDER BY m.id").fetchall()
-    question = QUESTION.format(n=n)
+        # this run's chat, found by its own question (a kill before it existed finds none)
+        rows = con.execute("SELECT role, content FROM messages WHERE chat_id = (SELECT chat_id "
+                           "FROM messages WHERE role = 'user' AND content = ?) ORDER BY id",
+                           (question,)).fetchall()
     kept = any(role == "user" and content == question for role, content in rows)
     reply = next((content for role, content in rows if role == "assistant"), "")
     text = streamed.decode("utf-8", "replace")

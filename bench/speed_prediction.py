@@ -1,8 +1,9 @@
 """Predicted against measured speed for the three starters: decode tokens/s (64 tokens) and
 prompt tokens/s (a ~2,000-token prompt), after the calibration `tramontane doctor` runs.
 
-The calibration uses SmolLM2 and the Qwen coder starter (a ~550-token prompt); Gemma 3 270M
-is held out, and the 2k prompt is longer than the calibration's. Target: every figure ±25%.
+The calibration (as `tramontane doctor` runs it) fits the factors to all three starters on a
+~1,000-token prompt by least squares; the runs here are new ones, and the 2k prompt is longer
+than the calibration's. Target: every figure ±25%.
 
 Run: .venv/bin/python bench/speed_prediction.py
 """

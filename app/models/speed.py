@@ -12,8 +12,8 @@ heads read a prompt faster than SmolLM2's nine), so
     seconds per prompt token = FLOPs / the rate llama.cpp reaches here + layers x heads x cost.
 
 `MachineSpeed` holds this machine's figures: the read bandwidth of a threaded sum over large
-buffers (a third of a second), and the llama.cpp factors calibrated with two starter models by
-`tramontane doctor` (two models of different sizes give each rate and per-layer cost exactly).
+buffers (a third of a second), and the llama.cpp factors calibrated with the three starter
+models by `tramontane doctor` (a least-squares fit of each rate and fixed cost).
 They are cached in the data folder; until calibrated, factors calibrated on a 2-core AVX2 VM
 are used, and every prediction says it is uncalibrated. A GPU's bandwidth comes from its memory
 bus (NVML) and its factors are defaults, not calibrated.
@@ -276,14 +276,20 @@ def machine_speed(data_dir: Path, hw: Hardware, remeasure: bool = False) -> Mach
 
 
 def _fit_two(points: list[tuple[float, float, float]]) -> tuple[float, float] | None:
-    """Solve s = x / R + n x c through the smallest and the largest of (x, n, s)."""
+    """Fit s = x / R + n x c to (x, n, s) points by least squares on the relative error (each
+    model counts alike, whatever its speed); R and c, or None when they are not both > 0."""
     if len(points) < 2:
         return None
-    (x1, l1, s1), (x2, l2, s2) = sorted(points)[0], sorted(points)[-1]
-    det = x1 * l2 - x2 * l1
+    # rows (x/s, n/s) . (1/R, c) = 1, solved through the 2x2 normal equations
+    sxx = sum((x / t) ** 2 for x, _, t in points)
+    snn = sum((n / t) ** 2 for _, n, t in points)
+    sxn = sum((x / t) * (n / t) for x, n, t in points)
+    sx = sum(x / t for x, _, t in points)
+    sn = sum(n / t for _, n, t in points)
+    det = sxx * snn - sxn * sxn
     if not det:
         return None
-    inv_rate, c = (s1 * l2 - s2 * l1) / det, (x1 * s2 - x2 * s1) / det
+    inv_rate, c = (sx * snn - sn * sxn) / det, (sn * sxx - sx * sxn) / det
     if inv_rate <= 0 or c < 0:
         return None
     return 1 / inv_rate, c
@@ -292,9 +298,9 @@ def _fit_two(points: list[tuple[float, float, float]]) -> tuple[float, float] | 
 def calibrated(speed: MachineSpeed, runs: list[tuple[ModelShape, float, float, int]],
                label: str) -> MachineSpeed:
     """New factors from measured runs: (shape, decode tok/s, prompt tok/s, prompt tokens).
-    Seconds per token is linear in bytes and layers (decode), FLOPs and heads (prompt), so
-    two models of different sizes give each rate and fixed cost exactly; one model gives the
-    rates, with the fixed costs kept."""
+    Seconds per token is linear in bytes and layers (decode), FLOPs and heads (prompt): models
+    of different sizes give each rate and fixed cost (least squares over all of them); one
+    model gives the rates, with the fixed costs kept."""
     if not runs:
         return speed
     decode = [(shape.bytes_per_token + shape.kv_bytes_per_token * CALIBRATION_FILL,

@@ -1,7 +1,7 @@
 """Calibrate the speed prediction on this machine: run the starters through llama.cpp, measure
 decode and prompt tokens/s, and fit the factors of `models/speed.py` to them.
 
-`tramontane doctor` runs this (about 15 s); the figures are cached in the data folder, and
+`tramontane doctor` runs this (about 25 s); the figures are cached in the data folder, and
 every `models list`, `models fit` and the models screen use them.
 """
 
@@ -18,7 +18,7 @@ from app.models.gguf_file import read_header
 from app.models.hardware import probe
 from app.session.context import AppContext, model_ref
 
-CALIBRATION_STARTERS = ("smollm2-135m-instruct", "qwen2.5-coder-1.5b-instruct")
+CALIBRATION_STARTERS = ("smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-1.5b-instruct")
 PROMPT = ("Here is a Python module. Read it and say what it does.\n\n"
           + "\n".join(f"def step_{i}(x):\n    return x * {i} + {i * 7} // 3\n" for i in range(48)))
 WARM_UP = "Write one word."

@@ -24,8 +24,8 @@ from typing import Any
 
 PARKED = 1  # the sequence a moved tail waits in (the context is made with two, unified)
 MIN_TAIL = 16  # a shorter unchanged tail is cheaper to evaluate than to move
-MAX_MIDDLE = 256  # a bigger change is an edit elsewhere: evaluate the prompt in full
-MAX_DRIFT = 512  # tokens evaluated into a moved tail's context before a full refresh
+MAX_MIDDLE = 24  # a bigger change is not typing at the cursor: evaluate the prompt in full
+MAX_DRIFT = 64  # tokens evaluated into a moved tail's context before a full refresh
 
 
 class TailReuse:
