@@ -48,8 +48,8 @@ class TailReuse:
         if not previous or len(cached) < len(previous) or cached[: len(previous)] != previous:
             return 0  # the cache holds something else (a chat, another file)
         old, new = previous[:-1], tokens[:-1]
-        head = _common_prefix(old, new)
-        tail = _common_prefix(old[head:][::-1], new[head:][::-1])
+        head = common_prefix(old, new)
+        tail = common_prefix(old[head:][::-1], new[head:][::-1])
         middle = new[head: len(new) - tail]
         if tail < MIN_TAIL or len(middle) > MAX_MIDDLE or self.drift + len(middle) > MAX_DRIFT:
             self.drift = 0
@@ -88,7 +88,8 @@ class TailReuse:
         self.previous = list(tokens)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many tokens `a` and `b` share from the start."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:

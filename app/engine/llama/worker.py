@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from app.engine.llama.reuse import TailReuse
+from app.engine.llama.reuse import TailReuse, common_prefix
 from app.engine.llama.stops import StopScanner
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
@@ -130,7 +130,7 @@ class Worker:
             )
             return
         reused = self.reuse.prepare(llm, llama_cpp, tokens) if opts.get("cache_reuse") else 0
-        cached = reused or _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        cached = reused or common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         cached = min(cached, len(tokens) - 1)
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
@@ -258,15 +258,6 @@ def _piece(llm: Any, token: int) -> str:
     if token < 0:
         return ""
     return bytes(llm.detokenize([token], special=True)).decode("utf-8", errors="replace")
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _memory() -> dict[str, int]:
