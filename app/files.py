@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from app.errors import TramontaneError
+from app.sizes import file_size
 
 
 class FileRefused(TramontaneError):
@@ -34,10 +35,6 @@ def decode_text(data: bytes, label: str, works: str = "completion works on") -> 
     except UnicodeDecodeError as exc:
         raise NotTextError(f"{label} is not UTF-8 text (byte {exc.start} cannot be decoded); "
                            f"{works} UTF-8 files.") from exc
-
-
-def _kb(n: int) -> str:
-    return f"{n / 1000:.0f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
 
 
 def _kind(mode: int) -> str:
@@ -81,7 +78,7 @@ def read_bytes(path: Path, limit: int, label: str, inside: Path | None = None,
         if not stat.S_ISREG(info.st_mode):
             raise FileRefused(f"{label} is {_kind(info.st_mode)}; only regular files are read.")
         if info.st_size > limit:
-            raise FileRefused(f"{label} is {_kb(info.st_size)}; {what} up to {_kb(limit)}.")
+            raise FileRefused(f"{label} is {file_size(info.st_size)}; {what} up to {file_size(limit)}.")
         chunks, left = [], limit + 1  # a file that grows past its stat size is still bounded
         while left > 0:
             block = os.read(fd, min(left, 1 << 20))
@@ -95,7 +92,7 @@ def read_bytes(path: Path, limit: int, label: str, inside: Path | None = None,
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise FileRefused(f"{label} is over {_kb(limit)}; {what} up to {_kb(limit)}.")
+        raise FileRefused(f"{label} is over {file_size(limit)}; {what} up to {file_size(limit)}.")
     return data
 
 

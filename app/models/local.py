@@ -124,6 +124,17 @@ def ready(model: LocalModel, models_dir: Path) -> LocalModel:
     return model
 
 
+def matching(name: str, models: list[LocalModel], stems: bool = False) -> list[LocalModel]:
+    """The models `name` means: by their own or file name first (`stems`: or the file name
+    without .gguf, as `models rm` counts ambiguity), then by catalog id or alias, each once."""
+    lowered = name.lower()
+    exact = [m for m in models if lowered in (m.name.lower(), m.path.name.lower())
+             or (stems and lowered == m.path.stem.lower())]
+    by_catalog = [m for m in models if m not in exact and m.catalog
+                  and lowered in map(str.lower, m.catalog.names())]
+    return exact + by_catalog
+
+
 def resolve(name: str, models_dir: Path, user_catalog: Path | None = None) -> LocalModel:
     """A model by catalog id, alias, file name, Ollama name, or path to a .gguf."""
     name = name.strip() or DEFAULT_CHAT_MODEL
@@ -135,10 +146,7 @@ def resolve(name: str, models_dir: Path, user_catalog: Path | None = None) -> Lo
         entry = match_catalog(as_path.name, load_catalog(user_catalog))
         return LocalModel(as_path.stem, as_path, "path", entry)
     models = find_local(models_dir, user_catalog)
-    lowered = name.lower()
-    exact = [m for m in models if lowered in (m.name.lower(), m.path.name.lower())]
-    by_catalog = [m for m in models if m.catalog and lowered in map(str.lower, m.catalog.names())]
-    for model in exact + by_catalog:
+    for model in matching(name, models):
         model = ready(model, models_dir)
         read_header(model.path)
         return model

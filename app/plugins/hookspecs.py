@@ -18,12 +18,13 @@ import pluggy
 from app.atomic import atomic_write
 from app.engine.backend import ContextChunk
 from app.files import FileRefused, NotTextError, outside, read_text, safe_git
+from app.sizes import file_size
 
 # What plugin authors import: the hook markers and types, and the app's one safe text-file
 # reader and one atomic writer, so a plugin reads and saves files as the app does.
 __all__ = ["Attachment", "ContextChunk", "FileRefused", "NotTextError", "SlashCommand",
-           "SlashContext", "atomic_write", "hookimpl", "hookspec", "outside", "read_text",
-           "safe_git"]
+           "SlashContext", "atomic_write", "file_size", "hookimpl", "hookspec", "outside",
+           "read_text", "safe_git"]
 
 PROJECT = "tramontane"
 hookspec = pluggy.HookspecMarker(PROJECT)

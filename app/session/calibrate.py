@@ -15,7 +15,6 @@ from app.engine.llama.backend import LlamaBackend
 from app.errors import TramontaneError
 from app.models import speed as speedmod
 from app.models.gguf_file import read_header
-from app.models.hardware import probe
 from app.session.context import AppContext, model_ref
 
 CALIBRATION_STARTERS = ("smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-1.5b-instruct")
@@ -69,8 +68,7 @@ async def _run(backend: LlamaBackend, prompt: str, params: Params) -> Stats | No
 async def calibrate(ctx: AppContext, names: tuple[str, ...] = CALIBRATION_STARTERS,
                     ) -> tuple[speedmod.MachineSpeed, list[Measured]]:
     """Measure bandwidth and the starters that are installed; save and return the figures."""
-    hw = probe()
-    base = speedmod.machine_speed(ctx.paths.data_dir, hw, remeasure=True)
+    base = speedmod.machine_speed(ctx.paths.data_dir, ctx.hardware, remeasure=True)
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "worker.log")
     runs: list[tuple[speedmod.ModelShape, float, float, int]] = []
     measured: list[Measured] = []

@@ -119,7 +119,7 @@ async def run_doctor(ctx: AppContext, measure_speed: bool = True) -> dict[str, A
                     for i in ctx.plugins.infos.values() if not i.builtin],
     }
     smoke = await smoke_inference(ctx)
-    gpus = hardware.probe().gpus
+    gpus = ctx.hardware.gpus
     return report | {
         "smoke": smoke,
         "gpu": {"offload_built": bool(smoke.get("llama", {}).get("gpu_offload", False)),

@@ -20,7 +20,7 @@ from app.models.catalog import Arch, CatalogModel, Quant, load_catalog
 from app.models.download import PullProgress, pull
 from app.models.gguf_file import arch_of, read_header
 from app.models.hardware import Hardware, probe
-from app.models.local import LocalModel, find_local
+from app.models.local import LocalModel, find_local, matching
 from app.session.context import AppContext, stored_name
 
 DEFAULT_FIT_CONTEXT = 8192
@@ -135,11 +135,18 @@ class ModelManager:
 
     def fit_file(self, path: Path, context: int | None = None, gpu_layers: int | None = None,
                  ) -> fitmod.FitVerdict:
+        return self.file_figures(path, context, gpu_layers)[0]
+
+    def file_figures(self, path: Path, context: int | None = None, gpu_layers: int | None = None,
+                     ) -> tuple[fitmod.FitVerdict, speedmod.SpeedPrediction]:
+        """The fit verdict and the predicted speed of a GGUF, from one read of its header."""
         head = read_header(path)
         arch = arch_of(head)
         ctx = context or min(DEFAULT_FIT_CONTEXT, int(head.arch("context_length", 4096)))
-        return fitmod.verdict(arch, head.tensor_bytes, ctx, self.hardware, gpu_layers,
-                              repack=head.repack_bytes)
+        verdict = fitmod.verdict(arch, head.tensor_bytes, ctx, self.hardware, gpu_layers,
+                                 repack=head.repack_bytes)
+        return verdict, speedmod.predict(speedmod.shape_of_header(head), self.hardware,
+                                         self.speed, verdict.estimate.gpu_layers)
 
     def fit_catalog(self, model: CatalogModel, quant: Quant, context: int | None = None,
                     gpu_layers: int | None = None) -> fitmod.FitVerdict:
@@ -154,11 +161,6 @@ class ModelManager:
                                   "memory cannot be estimated before download.")
         return model.arch
 
-    def predict_file(self, path: Path, verdict: fitmod.FitVerdict) -> speedmod.SpeedPrediction:
-        head = read_header(path)
-        shape = speedmod.shape_of_header(head)
-        return speedmod.predict(shape, self.hardware, self.speed, verdict.estimate.gpu_layers)
-
     def predict_catalog(self, model: CatalogModel, quant: Quant,
                         verdict: fitmod.FitVerdict) -> speedmod.SpeedPrediction:
         shape = speedmod.shape_of(self._arch(model), quant.size, model.params_b * 1e9)
@@ -169,9 +171,9 @@ class ModelManager:
         """One model (catalog id or .gguf path), or every catalog model and quant."""
         if name and (name.endswith(".gguf") or Path(name).is_file()):
             path = Path(name).expanduser()
-            v = self.fit_file(path, context, gpu_layers)
+            v, predicted = self.file_figures(path, context, gpu_layers)
             return [ModelRow(path.name, "", path.stat().st_size, v, True, "path", path=path,
-                             speed=self.predict_file(path, v))]
+                             speed=predicted)]
         models = [self.catalog_model(name)] if name else list(self.catalog.values())
         installed = {(m.catalog.id, m.quant) for m in self.local() if m.catalog}
         rows = []
@@ -194,8 +196,7 @@ class ModelManager:
             size = m.size
             try:
                 if m.assembled:
-                    v = self.fit_file(m.path)
-                    predicted = self.predict_file(m.path, v)
+                    v, predicted = self.file_figures(m.path)
                 elif m.catalog:  # a starter not assembled yet: the catalog knows its figures
                     q = m.catalog.quant(None)
                     size = q.size
@@ -283,10 +284,7 @@ class ModelManager:
         as_path = Path(name).expanduser()
         if name.endswith(".gguf") or as_path.is_file():
             return self.find(name)
-        lowered = name.lower()
-        matches = [m for m in self.local()
-                   if lowered in (m.name.lower(), m.path.name.lower(), m.path.stem.lower())
-                   or (m.catalog is not None and lowered in map(str.lower, m.catalog.names()))]
+        matches = matching(name, self.local(), stems=True)
         if len(matches) > 1:
             listed = "; ".join(f"{m.path} ({m.source})" for m in matches)
             raise TramontaneError(f"'{name}' matches {len(matches)} model files: {listed}. "

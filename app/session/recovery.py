@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.atomic import atomic_write
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,10 @@ class RecoveryStore:
 
     def save(self, path: Path, text: str) -> bool:
         """Keep `text` as the recovery copy of `path`; False when it could not be written."""
+        record = {"path": str(path.resolve()), "text": text, "taken_at": time.time()}
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".rec.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as out:  # mkstemp: 0600
-                json.dump({"path": str(path.resolve()), "text": text, "taken_at": time.time()}, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self._file(path))
+            atomic_write(self._file(path), json.dumps(record), mode=0o600)
         except OSError:
             return False
         return True

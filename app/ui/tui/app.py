@@ -26,7 +26,7 @@ from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
 from app.session.slash import ChatPrompt
 from app.ui.tui.chat_actions import ChatActions
-from app.ui.tui.code_screen import OpenFileRequested
+from app.ui.tui.code_screen import CodeScreen, OpenFileRequested
 from app.ui.tui.conversation import Conversation
 from app.ui.tui.dialogs import ConfirmDialog, ModelPicker
 from app.ui.tui.message_view import MessageView
@@ -179,17 +179,18 @@ class TramontaneApp(ChatActions):
             return
         session, text = self.session, event.text
         warning = session.model.fit_warning
-        if warning and session.model.name not in self.fit_confirmed:
-            def answered(load: bool | None) -> None:
-                if load:
+
+        def send(load: bool | None = True) -> None:
+            if load:
+                if warning:  # asked and answered: not asked again for this model
                     self.fit_confirmed.add(session.model.name)
-                    self.query_one(PromptBox).clear()
-                    self.submit(session, text)
-            self.push_screen(ConfirmDialog(f"{warning} Load it anyway?", yes="Load anyway"),
-                             answered)
-            return
-        self.query_one(PromptBox).clear()
-        self.submit(session, text)
+                self.query_one(PromptBox).clear()
+                self.submit(session, text)
+
+        if warning and session.model.name not in self.fit_confirmed:
+            self.push_screen(ConfirmDialog(f"{warning} Load it anyway?", yes="Load anyway"), send)
+        else:
+            send()
 
     @work(exclusive=True, group="reply")
     async def submit(self, session: ChatSession, text: str) -> None:
@@ -345,17 +346,8 @@ class TramontaneApp(ChatActions):
         return self._code_backend
 
     def open_code(self, path: Path) -> None:
-        from app.session.complete import CompletionSession
-        from app.session.recovery import RecoveryStore
-        from app.ui.tui.code_screen import CodeScreen
-
-        ctx = self.library.ctx
         try:
-            session = CompletionSession.for_context(ctx, self.code_backend)
-            code = ctx.cfg.section("code")
-            screen = CodeScreen(path, session, int(code["debounce_ms"]),
-                                RecoveryStore(ctx.paths.recovery_dir),
-                                quiet=set(code["auto_suggest_off"]))
+            screen = CodeScreen.for_file(path, self.library.ctx, self.code_backend)
         except TramontaneError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -375,8 +367,6 @@ class TramontaneApp(ChatActions):
 
     async def action_quit(self) -> None:
         """Quit, once every code pane's unsaved edits are saved or knowingly discarded."""
-        from app.ui.tui.code_screen import CodeScreen
-
         dirty = [s for s in self.screen_stack if isinstance(s, CodeScreen) and s.dirty]
         if not dirty:
             self.exit()

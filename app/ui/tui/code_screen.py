@@ -20,8 +20,10 @@ from textual.timer import Timer
 from textual.widgets import Footer, Label, TextArea
 
 from app.atomic import atomic_write
+from app.engine.backend import Backend
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, read_text_file
+from app.session.context import AppContext
 from app.session.recovery import RecoveryStore
 from app.ui.tui.code_editor import LANGUAGES, CodeEditor
 from app.ui.tui.dialogs import ChoiceDialog, ConfirmDialog, unsaved_question
@@ -66,6 +68,18 @@ class CodeScreen(Screen[None]):
         self._recovery_timer: Timer | None = None
         self.saved_text = self.text
         self.recovery = recovery
+
+    @classmethod
+    def for_file(cls, path: Path, ctx: AppContext, backend: Backend) -> CodeScreen:
+        """The pane for `path` with the code model and the [code] settings of config.toml."""
+        code = ctx.cfg.section("code")
+        return cls(path, CompletionSession.for_context(ctx, backend), int(code["debounce_ms"]),
+                   RecoveryStore(ctx.paths.recovery_dir), quiet=set(code["auto_suggest_off"]))
+
+    @property
+    def changed_on_disk(self) -> bool:
+        """Someone else changed the file since it was opened or saved here."""
+        return self.path.exists() and _fingerprint(self.path) != self.disk_print
 
     @property
     def dirty(self) -> bool:
@@ -159,7 +173,7 @@ class CodeScreen(Screen[None]):
     # -- saving ----------------------------------------------------------------------------------
 
     def action_save(self) -> None:
-        if self.path.exists() and _fingerprint(self.path) != self.disk_print:
+        if self.changed_on_disk:
             def done(yes: bool | None) -> None:
                 if yes:
                     self._write()
@@ -196,7 +210,7 @@ class CodeScreen(Screen[None]):
 
         def answered(choice: str | None) -> None:
             if choice == "save":
-                if self.path.exists() and _fingerprint(self.path) != self.disk_print:
+                if self.changed_on_disk:
                     self.notify(f"{self.path.name} changed on disk since it was opened; save "
                                 "with Ctrl+S to choose whether to overwrite it.",
                                 severity="warning")

@@ -19,6 +19,7 @@ from app.plugins.hookspecs import (
     FileRefused,
     SlashCommand,
     SlashContext,
+    file_size,
     hookimpl,
     read_text,
     safe_git,
@@ -73,10 +74,6 @@ def read_file(path: Path, limit: int, shown: str, inside: Path) -> str:
                          what="/file attaches")
     except FileRefused as exc:
         raise Refused(str(exc)) from exc
-
-
-def _kb(n: int) -> str:
-    return f"{n / 1000:.0f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
 
 
 def _resolve(raw: str, cwd: str) -> Path:
@@ -138,7 +135,7 @@ def attach_dir(args: str, chat: SlashContext) -> str:
         total += len(text.encode("utf-8"))
         attached += 1
     if not attached:
-        chat.notice(f"{raw} has no text files within {_kb(DIR_LIMIT)}. Nothing was sent.")
+        chat.notice(f"{raw} has no text files within {file_size(DIR_LIMIT)}. Nothing was sent.")
         return ""
     if links_out:
         chat.notice(f"Not attached, links that lead out of {raw}: " + ", ".join(links_out[:5])
@@ -146,13 +143,13 @@ def attach_dir(args: str, chat: SlashContext) -> str:
     if skipped:
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         chat.notice(f"Left out (binary, not UTF-8, not a regular file or over the "
-                    f"{_kb(DIR_LIMIT)} limit): " + ", ".join(skipped[:5]) + more + ".")
+                    f"{file_size(DIR_LIMIT)} limit): " + ", ".join(skipped[:5]) + more + ".")
     return question
 
 
 @hookimpl
 def register_slash_commands(register: Callable[[SlashCommand], None]) -> None:
-    register(SlashCommand("file", f"attach a text file (up to {_kb(FILE_LIMIT)}) to the message",
+    register(SlashCommand("file", f"attach a text file (up to {file_size(FILE_LIMIT)}) to the message",
                           attach_file, usage="PATH [QUESTION]"))
-    register(SlashCommand("dir", f"attach a folder's text files (up to {_kb(DIR_LIMIT)} in all)",
+    register(SlashCommand("dir", f"attach a folder's text files (up to {file_size(DIR_LIMIT)} in all)",
                           attach_dir, usage="PATH [QUESTION]"))
