@@ -78,3 +78,19 @@ async def test_pull_with_progress(home: Path, smollm2: Path) -> None:
                                                 for r in screen.rows), what="the pulled model")
             assert target.read_bytes() == smollm2.read_bytes()
             assert "Downloaded" in str(screen.query_one("#pull-status").render())
+
+
+async def test_highlighted_mixture_of_experts_explained(home: Path) -> None:
+    """Moving to Mixtral says, under the table, what its memory and its speed are."""
+    app = make_app(ScriptedBackend())
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await _open_models(pilot)
+        table = screen.query_one(DataTable)
+        table.move_cursor(row=_row_index(screen, "mixtral-8x7b-instruct", "Q8_0"))
+        detail = screen.query_one("#model-detail")
+        await wait_until(pilot, lambda: "Mixture of experts" in str(detail.render()))
+        text = str(detail.render())
+        assert "47 B in memory, ~13 B read per token" in text
+        assert "does not fit" not in text or "RAM gives" in text
+        table.move_cursor(row=_row_index(screen, "smollm2-135m-instruct"))
+        await wait_until(pilot, lambda: "Mixture" not in str(detail.render()))

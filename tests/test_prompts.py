@@ -1,8 +1,12 @@
 """Prompt formats against ground truth: mistral-common for Mistral, SmolLM2's own template."""
 
+import contextlib
+import json
 import re
+import tempfile
 from pathlib import Path
 
+import mistral_common
 import pytest
 from mistral_common.protocol.instruct.messages import (
     AssistantMessage,
@@ -16,6 +20,7 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 from app.engine.backend import Message
 from app.engine.llama.stops import StopScanner
 from app.engine.prompts import chat
+from app.models.catalog import CHAT_FORMATS
 from app.models.gguf_file import read_header
 
 CONVERSATIONS = [
@@ -27,37 +32,65 @@ CONVERSATIONS = [
 ]
 
 
-def _mistral_common(messages: list[Message]) -> str:
+def _tokenizer(chat_format: str) -> MistralTokenizer:
+    """mistral-common's tokenizer for each of our Mistral formats. The v7 Tekken tokenizer
+    (Mistral Small 2501) is the shipped Tekken vocabulary with its version set to v7."""
+    if chat_format == "mistral-v1":
+        return MistralTokenizer.v1()
+    if chat_format == "mistral-v3":
+        return MistralTokenizer.v3()
+    if chat_format == "mistral-v3-tekken":
+        return MistralTokenizer.v3(is_tekken=True)
+    data = Path(mistral_common.__file__).parent / "data" / "tekken_240911.json"
+    tekken = json.loads(data.read_text(encoding="utf-8"))
+    tekken["config"]["version"] = "v7"
+    path = Path(tempfile.mkdtemp()) / "tekken.json"
+    path.write_text(json.dumps(tekken), encoding="utf-8")
+    return MistralTokenizer.from_file(path)
+
+
+def _request(messages: list[Message]) -> ChatCompletionRequest:  # type: ignore[type-arg]
     kinds = {"system": SystemMessage, "user": UserMessage, "assistant": AssistantMessage}
-    request = ChatCompletionRequest(messages=[kinds[m.role](content=m.content) for m in messages])
-    tok = MistralTokenizer.v3()
-    tokens = tok.encode_chat_completion(request).tokens
+    return ChatCompletionRequest(messages=[kinds[m.role](content=m.content) for m in messages])
+
+
+def _mistral_common(messages: list[Message], chat_format: str = "mistral-v3") -> str:
+    tok = _tokenizer(chat_format)
+    tokens = tok.encode_chat_completion(_request(messages)).tokens
     pieces = str(tok.decode(tokens, special_token_policy=SpecialTokenPolicy.KEEP))
     return pieces.replace("▁", " ").replace("<0x0A>", "\n")
 
 
+@pytest.mark.parametrize("chat_format", chat.MISTRAL_FORMATS)
 @pytest.mark.parametrize("messages", CONVERSATIONS)
-def test_mistral_v3_matches_mistral_common(messages: list[Message]) -> None:
-    assert chat.mistral_v3(messages).text == _mistral_common(messages)
+def test_mistral_formats_match_mistral_common(messages: list[Message], chat_format: str) -> None:
+    assert chat.mistral(messages, chat_format).text == _mistral_common(messages, chat_format)
 
 
+@pytest.mark.parametrize("chat_format", chat.MISTRAL_FORMATS)
 @pytest.mark.parametrize("messages", CONVERSATIONS)
-def test_mistral_v3_tokens_match_mistral_common(messages: list[Message]) -> None:
+def test_mistral_tokens_match_mistral_common(messages: list[Message], chat_format: str) -> None:
     """Token for token: split our text at control tokens and encode each piece as mistral does."""
-    tok = MistralTokenizer.v3()
-    kinds = {"system": SystemMessage, "user": UserMessage, "assistant": AssistantMessage}
-    request = ChatCompletionRequest(messages=[kinds[m.role](content=m.content) for m in messages])
-    expected = tok.encode_chat_completion(request).tokens
+    tok = _tokenizer(chat_format)
+    expected = tok.encode_chat_completion(_request(messages)).tokens
     raw = tok.instruct_tokenizer.tokenizer
-    control = {"<s>": raw.bos_id, "</s>": raw.eos_id, "[INST]": raw.get_special_token("[INST]"),
-               "[/INST]": raw.get_special_token("[/INST]")}
-    text, ours = chat.mistral_v3(messages).text, []
-    for part in re.split(r"(<s>|</s>|\[INST\]|\[/INST\])", text):
+    control = {"<s>": raw.bos_id, "</s>": raw.eos_id}
+    for name in ("[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"):
+        with contextlib.suppress(Exception):  # v1 writes [INST] as text (unknown: id 0)
+            if (found := raw.get_special_token(name)) > 0:
+                control[name] = found
+    text, ours = chat.mistral(messages, chat_format).text, []
+    pattern = "(" + "|".join(re.escape(c) for c in control) + ")"
+    for part in re.split(pattern, text):
         if part in control:
             ours.append(control[part])
         elif part:
             ours.extend(raw.encode(part.removeprefix(" "), bos=False, eos=False))
     assert ours == expected
+
+
+def test_catalog_knows_every_mistral_format() -> None:
+    assert {"auto", "plain", *chat.MISTRAL_FORMATS} == CHAT_FORMATS
 
 
 def test_gguf_template_renders_chatml(smollm2: Path) -> None:

@@ -60,7 +60,7 @@ class ModelRef:
 
     name: str
     path: Path | None = None
-    chat_format: str = "auto"  # "auto" = the template in the GGUF, "mistral-v3", "plain"
+    chat_format: str = "auto"  # "auto" = the template in the GGUF, "plain", "mistral-v3"...
     chat_tuned: bool = True
     fim_format: str = ""
     source: str = ""

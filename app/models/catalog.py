@@ -23,7 +23,8 @@ _ARCH_FIELDS = ("layers", "heads", "kv_heads", "head_dim", "embedding", "feed_fo
 _QUANT_FIELDS: dict[str, type] = {"name": str, "file": str, "size": int, "sha256": str,
                                   "hf_repo": str, "ollama": str}
 _REQUIRED = ("id", "name", "family", "capabilities")
-CHAT_FORMATS = {"auto", "mistral-v3", "plain"}
+CHAT_FORMATS = {"auto", "plain", "mistral-v1", "mistral-v3", "mistral-v3-tekken",
+                "mistral-v7-tekken"}
 
 # How much of the full-precision quality a quant keeps, roughly (llama.cpp perplexity tables):
 # the recommendation weighs parameters by it.

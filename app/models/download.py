@@ -99,6 +99,9 @@ def _fail(file: str, exc: Exception) -> DownloadError:
                          "resume.")
 
 
+SPLIT_FILE = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
+
+
 def pull(model: CatalogModel, quant: Quant, models_dir: Path,
          report: Callable[[PullProgress], None] = lambda p: None,
          cancel: threading.Event | None = None, endpoint: str | None = None) -> Path:
@@ -107,6 +110,11 @@ def pull(model: CatalogModel, quant: Quant, models_dir: Path,
 
     if not quant.hf_repo:
         raise DownloadError(f"{model.id} {quant.name} has no download source in the catalog.")
+    if SPLIT_FILE.search(quant.file):
+        raise DownloadError(
+            f"{model.id} {quant.name} is published in parts, which Tramontane does not download "
+            f"yet: fetch every part of {quant.file.split('-00001-of-')[0]} from {quant.hf_repo} "
+            "into the models folder; llama.cpp loads it from the first part.")
     target = models_dir / quant.file
     if not target.is_file():
         check_space(models_dir, quant.size)  # before anything goes over the network

@@ -14,6 +14,12 @@ The sizes follow llama.cpp's own allocations (checked against its log of buffer 
   weights into an interleaved layout at load, while the mapped file stays resident: those
   bytes count twice for the layers on the CPU (597 MiB more for the Qwen 1.5B starter).
 The two fixed constants were measured on the starter models (see bench/fit_accuracy.py).
+
+A mixture of experts (Mixtral) keeps every expert in memory, but a token reads only the experts
+its router picks. Where VRAM holds attention and the shared weights but not every expert, the
+verdict "moe" keeps the experts of some layers in RAM (llama.cpp's `--n-cpu-moe N`, or
+`-ot exps=CPU` for all of them): each token then reads only `used/count` of those experts
+from RAM, which beats moving whole layers off the GPU.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ class Estimate:
     gpu_bytes: int
     cpu_bytes: int
     context: int
+    cpu_expert_layers: int = 0  # layers whose experts stay in RAM (a "moe" placement)
+    # The mapped file pages a repacked copy replaces: resident (so in `total`) until memory is
+    # short, then dropped by the kernel, as nothing reads them again. A verdict leaves them out.
+    reclaimable: int = 0
 
     @property
     def total(self) -> int:
@@ -77,11 +87,28 @@ class FitVerdict:
             "partial": f"fits with {e.gpu_layers} of {e.layers} layers on the GPU",
             "cpu": "fits in RAM",
             "no": "does not fit",
+            "moe": f"fits with attention and shared weights of all {e.layers} layers on the GPU "
+                   f"and the experts of {e.cpu_expert_layers} layers in RAM "
+                   f"(llama.cpp --n-cpu-moe {e.cpu_expert_layers})",
         }[self.kind]
 
+    def why_not(self) -> str:
+        """For a model that does not fit: what it needs against what this machine gives."""
+        if self.fits:
+            return ""
+        e = self.estimate
+        fixed = e.compute + e.overhead - e.reclaimable
+        text = (f"needs {(e.total - e.reclaimable) / GiB:.1f} GiB (weights "
+                f"{e.weights / GiB:.1f}, KV cache {e.kv_cache / GiB:.1f}, compute and fixed "
+                f"{fixed / GiB:.1f}) but RAM gives {self.ram_limit / GiB:.1f} GiB")
+        if self.vram_limit:
+            text += f" and VRAM {self.vram_limit / GiB:.1f} GiB"
+        return text
+
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.kind, "words": self.words(), "ram_limit": self.ram_limit,
-                "vram_limit": self.vram_limit, **self.estimate.to_dict()}
+        return {"verdict": self.kind, "words": self.words(), "why_not": self.why_not(),
+                "ram_limit": self.ram_limit, "vram_limit": self.vram_limit,
+                **self.estimate.to_dict()}
 
 
 def kv_bytes_per_token(arch: Arch, cache_type: str = "f16", context: int | None = None,
@@ -107,6 +134,15 @@ def compute_bytes(arch: Arch, prompt_tokens: int) -> int:
 REPACK_SHARE = {"Q4_0": 0.93, "Q4_K_S": 0.93, "Q4_K_M": 0.56, "IQ4_NL": 0.93, "IQ4_XS": 0.0}
 
 
+def expert_bytes(arch: Arch, weights: int, parameters: float) -> int:
+    """Bytes of the expert weights (3 feed-forward matrices per layer and expert) at the file's
+    bytes per weight, for a catalog entry; a GGUF header counts them exactly."""
+    if not arch.experts or parameters <= 0:
+        return 0
+    share = arch.experts * arch.layers * 3 * arch.embedding * arch.feed_forward / parameters
+    return int(weights * min(1.0, share))
+
+
 def repacked(hw: Hardware, repack_bytes: int) -> int:
     """The repack copy this CPU makes (AVX2 on x86, NEON on Arm); 0 elsewhere."""
     return repack_bytes if {"avx2", "neon", "asimd"} & set(hw.features) else 0
@@ -114,8 +150,10 @@ def repacked(hw: Hardware, repack_bytes: int) -> int:
 
 def estimate(arch: Arch, weights: int, context: int, gpu_layers: int = 0,
              cache_type: str = "f16", prompt_tokens: int | None = None,
-             swa_full: bool = True, repack: int = 0) -> Estimate:
-    """What a model needs at `context`, with `gpu_layers` of its layers offloaded.
+             swa_full: bool = True, repack: int = 0, experts: int = 0,
+             cpu_expert_layers: int = 0) -> Estimate:
+    """What a model needs at `context`, with `gpu_layers` of its layers offloaded, and with all
+    layers offloaded, the experts (`experts` bytes in all) of `cpu_expert_layers` kept in RAM.
 
     `prompt_tokens` is how much of the context a prompt fills; a verdict assumes all of it.
     """
@@ -132,14 +170,22 @@ def estimate(arch: Arch, weights: int, context: int, gpu_layers: int = 0,
         gpu = int(layer_weights * share + kv * share + compute + GPU_RESERVE)
         if gpu_layers == arch.layers:
             gpu += io_weights
-    overhead += int(repack * (1 - share))  # the CPU layers' repacked copy
+    cpu_expert_layers = max(0, min(cpu_expert_layers, arch.layers)) if gpu_layers else 0
+    in_ram = experts * cpu_expert_layers // arch.layers if arch.layers else 0
+    gpu -= in_ram
+    # the CPU layers' repacked copy, and the RAM experts'
+    copy = int(repack * (1 - share)) + (int(repack * in_ram / weights) if weights else 0)
+    overhead += copy
     cpu = weights + kv + compute + overhead - (gpu - GPU_RESERVE if gpu else 0)
-    return Estimate(weights, kv, compute, overhead, gpu_layers, arch.layers, gpu, cpu, context)
+    return Estimate(weights, kv, compute, overhead, gpu_layers, arch.layers, gpu, cpu, context,
+                    cpu_expert_layers, copy)
 
 
 def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: int | None = None,
-            cache_type: str = "f16", swa_full: bool = True, repack: int = 0) -> FitVerdict:
-    """The best placement on this machine: all on the GPU, some layers, or the CPU alone."""
+            cache_type: str = "f16", swa_full: bool = True, repack: int = 0,
+            experts: int = 0) -> FitVerdict:
+    """The best placement on this machine: all on the GPU; for a mixture of experts (`experts`:
+    its expert bytes), all but some layers' experts; some layers; or the CPU alone."""
     ram_limit = int(hw.ram_total * HEADROOM)
     gpu = hw.gpu
     vram_limit = int(gpu.free * HEADROOM) if gpu else 0
@@ -151,18 +197,36 @@ def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: in
         est = estimate(arch, weights, context, layers, cache_type, swa_full=swa_full,
                        repack=repacked(hw, repack))
         if layers and (gpu is None or est.gpu_bytes > vram_limit):
+            if layers == arch.layers and experts and gpu is not None and not gpu.unified:
+                split = _experts_in_ram(arch, weights, context, hw, cache_type, swa_full,
+                                        repack, experts, ram_limit, vram_limit)
+                if split is not None:
+                    return split
             continue
         if gpu is not None and gpu.unified:
-            if est.total <= ram_limit:
+            if est.total - est.reclaimable <= ram_limit:
                 return FitVerdict("gpu" if layers == arch.layers else "cpu", est, ram_limit,
                                   vram_limit)
             continue
-        if est.cpu_bytes <= ram_limit:
+        if est.cpu_bytes - est.reclaimable <= ram_limit:
             kind = "gpu" if layers == arch.layers else ("partial" if layers else "cpu")
             return FitVerdict(kind, est, ram_limit, vram_limit)
     est = estimate(arch, weights, context, candidates[-1] if candidates else 0, cache_type,
                    swa_full=swa_full, repack=repacked(hw, repack))
     return FitVerdict("no", est, ram_limit, vram_limit)
+
+
+def _experts_in_ram(arch: Arch, weights: int, context: int, hw: Hardware, cache_type: str,
+                    swa_full: bool, repack: int, experts: int, ram_limit: int,
+                    vram_limit: int) -> FitVerdict | None:
+    """The fewest layers whose experts must stay in RAM for the rest to fit in VRAM."""
+    for n in range(1, arch.layers + 1):
+        est = estimate(arch, weights, context, arch.layers, cache_type, swa_full=swa_full,
+                       repack=repacked(hw, repack), experts=experts, cpu_expert_layers=n)
+        if est.gpu_bytes <= vram_limit:
+            fits = est.cpu_bytes - est.reclaimable <= ram_limit
+            return FitVerdict("moe", est, ram_limit, vram_limit) if fits else None
+    return None
 
 
 def largest_context(arch: Arch, weights: int, hw: Hardware, max_context: int,
@@ -178,3 +242,34 @@ def largest_context(arch: Arch, weights: int, hw: Hardware, max_context: int,
                                                repack=repack).fits:
         best = max_context
     return best
+
+
+@dataclass(frozen=True)
+class ContextStep:
+    """One context length of a plan: the KV cache it takes and whether all of it fits."""
+
+    context: int
+    kv_cache: int
+    total: int
+    kind: str  # the verdict at this context
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def context_plan(arch: Arch, weights: int, hw: Hardware, max_context: int,
+                 cache_type: str = "f16", repack: int = 0, experts: int = 0,
+                 start: int = 4096) -> list[ContextStep]:
+    """Each doubling of the context from `start` up to the model's trained context (and that
+    context itself): the KV cache is KV bytes per token x tokens, so each doubling adds as
+    much KV as everything before it."""
+    steps = []
+    ctx = min(start, max_context)
+    while True:
+        v = verdict(arch, weights, ctx, hw, cache_type=cache_type, repack=repack,
+                    experts=experts)
+        steps.append(ContextStep(ctx, v.estimate.kv_cache, v.estimate.total - v.estimate.reclaimable,
+                                 v.kind))
+        if ctx >= max_context:
+            return steps
+        ctx = min(ctx * 2, max_context)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.models.catalog import Arch
+from app.models.fit import expert_bytes as estimated_expert_bytes
 from app.models.fit import kv_bytes_per_token
 from app.models.gguf_file import GGUFHeader, arch_of
 from app.models.hardware import Hardware
@@ -100,6 +101,21 @@ class ModelShape:
         return self.weight_bytes - self.expert_bytes * (1 - self.active_share) - self.lookup_bytes
 
     @property
+    def read_parameters(self) -> float:
+        """Weights a token goes through: all but the experts its router did not pick."""
+        share = self.expert_bytes / self.weight_bytes if self.weight_bytes else 0.0
+        return self.parameters * (1 - share * (1 - self.active_share))
+
+    def moe_words(self) -> str:
+        """"47 B in memory, ~13 B read per token: the speed of a 13 B model"; "" if dense."""
+        if not self.experts:
+            return ""
+        total, read = self.parameters / 1e9, self.read_parameters / 1e9
+        return (f"{total:.0f} B in memory, ~{read:.0f} B read per token "
+                f"({self.experts_used} of {self.experts} experts): the speed of a "
+                f"{read:.0f} B model, the memory of a {total:.0f} B one")
+
+    @property
     def active_parameters(self) -> float:
         """Weights a prompt token multiplies by: the output layer runs for the last token
         only, and the embedding is a lookup."""
@@ -157,8 +173,7 @@ def shape_of(arch: Arch, weight_bytes: int, parameters: float,
     per_weight = weight_bytes / parameters if parameters else 0.0
     embedding_parameters = float(arch.vocab * arch.embedding)
     if expert_bytes is None:
-        expert_bytes = int(arch.experts * arch.layers * 3 * arch.embedding * arch.feed_forward
-                           * per_weight) if arch.experts else 0
+        expert_bytes = estimated_expert_bytes(arch, weight_bytes, parameters)
     if tied is None:
         tied = parameters > 0 and embedding_parameters / parameters >= TIED_SHARE
     if embedding_bytes is None:
@@ -189,8 +204,9 @@ def heads(shape: ModelShape) -> float:
 
 
 def predict(shape: ModelShape, hw: Hardware, speed: MachineSpeed, gpu_layers: int = 0,
-            context_fill: int = 1024) -> SpeedPrediction:
-    """Decode and prompt tokens/s with `gpu_layers` of the model's layers on the GPU."""
+            context_fill: int = 1024, cpu_expert_layers: int = 0) -> SpeedPrediction:
+    """Decode and prompt tokens/s with `gpu_layers` of the model's layers on the GPU (and, with
+    all of them there, the experts of `cpu_expert_layers` layers in RAM)."""
     per_token = shape.bytes_per_token + shape.kv_bytes_per_token * context_fill
     flops = flops_per_token(shape, context_fill)
     cpu_flops = speed.prompt_flops or DEFAULT_FLOPS_PER_CORE * max(1, hw.cores)
@@ -200,6 +216,16 @@ def predict(shape: ModelShape, hw: Hardware, speed: MachineSpeed, gpu_layers: in
         shape.layers * speed.layer_s + sampler_s
     gpu = hw.gpu
     share = min(1.0, gpu_layers / shape.layers) if gpu is not None and shape.layers else 0.0
+    if share and gpu is not None and gpu.bandwidth and cpu_expert_layers:
+        # the picked experts of the RAM layers are read by the CPU; everything else on the GPU
+        in_ram = shape.expert_bytes * shape.active_share * cpu_expert_layers / shape.layers
+        decode_s = in_ram / (speed.bandwidth * speed.efficiency) + \
+            (per_token - in_ram) / (gpu.bandwidth * GPU_EFFICIENCY) + \
+            shape.layers * GPU_LAYER_S + sampler_s
+        ram_share = in_ram / per_token if per_token else 0.0
+        gpu_prompt_s = flops / (gpu.flops or cpu_flops * 20)
+        prompt_s = (1 - ram_share) * gpu_prompt_s + ram_share * cpu_prompt_s
+        return SpeedPrediction(1 / decode_s, 1 / prompt_s, "gpu+cpu", False)
     if share and gpu is not None and gpu.bandwidth:
         gpu_decode_s = per_token / (gpu.bandwidth * GPU_EFFICIENCY) + \
             shape.layers * GPU_LAYER_S + sampler_s

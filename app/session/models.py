@@ -45,6 +45,9 @@ class ModelRow:
     path: Path | None = None
     owner: str = ""  # for files on disk: tramontane, package, ollama, huggingface
     speed: speedmod.SpeedPrediction | None = None
+    moe: str = ""  # a mixture of experts: memory against what a token reads, in words
+    choice: bool = False  # the best quant that fits, when one model's quants are asked
+    context_plan: list[fitmod.ContextStep] = field(default_factory=list)
 
     @property
     def ref_name(self) -> str:
@@ -56,7 +59,9 @@ class ModelRow:
                 "size": self.size, "installed": self.installed, "source": self.source,
                 "backends": self.backends, "path": str(self.path) if self.path else None,
                 "fit": self.verdict.to_dict() if self.verdict else None,
-                "speed": self.speed.to_dict() if self.speed else None}
+                "speed": self.speed.to_dict() if self.speed else None,
+                "moe": self.moe or None, "choice": self.choice,
+                "context_plan": [c.to_dict() for c in self.context_plan]}
 
     def words(self) -> str:
         """"fits in RAM · ~9 tok/s · 2k-token prompt in ~4 s"."""
@@ -144,16 +149,17 @@ class ModelManager:
         arch = arch_of(head)
         ctx = context or min(DEFAULT_FIT_CONTEXT, int(head.arch("context_length", 4096)))
         verdict = fitmod.verdict(arch, head.tensor_bytes, ctx, self.hardware, gpu_layers,
-                                 repack=head.repack_bytes)
+                                 repack=head.repack_bytes, experts=head.expert_bytes)
         return verdict, speedmod.predict(speedmod.shape_of_header(head), self.hardware,
-                                         self.speed, verdict.estimate.gpu_layers)
+                                         self.speed, verdict.estimate.gpu_layers,
+                                         cpu_expert_layers=verdict.estimate.cpu_expert_layers)
 
     def fit_catalog(self, model: CatalogModel, quant: Quant, context: int | None = None,
                     gpu_layers: int | None = None) -> fitmod.FitVerdict:
         arch = self._arch(model)
         ctx = context or min(DEFAULT_FIT_CONTEXT, model.context_length)
         return fitmod.verdict(arch, quant.size, ctx, self.hardware, gpu_layers,
-                              repack=_repack_of(quant))
+                              repack=_repack_of(quant), experts=_experts_of(model, quant))
 
     def _arch(self, model: CatalogModel) -> Arch:
         if model.arch is None:
@@ -164,7 +170,20 @@ class ModelManager:
     def predict_catalog(self, model: CatalogModel, quant: Quant,
                         verdict: fitmod.FitVerdict) -> speedmod.SpeedPrediction:
         shape = speedmod.shape_of(self._arch(model), quant.size, model.params_b * 1e9)
-        return speedmod.predict(shape, self.hardware, self.speed, verdict.estimate.gpu_layers)
+        return speedmod.predict(shape, self.hardware, self.speed, verdict.estimate.gpu_layers,
+                                cpu_expert_layers=verdict.estimate.cpu_expert_layers)
+
+    def moe_words(self, model: CatalogModel, quant: Quant) -> str:
+        """A mixture of experts' memory against what a token reads; "" for a dense model."""
+        if model.arch is None or not model.arch.experts:
+            return ""
+        return speedmod.shape_of(model.arch, quant.size, model.params_b * 1e9).moe_words()
+
+    def context_plan(self, model: CatalogModel, quant: Quant) -> list[fitmod.ContextStep]:
+        """The cost of each doubling of the context, up to the model's trained context."""
+        return fitmod.context_plan(self._arch(model), quant.size, self.hardware,
+                                   model.context_length, repack=_repack_of(quant),
+                                   experts=_experts_of(model, quant))
 
     def fit(self, name: str | None, quant: str | None = None, context: int | None = None,
             gpu_layers: int | None = None) -> list[ModelRow]:
@@ -179,11 +198,19 @@ class ModelManager:
         rows = []
         for model in models:
             quants = [model.quant(quant)] if quant else model.quants
+            model_rows = []
             for q in quants:
                 v = self.fit_catalog(model, q, context, gpu_layers)
-                rows.append(ModelRow(model.id, q.name, q.size, v, (model.id, q.name) in installed,
-                                     "catalog", catalog_id=model.id,
-                                     speed=self.predict_catalog(model, q, v)))
+                model_rows.append(ModelRow(
+                    model.id, q.name, q.size, v, (model.id, q.name) in installed, "catalog",
+                    catalog_id=model.id, speed=self.predict_catalog(model, q, v),
+                    moe=self.moe_words(model, q)))
+            fitting = [r for r in model_rows if r.verdict and r.verdict.fits]
+            if name and fitting:  # one model asked: name its best quant and plan its context
+                best = max(fitting, key=lambda r: (model.quant(r.quant).quality, r.size))
+                best.choice = True
+                best.context_plan = self.context_plan(model, model.quant(best.quant))
+            rows.extend(model_rows)
         return rows
 
     def rows(self) -> list[ModelRow]:
@@ -213,7 +240,8 @@ class ModelManager:
                 if (model.id, q.name) not in on_disk and not (model.starter and q is model.quants[0]):
                     v = self.fit_catalog(model, q)
                     rows.append(ModelRow(model.id, q.name, q.size, v, False, "catalog",
-                                         catalog_id=model.id, speed=self.predict_catalog(model, q, v)))
+                                         catalog_id=model.id, speed=self.predict_catalog(model, q, v),
+                                         moe=self.moe_words(model, q)))
         return rows
 
     def recommend(self) -> list[Recommendation]:
@@ -337,6 +365,13 @@ def _too_slow(purpose: str, predicted: speedmod.SpeedPrediction) -> str | None:
     if cold > CODE_MAX_COLD_S:
         return f"a cold 2k-token prompt would take ~{cold:.0f} s (target {CODE_MAX_COLD_S:.0f} s)"
     return None
+
+
+def _experts_of(model: CatalogModel, quant: Quant) -> int:
+    """The expert bytes of a catalog quant (0 for a dense model)."""
+    if model.arch is None:
+        return 0
+    return fitmod.expert_bytes(model.arch, quant.size, model.params_b * 1e9)
 
 
 def _repack_of(quant: Quant) -> int:

@@ -137,10 +137,35 @@ def _fit(m: ModelManager, args: argparse.Namespace) -> int:
         assert r.verdict is not None
         e = r.verdict.estimate
         print(f"{r.name} {r.quant} at {e.context:,} tokens: {r.words()} — needs "
-              f"{human_size(e.total)} (weights {human_size(e.weights)}, KV cache {human_size(e.kv_cache)}, "
-              f"compute {human_size(e.compute)}, fixed {human_size(e.overhead)})"
+              f"{human_size(e.total - e.reclaimable)} (weights {human_size(e.weights)}, "
+              f"KV cache {human_size(e.kv_cache)}, compute {human_size(e.compute)}, "
+              f"fixed {human_size(e.overhead - e.reclaimable)})"
               + (f"; {human_size(e.gpu_bytes)} on the GPU" if e.gpu_layers else ""))
+    if args.model and rows and rows[0].source == "catalog":
+        _fit_summary(rows)
     return 0
+
+
+def _fit_summary(rows: list[ModelRow]) -> None:
+    """For one catalog model: what a mixture of experts means, the quant to take, why the
+    usual Q4_K_M does not fit, and what each doubling of the context costs."""
+    if rows[0].moe:
+        print(f"Mixture of experts: {rows[0].moe}.")
+    chosen = next((r for r in rows if r.choice), None)
+    if chosen is None:
+        print("No quant fits this machine.")
+    else:
+        speed = f" at {chosen.speed.words()}" if chosen.speed else ""
+        print(f"Best that fits: {chosen.quant}{speed}.")
+    usual = next((r for r in rows if r.quant.upper() == "Q4_K_M"), None)
+    if usual is not None and usual.verdict is not None and not usual.verdict.fits:
+        print(f"Q4_K_M does not fit: it {usual.verdict.why_not()}.")
+    if chosen is not None and chosen.context_plan:
+        print(f"Context for {chosen.quant} (each doubling adds as much KV cache as all before it):")
+        for step in chosen.context_plan:
+            fits = "fits" if step.kind != "no" else "does not fit"
+            print(f"  {step.context:>7,} tokens: KV cache {human_size(step.kv_cache):>9}, "
+                  f"total {human_size(step.total):>9} — {fits}")
 
 
 def _info(m: ModelManager, args: argparse.Namespace) -> int:

@@ -24,23 +24,50 @@ class ChatPrompt:
     stop: list[str] = field(default_factory=list)
 
 
-def mistral_v3(messages: Sequence[Message]) -> ChatPrompt:
-    """Mistral Instruct v0.3 / Codestral: `<s>[INST] q[/INST] a</s>[INST] q2[/INST]`.
+# Mistral's [INST] formats, one per tokenizer version mistral-common ships (checked token for
+# token against it in tests/test_prompts.py):
+# - v1 (Mistral 7B v0.1, Mixtral 8x7B): [INST] is text, spaces round it, the system prompt
+#   goes before the first user message;
+# - v3 (Mistral 7B v0.3, Mixtral 8x22B, Codestral): control tokens, the system prompt before
+#   the last user message;
+# - v3 Tekken (Mistral NeMo): as v3, without the space SentencePiece puts before each piece;
+# - v7 Tekken (Mistral Small 24B 2501): the system prompt in its own [SYSTEM_PROMPT] block.
+MISTRAL_FORMATS = ("mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7-tekken")
 
-    As mistral-common does, the system prompt goes before the last user message, and a user
-    turn and an assistant turn must alternate.
+
+def mistral(messages: Sequence[Message], chat_format: str = "mistral-v3") -> ChatPrompt:
+    """`<s>[INST] q[/INST] a</s>[INST] q2[/INST]` and its variants (see MISTRAL_FORMATS).
+
+    As mistral-common does, a user turn and an assistant turn alternate.
     """
+    if chat_format not in MISTRAL_FORMATS:
+        raise BackendError(f"Unknown Mistral chat format {chat_format!r}.")
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     turns = [m for m in messages if m.role != "system"]
-    last_user = max((i for i, m in enumerate(turns) if m.role == "user"), default=-1)
+    users = [i for i, m in enumerate(turns) if m.role == "user"]
+    sp = "" if chat_format.endswith("tekken") else " "  # SentencePiece's word-start space
     out = ["<s>"]
+    system_at = -1
+    if chat_format == "mistral-v7-tekken":
+        if system:
+            out.append(f"[SYSTEM_PROMPT]{system}[/SYSTEM_PROMPT]")
+    elif users:
+        system_at = users[0] if chat_format == "mistral-v1" else users[-1]
     for i, msg in enumerate(turns):
         if msg.role == "user":
-            content = f"{system}\n\n{msg.content}" if system and i == last_user else msg.content
-            out.append(f"[INST] {content}[/INST]")
+            content = f"{system}\n\n{msg.content}" if system and i == system_at else msg.content
+            if chat_format == "mistral-v1":
+                out.append(f" [INST] {content} [/INST]")
+            else:
+                out.append(f"[INST]{sp}{content}[/INST]")
         else:
-            out.append(f" {msg.content}</s>")
+            out.append(f"{sp}{msg.content}</s>")
     return ChatPrompt("".join(out), stop=["</s>", "[INST]"])
+
+
+def mistral_v3(messages: Sequence[Message]) -> ChatPrompt:
+    """Mistral Instruct v0.3 / Codestral."""
+    return mistral(messages, "mistral-v3")
 
 
 def plain(messages: Sequence[Message]) -> ChatPrompt:
@@ -81,9 +108,9 @@ def from_template(
 
 
 def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any]) -> ChatPrompt:
-    """Pick the format: ours for Mistral, the GGUF's template, else a plain transcript."""
-    if chat_format == "mistral-v3":
-        return mistral_v3(messages)
+    """Pick the format: ours for Mistral's, the GGUF's template, else a plain transcript."""
+    if chat_format in MISTRAL_FORMATS:
+        return mistral(messages, chat_format)
     template = str(metadata.get("tokenizer.chat_template") or "")
     if chat_format == "plain" or not template:
         return plain(messages)

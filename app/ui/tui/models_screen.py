@@ -20,7 +20,7 @@ from app.session.models import ModelManager, ModelRow
 from app.sizes import human_size
 from app.ui.tui.dialogs import ConfirmDialog
 
-_COLOURS = {"gpu": "green", "partial": "yellow", "cpu": "cyan", "no": "red"}
+_COLOURS = {"gpu": "green", "partial": "yellow", "moe": "yellow", "cpu": "cyan", "no": "red"}
 
 
 
@@ -46,6 +46,7 @@ class ModelsScreen(Screen[None]):
             yield Label("Looking at this machine…", id="hardware")
             yield Label("", id="recommend")
             yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+            yield Label("", id="model-detail")
             yield ProgressBar(id="pull-progress", show_eta=True)
             yield Label("", id="pull-status")
         yield Footer()
@@ -77,7 +78,7 @@ class ModelsScreen(Screen[None]):
             v = row.verdict
             fit = Text(row.words(), style=_COLOURS.get(v.kind, "")) if v else Text("?", style="red")
             table.add_row(row.name, row.quant, human_size(row.size),
-                          human_size(v.estimate.total) if v else "?", fit,
+                          human_size(v.estimate.total - v.estimate.reclaimable) if v else "?", fit,
                           "yes" if row.installed else "no", ", ".join(row.backends), row.source)
 
     def _current(self) -> ModelRow | None:
@@ -171,6 +172,18 @@ class ModelsScreen(Screen[None]):
             self.notify(str(exc), severity="error")
             return
         self.notify(f"{model.name} is now the default {purpose} model.")
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Under the table, the highlighted model in words: a mixture of experts' memory
+        against its speed, and what it needs where it does not fit."""
+        row = self._current()
+        lines = []
+        if row is not None and row.moe:
+            lines.append(f"Mixture of experts: {row.moe}.")
+        if row is not None and row.verdict is not None and not row.verdict.fits:
+            lines.append(f"{row.name} {row.quant} {row.verdict.why_not()}.")
+        self.query_one("#model-detail", Label).update("\n".join(lines))
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:
