@@ -92,5 +92,7 @@ async def test_highlighted_mixture_of_experts_explained(home: Path) -> None:
         text = str(detail.render())
         assert "47 B in memory, ~13 B read per token" in text
         assert "does not fit" not in text or "RAM gives" in text
-        table.move_cursor(row=_row_index(screen, "smollm2-135m-instruct"))
-        await wait_until(pilot, lambda: "Mixture" not in str(detail.render()))
+        table.move_cursor(row=_row_index(screen, "mistral-nemo-12b-instruct", "Q4_K_M"))
+        await wait_until(pilot, lambda: "Context: 4k: KV 640 MiB" in str(detail.render()))
+        assert "128k: KV 20.00 GiB" in str(detail.render())
+        assert "Mixture" not in str(detail.render())

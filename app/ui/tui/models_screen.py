@@ -183,6 +183,13 @@ class ModelsScreen(Screen[None]):
             lines.append(f"Mixture of experts: {row.moe}.")
         if row is not None and row.verdict is not None and not row.verdict.fits:
             lines.append(f"{row.name} {row.quant} {row.verdict.why_not()}.")
+        elif row is not None and row.catalog_id in self.manager.catalog and any(
+                q.name == row.quant for q in self.manager.catalog[row.catalog_id].quants):
+            model = self.manager.catalog[row.catalog_id]
+            plan = self.manager.context_plan(model, model.quant(row.quant))
+            steps = " · ".join(f"{s.context // 1024}k: KV {human_size(s.kv_cache)}"
+                               + ("" if s.kind != "no" else " (too big)") for s in plan)
+            lines.append(f"Context: {steps}")
         self.query_one("#model-detail", Label).update("\n".join(lines))
 
     @on(DataTable.RowSelected)
