@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "ui": {"theme": "textual-dark"},
     "ollama": {"host": "", "connect_timeout": 5.0, "first_token_timeout": 120.0,
                "read_timeout": 60.0, "keep_alive": "5m"},
+    "openai": {"base_url": "http://127.0.0.1:8080/v1", "api_key": "", "model": "",
+               "code_model": "", "fim": "auto", "fim_format": "", "connect_timeout": 5.0,
+               "first_token_timeout": 120.0, "read_timeout": 60.0},
     "plugins": {"disabled": []},
 }
 
@@ -84,6 +87,18 @@ connect_timeout = 5.0
 first_token_timeout = 120.0   # seconds; a big model can take long to load
 read_timeout = 60.0
 keep_alive = "5m"
+
+[openai]
+# Any OpenAI-compatible server: vLLM, llama.cpp's llama-server, LM Studio, a company endpoint.
+base_url = "http://127.0.0.1:8080/v1"
+api_key = ""         # empty: TRAMONTANE_OPENAI_API_KEY, else OPENAI_API_KEY (never logged)
+model = ""           # chat model id from the server's /v1/models (empty: the first one)
+code_model = ""      # model for `complete` and the code pane (empty: the chat model)
+fim = "auto"         # auto (ask the server once) | infill | suffix | prompt
+fim_format = ""      # with fim = "prompt": codestral, qwen, ... (empty: from the model's name)
+connect_timeout = 5.0
+first_token_timeout = 120.0
+read_timeout = 60.0
 
 [plugins]
 # Installed plugins to leave off, by name (`tramontane plugins list` shows the names).
@@ -317,6 +332,30 @@ def ollama_host(cfg: Config) -> str:
     userinfo = netloc[0] + "@" if len(netloc) == 2 else ""
     name = f"[{hostname}]" if ":" in hostname else hostname
     return f"{parsed.scheme}://{userinfo}{name}:{port}{parsed.path.rstrip('/')}"
+
+
+OPENAI_KEY_VARIABLES = ("TRAMONTANE_OPENAI_API_KEY", "OPENAI_API_KEY")
+
+
+def openai_server(cfg: Config) -> tuple[str, str]:
+    """The OpenAI-compatible server's base URL (checked, ending in /v1 or as given) and its
+    API key: config.toml, else TRAMONTANE_OPENAI_API_KEY, else OPENAI_API_KEY ("" for none)."""
+    url = str(cfg.get("openai", "base_url") or "").strip() or "http://127.0.0.1:8080/v1"
+    if "://" not in url:
+        url = "http://" + url
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"[openai] base_url = {shown_host(url)!r} is not a server address "
+                          f"({exc}); fix it, e.g. http://127.0.0.1:8080/v1.") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"[openai] base_url = {shown_host(url)!r} is not an http(s) server "
+                          "address; fix it, e.g. http://127.0.0.1:8080/v1.")
+    key = str(cfg.get("openai", "api_key") or "")
+    for name in OPENAI_KEY_VARIABLES:
+        key = key or os.environ.get(name, "")
+    return url.rstrip("/"), key
 
 
 def shown_host(host: str) -> str:

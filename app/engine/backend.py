@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -147,10 +147,12 @@ class Backend(Protocol):
 
     async def unload(self) -> None: ...
 
-    async def models(self) -> list[ModelRef]: ...
-
-    def pull(self, ref: str) -> AsyncGenerator[Progress, None]: ...
-
-    async def delete(self, ref: str) -> None: ...
-
     async def info(self) -> BackendInfo: ...
+
+
+@runtime_checkable
+class ServerBackend(Backend, Protocol):
+    """A backend in front of a server that has its own list of models (Ollama, an
+    OpenAI-compatible server); files on disk are the model manager's business."""
+
+    async def models(self) -> list[ModelRef]: ...

@@ -129,20 +129,14 @@ class CompletionSession:
         return cls(backend, ref, params, ctx.plugins, code_window(ctx))
 
     @classmethod
-    def for_ollama(cls, ctx: AppContext, model: str | None,
+    def for_server(cls, ctx: AppContext, model: str | None,
                    max_tokens: int | None = None) -> CompletionSession:
-        """Completion on the Ollama server; our FIM format when its template has no suffix."""
-        from app.models.catalog import load_catalog
-        from app.models.local import match_catalog
-
-        name = model or str(ctx.cfg.get("code", "model") or "")
-        if not name:
-            raise TramontaneError("Name the Ollama model with -m (e.g. -m codestral:22b).")
-        entry = match_catalog(name, load_catalog(ctx.paths.user_catalog))
-        ref = ModelRef(name, fim_format=entry.fim_format if entry else "", source="ollama")
+        """Completion on the Ollama or OpenAI-compatible server `ctx` is set to (each picks
+        how to fill in the middle: the server's own FIM, else our format for the model)."""
+        ref = ctx.server_model(model, "code")
         params = replace(ctx.default_params(), temperature=0.0, max_tokens=max_tokens or 64,
                          seed=1)
-        return cls(ctx.ollama(), ref, params, ctx.plugins, code_window(ctx))
+        return cls(ctx.backend, ref, params, ctx.plugins, code_window(ctx))
 
     def visible(self, prefix: str, suffix: str) -> tuple[str, str]:
         """What the model sees of the file: the local window around the cursor."""

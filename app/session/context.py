@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from app.config import Config, Paths, load_config, ollama_host, paths
+from app.config import Config, Paths, load_config, ollama_host, openai_server, paths
 from app.engine.backend import Backend, ModelRef, Params
 from app.engine.llama.backend import LlamaBackend
 from app.errors import ModelNotFoundError
@@ -20,6 +20,7 @@ from app.session.placement import plan_load
 
 if TYPE_CHECKING:
     from app.engine.ollama.backend import OllamaBackend
+    from app.engine.openai.backend import OpenAIBackend
 from app.store.history import ChatStore
 
 
@@ -43,7 +44,7 @@ class AppContext:
     def store(self) -> ChatStore:
         return ChatStore(self.paths.history_db)
 
-    backend_choice: str | None = None  # "llama.cpp" or "ollama"; None = config.toml
+    backend_choice: str | None = None  # "llama.cpp", "ollama", "openai"; None = config.toml
 
     @property
     def backend_name(self) -> str:
@@ -53,8 +54,10 @@ class AppContext:
     def backend(self) -> Backend:
         if self.backend_name == "ollama":
             return self.ollama()
+        if self.backend_name == "openai":
+            return self.openai()
         return LlamaBackend(
-            log_path=self.paths.log_dir / "worker.log", models_dirs=[self.paths.models_dir]
+            log_path=self.paths.log_dir / "worker.log"
         )
 
     def ollama(self) -> OllamaBackend:
@@ -66,16 +69,49 @@ class AppContext:
                              float(o["first_token_timeout"]), float(o["read_timeout"]),
                              o["keep_alive"])
 
+    def openai(self) -> OpenAIBackend:
+        """A client of the OpenAI-compatible server in [openai] (key from config or env)."""
+        from app.engine.openai.backend import OpenAIBackend
+
+        o = self.cfg.section("openai")
+        url, key = openai_server(self.cfg)
+        return OpenAIBackend(url, key, float(o["connect_timeout"]),
+                             float(o["first_token_timeout"]), float(o["read_timeout"]),
+                             str(o["fim"]))
+
+    def server_model(self, name: str | None, purpose: str = "chat") -> ModelRef:
+        """A model on the Ollama or OpenAI-compatible server, by the name the server uses;
+        its FIM format from the catalog entry the name matches (or [openai] fim_format)."""
+        from app.models.catalog import load_catalog
+        from app.models.local import match_catalog
+
+        section = "ollama" if self.backend_name == "ollama" else "openai"
+        configured = ""
+        if section == "openai":
+            key = "code_model" if purpose == "code" else "model"
+            configured = str(self.cfg.get("openai", key) or self.cfg.get("openai", "model") or "")
+        else:
+            configured = str(self.cfg.get("code" if purpose == "code" else "chat", "model") or "")
+        tag = name or configured
+        if not tag:
+            example = "mistral:7b" if section == "ollama" else "the id from /v1/models"
+            raise ModelNotFoundError(
+                f"Name the {'Ollama' if section == 'ollama' else 'server'}'s model with -m "
+                f"({example}); `tramontane models list --backend {section}` lists them.")
+        entry = match_catalog(tag, load_catalog(self.paths.user_catalog))
+        fim_format = entry.fim_format if entry else ""
+        if section == "openai":
+            fim_format = str(self.cfg.get("openai", "fim_format") or "") or fim_format
+        return ModelRef(tag, fim_format=fim_format, source=section,
+                        chat_format=entry.chat_format if entry else "auto")
+
     def chat_model(self, name: str | None, params: Params | None = None,
                    ) -> tuple[ModelRef, str, bool]:
         """The model to chat with on the chosen backend: (ref, name to save, chat-tuned); for
         llama.cpp the ref carries the placement and any does-not-fit warning for `params`."""
-        if self.backend_name == "ollama":
-            tag = name or str(self.cfg.get("chat", "model") or "")
-            if not tag:
-                raise ModelNotFoundError("Name the Ollama model with -m (e.g. -m mistral:7b); "
-                                         "`tramontane models list --backend ollama` lists them.")
-            return ModelRef(tag, source="ollama"), tag, True
+        if self.backend_name in ("ollama", "openai"):
+            ref = self.server_model(name)
+            return ref, ref.name, True
         local = self.resolve_model(name)
         return self.placed(local, params or self.default_params()), stored_name(local), \
             local.chat_tuned
@@ -95,7 +131,7 @@ class AppContext:
     def code_backend(self) -> LlamaBackend:
         """A second worker for completion, so chat and code can use different models."""
         return LlamaBackend(
-            log_path=self.paths.log_dir / "code-worker.log", models_dirs=[self.paths.models_dir]
+            log_path=self.paths.log_dir / "code-worker.log"
         )
 
     @property

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.atomic import atomic_write
-from app.engine.backend import Backend, Params
+from app.engine.backend import Backend, ModelRef, Params, ServerBackend
 from app.errors import TramontaneError
 from app.models.local import LocalModel
 from app.session.chat import ChatSession
 from app.session.context import AppContext, model_ref, stored_name
 from app.store.history import Chat, ChatStore
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One line of the model picker."""
+
+    name: str  # what a chat stores
+    label: str
+    ref: ModelRef
 
 
 class ChatLibrary:
@@ -46,8 +56,22 @@ class ChatLibrary:
     def models(self) -> list[LocalModel]:
         return self.ctx.local_models()
 
-    def switch_model(self, session: ChatSession, model: LocalModel) -> None:
-        session.switch_model(model_ref(model), stored_name(model))
+    async def model_choices(self) -> list[ModelChoice]:
+        """What the model picker lists: the configured backend's models (the files on disk for
+        llama.cpp, the server's list for Ollama and OpenAI-compatible servers)."""
+        if self.ctx.backend_name in ("ollama", "openai") and \
+                isinstance(self.backend, ServerBackend):
+            return [ModelChoice(r.name, f"{r.name}  ({r.source})", self.ctx.server_model(r.name))
+                    for r in await self.backend.models()]
+        return [ModelChoice(stored_name(m), f"{m.name}  ({m.size / 2**20:.0f} MiB, {m.source})"
+                            + ("" if m.chat_tuned else "  base model"), model_ref(m))
+                for m in self.models()]
+
+    def switch_model(self, session: ChatSession, model: LocalModel | ModelChoice) -> None:
+        if isinstance(model, ModelChoice):
+            session.switch_model(model.ref, model.name)
+        else:
+            session.switch_model(model_ref(model), stored_name(model))
 
     def rename(self, chat_id: int, title: str) -> None:
         self.store.update_chat(chat_id, title=title.strip())

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", help="system prompt for a new chat")
     chat.add_argument("--chat", type=int, metavar="ID", help="continue chat ID")
     chat.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
-    chat.add_argument("--backend", choices=["llama.cpp", "ollama"],
+    chat.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"],
                       help="run on llama.cpp here, or on an Ollama server (default: config.toml)")
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--top-p", type=float)
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="open the app (the same as no command)")
     ui.add_argument("--chat", type=int, metavar="ID", help="open chat ID")
+    ui.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"],
+                    help="chat through this backend (default: [chat] backend)")
     ui.set_defaults(func=cli_tui.run)
 
     code = sub.add_parser("code", help="open a file in the code pane, with completion")

@@ -29,8 +29,8 @@ def open_session(ctx: AppContext, args: argparse.Namespace) -> ChatSession:
     overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     if args.chat is not None:
         chat = store.chat(args.chat)
-        if args.backend is None and chat.backend == "ollama":
-            ctx.backend_choice = "ollama"
+        if args.backend is None and chat.backend in ("ollama", "openai"):
+            ctx.backend_choice = chat.backend
         params = Params.from_dict(ctx.default_params().to_dict() | chat.params | overrides)
         ref, name, tuned = ctx.chat_model(args.model or chat.model, params)
     else:
@@ -104,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     ctx.backend_choice = args.backend
     warn(ctx)
     host = str(getattr(ctx.backend, "host", ""))
-    if ctx.backend_name == "ollama" and host and is_remote(host):
-        print(f"tramontane: note: using the Ollama server at {host}, not this "
+    if host and is_remote(host):
+        kind = "Ollama server" if ctx.backend_name == "ollama" else "OpenAI-compatible server"
+        print(f"tramontane: note: using the {kind} at {host}, not this "
               "machine; your messages go there.", file=sys.stderr)
     session = open_session(ctx, args)
     prompt = ChatPrompt(ctx.plugins)

@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
                    help="1-based byte column, as Vim's col('.'): the cursor is before it")
     p.add_argument("-m", "--model", help="code model (default: [code] model, else chat model)")
     p.add_argument("--stdin", action="store_true", help="read the unsaved buffer from stdin")
-    p.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
+    p.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"], default="llama.cpp")
     p.add_argument("--json", action="store_true", help="text, timings and cached tokens as JSON")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--force", action="store_true",
@@ -32,6 +32,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--show-prompt", action="store_true", help="print the exact prompt to stderr")
     p.add_argument("--dry-run", action="store_true", help="with --show-prompt: print it, load nothing")
     p.set_defaults(func=run)
+
+
+async def _fim_mode(session: CompletionSession) -> str:
+    """How the server filled in the middle (OpenAI-compatible servers differ), else "prompt":
+    our own FIM format."""
+    mode = getattr(session.backend, "fim_mode", None)
+    return str(await mode()) if mode is not None else "prompt"
 
 
 def _buffer(args: argparse.Namespace) -> str:
@@ -44,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     text = _buffer(args)
     prefix, suffix = split_at(text, args.line, args.col)
     ctx = AppContext()
+    ctx.backend_choice = args.backend
     try:
-        if args.backend == "ollama":
-            session = CompletionSession.for_ollama(ctx, args.model, args.max_tokens)
+        if args.backend in ("ollama", "openai"):
+            session = CompletionSession.for_server(ctx, args.model, args.max_tokens)
         else:
             session = CompletionSession.for_context(ctx, ctx.code_backend, args.model,
                                                     args.max_tokens)
@@ -82,6 +90,7 @@ async def _complete(session: CompletionSession, prefix: str, suffix: str,
         print(json.dumps({
             "text": result.text, "raw": result.raw, "model": session.model.name,
             "format": session.model.fim_format, "prompt_tokens": s.prompt_tokens,
+            "backend": session.backend.name, "fim": await _fim_mode(session),
             "context_files": [c.path for c in session.last_extra],
             "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens,
             "timings": {"first_token_ms": round(s.ttft_ms, 1), "total_ms": round(result.elapsed_ms, 1),

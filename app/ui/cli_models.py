@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> None:
     msub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = msub.add_parser("list", help="models on disk and in the catalog, with fit verdicts")
     lst.add_argument("--json", action="store_true")
-    lst.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
+    lst.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"], default="llama.cpp")
     fit = msub.add_parser("fit", help="will it fit? (every catalog model and quant by default)")
     fit.add_argument("model", nargs="?", help="catalog id or path to a .gguf")
     fit.add_argument("--quant")
@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
     info = msub.add_parser("info", help="details of one model")
     info.add_argument("model")
     info.add_argument("--json", action="store_true")
-    info.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
+    info.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"], default="llama.cpp")
     pull = msub.add_parser("pull", help="download a catalog quant")
     pull.add_argument("model")
     pull.add_argument("--quant")
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "backend", "llama.cpp") == "ollama":
             return asyncio.run(_ollama(ctx, args))
+        if getattr(args, "backend", "llama.cpp") == "openai":
+            return asyncio.run(_openai(ctx, args))
         return _ACTIONS[args.action](manager, args)
     finally:
         ctx.close()
@@ -103,6 +105,26 @@ async def _ollama(ctx: AppContext, args: argparse.Namespace) -> int:
         out, text = {"removed": args.model}, f"Deleted {args.model} from Ollama."
     else:
         raise TramontaneError(f"`models {args.action}` works on llama.cpp models only.")
+    print(json.dumps(out, indent=2, default=str) if args.json else text)
+    return 0
+
+
+async def _openai(ctx: AppContext, args: argparse.Namespace) -> int:
+    """`models list` and `models info` against the OpenAI-compatible server in [openai]."""
+    ctx.backend_choice = "openai"
+    backend = ctx.openai()
+    out: Any
+    try:
+        if args.action == "list":
+            out = [{"name": m.name, "source": m.source} for m in await backend.models()]
+            text = "\n".join(m["name"] for m in out) or "The server lists no models."
+        else:
+            await backend.load(ctx.server_model(args.model))
+            info = await backend.info()
+            out = {"name": args.model, **info.details}
+            text = "\n".join(f"{k}: {v}" for k, v in out.items())
+    finally:
+        await backend.close()
     print(json.dumps(out, indent=2, default=str) if args.json else text)
     return 0
 

@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     if path is not None and path.exists():
         read_text_file(path)  # a binary or non-UTF-8 file is refused before the app starts
     ctx = AppContext()
+    ctx.backend_choice = getattr(args, "backend", None)
     try:
         TramontaneApp(ChatLibrary(ctx), getattr(args, "chat", None), open_file=path).run()
     finally:

@@ -20,7 +20,6 @@ from app.engine.backend import (
     Message,
     ModelRef,
     Params,
-    Progress,
     Stats,
     Token,
 )
@@ -42,9 +41,8 @@ class LlamaBackend:
 
     name = "llama.cpp"
 
-    def __init__(self, log_path: Path | None = None, models_dirs: list[Path] | None = None):
+    def __init__(self, log_path: Path | None = None):
         self.log_path = str(log_path) if log_path else None
-        self.models_dirs = models_dirs or []
         self.model: ModelRef | None = None
         self.worker: WorkerProcess | None = None
         self.loaded: dict[str, Any] = {}
@@ -138,10 +136,6 @@ class LlamaBackend:
                                           fim=True):
             yield event
 
-    def render_chat(self, messages: list[Message]) -> str:
-        """The exact prompt text a chat request sends (needs a loaded model)."""
-        return chat_prompts.build(self._chat_format(), messages, self._template_vars()).text
-
     def _chat_format(self) -> str:
         return self.model.chat_format if self.model else "auto"
 
@@ -220,22 +214,6 @@ class LlamaBackend:
                 msg = await self.worker.recv()
                 if msg[0] == "memory":
                     return dict(msg[1])
-
-    # -- catalogue-ish calls -----------------------------------------------------------------
-
-    async def models(self) -> list[ModelRef]:
-        found = []
-        for folder in self.models_dirs:
-            for path in sorted(folder.glob("*.gguf")):
-                found.append(ModelRef(name=path.stem, path=path, source=str(folder)))
-        return found
-
-    async def pull(self, ref: str) -> AsyncGenerator[Progress, None]:
-        raise BackendError("llama.cpp loads files on disk; download with `tramontane models pull`.")
-        yield  # pragma: no cover  (makes this an async generator)
-
-    async def delete(self, ref: str) -> None:
-        raise BackendError("llama.cpp does not own model files; use `tramontane models rm`.")
 
     async def info(self) -> BackendInfo:
         details: dict[str, Any] = {}

@@ -129,7 +129,8 @@ class TramontaneApp(ChatActions):
         s = self.session
         host = str(getattr(self.library.backend, "host", ""))
         if host and is_remote(host):
-            self.sub_title = f"Ollama at {host} (remote)"
+            kind = "Ollama" if self.library.backend.name == "ollama" else "Server"
+            self.sub_title = f"{kind} at {host} (remote)"
         if s is None:
             model = self.library.ctx.default_model_name()
             text = f"{model} · {self.library.backend.name} · new chat"
@@ -312,13 +313,16 @@ class TramontaneApp(ChatActions):
         if replies:
             replies[-1].action_copy_text()
 
-    def action_pick_model(self) -> None:
+    async def action_pick_model(self) -> None:
+        """The configured backend's models: files on disk, or the server's list."""
         session = self.session
-        models = self.library.models()
-        rows = [f"{m.name}  ({m.size / 2**20:.0f} MiB, {m.source})"
-                + ("" if m.chat_tuned else "  base model") for m in models]
+        try:
+            models = await self.library.model_choices()
+        except TramontaneError as exc:
+            self.notify(str(exc), severity="error")
+            return
         current = next((i for i, m in enumerate(models)
-                        if session and m.name == session.model.name), None)
+                        if session and m.ref.name == session.model.name), None)
 
         async def done(index: int | None) -> None:
             if index is None:
@@ -331,7 +335,7 @@ class TramontaneApp(ChatActions):
             self._update_status()
             self._refresh_chats()
 
-        self.push_screen(ModelPicker(rows, current), done)
+        self.push_screen(ModelPicker([m.label for m in models], current), done)
 
     def action_models(self) -> None:
         from app.session.models import ModelManager

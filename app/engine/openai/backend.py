@@ -1,0 +1,329 @@
+"""`Backend` over any OpenAI-compatible server (vLLM, llama.cpp's llama-server, LM Studio,
+llama-cpp-python's server, a company endpoint), through the `openai` package's async client:
+its streaming and its server-sent-events parser, its typed errors.
+
+Every failure a user can meet (server down, 401/403, unknown model, a cut stream, a stall, a
+malformed event) ends the stream with one `Error` that says what to do; the text streamed so
+far stays with the caller. The API key goes to the client and nowhere else: messages name the
+server by `shown_host`, never with a key or a password.
+
+Fill-in-the-middle, decided once per server (`fim_mode`):
+- "infill": llama.cpp's `/infill` (llama-server answers `/props`); the server builds the prompt
+  from the model's own FIM tokens and takes the other files as `input_extra`;
+- "suffix": `/v1/completions` with `suffix` (llama-cpp-python's server, LM Studio);
+- "prompt": `/v1/completions` with the prompt built by our own FIM formats (Codestral's
+  included), for servers that refuse `suffix` (vLLM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+import openai
+
+from app.config import is_remote, shown_host
+from app.engine.backend import (
+    BackendInfo,
+    ContextChunk,
+    Done,
+    Error,
+    Event,
+    Message,
+    ModelRef,
+    Params,
+    Stats,
+    Token,
+)
+from app.engine.prompts import fim
+from app.errors import BackendError
+
+FIM_MODES = ("infill", "suffix", "prompt")
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """What a broken connection raises: httpx's, and that of the httpx fork newer `openai`
+    releases stream through (its errors can escape mid-stream, unwrapped)."""
+    try:
+        import httpx2
+    except ImportError:
+        return (httpx.HTTPError,)
+    return (httpx.HTTPError, httpx2.HTTPError)
+
+
+_TRANSPORT = _transport_errors()
+_FAILURES: tuple[type[Exception], ...] = (openai.APIError, *_TRANSPORT)
+_STREAM_FAILURES: tuple[type[Exception], ...] = (*_FAILURES, TimeoutError, ValueError)
+
+
+def sampling(params: Params) -> dict[str, Any]:
+    """Our parameters under the OpenAI API's names; top_k and repeat_penalty go in the body
+    as llama.cpp's servers and vLLM read them (others ignore fields they do not know)."""
+    out: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
+                           "max_tokens": params.max_tokens,
+                           "extra_body": {"top_k": params.top_k,
+                                          "repeat_penalty": params.repeat_penalty}}
+    if params.seed >= 0:
+        out["seed"] = params.seed
+    return out
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, base_url: str, api_key: str = "", connect_timeout: float = 5.0,
+                 first_token_timeout: float = 120.0, read_timeout: float = 60.0,
+                 fim: str = "auto") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.host = shown_host(self.base_url)  # what messages name: never a password
+        self.root = self.base_url.removesuffix("/v1")
+        self.first_token_timeout = first_token_timeout
+        self.fim = fim if fim in FIM_MODES else "auto"
+        # the client wants a key; a server without auth ignores whatever is sent
+        self.client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key or "none", max_retries=0,
+            timeout=openai.Timeout(read_timeout, connect=connect_timeout))
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+                                      headers=headers)
+        self.model: ModelRef | None = None
+        self._fim_mode: str | None = None
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def explain(self, exc: BaseException, model: str = "") -> str:
+        if isinstance(exc, openai.AuthenticationError):
+            return (f"The server at {self.host} refused the API key (401). Set [openai] api_key "
+                    "or TRAMONTANE_OPENAI_API_KEY to a key it accepts.")
+        if isinstance(exc, openai.PermissionDeniedError):
+            return f"The server at {self.host} does not allow this key to do that (403)."
+        if isinstance(exc, openai.NotFoundError):
+            return (f"The server at {self.host} has no model '{model}' (404). "
+                    "`tramontane models list --backend openai` lists what it serves.")
+        if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx.TimeoutException) or \
+                type(exc).__name__.endswith("Timeout"):
+            return (f"The server at {self.host} stopped sending. It may be loading a large "
+                    "model; raise [openai] first_token_timeout or read_timeout, or check it.")
+        if isinstance(exc, openai.APIConnectionError | httpx.ConnectError):
+            return (f"No OpenAI-compatible server is answering at {self.host}. Start it (e.g. "
+                    "`vllm serve`, `llama-server`), or set [openai] base_url.")
+        if isinstance(exc, openai.APIStatusError):
+            return f"The server at {self.host} answered {exc.status_code}: {_detail(exc)}"
+        if isinstance(exc, json.JSONDecodeError | ValueError):
+            return f"The server at {self.host} sent an event that is not valid JSON; the reply " \
+                   "was cut there."
+        if isinstance(exc, _TRANSPORT | openai.APIError):
+            return f"The connection to {self.host} broke mid-reply ({type(exc).__name__})."
+        return f"The server at {self.host} failed: {exc}"
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    async def _stream(self, start: Callable[[], Awaitable[Any]],
+                      text_of: Callable[[Any], str], model: str) -> AsyncGenerator[Event, None]:
+        t0 = time.perf_counter()
+        t_first = 0.0
+        stream: Any = None
+        counted, usage, finish = 0, None, None
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                stream = await start()
+                iterator: AsyncIterator[Any] = stream.__aiter__()
+                first = await anext(iterator, None)
+            chunk = first
+            while chunk is not None:
+                if getattr(chunk, "usage", None):
+                    usage = chunk.usage
+                for choice in getattr(chunk, "choices", None) or []:
+                    text = text_of(choice)
+                    if text:
+                        t_first = t_first or time.perf_counter()
+                        counted += 1
+                        yield Token(text)
+                    finish = choice.finish_reason or finish
+                chunk = await anext(iterator, None)
+            if finish is None:
+                yield Error(f"The stream from {self.host} ended before the reply was finished.")
+                return
+            yield Done(_stats(usage, counted, t0, t_first, finish))
+        except _STREAM_FAILURES as exc:
+            yield Error(self.explain(exc, model))
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    await stream.close()  # free the connection (and the server's slot)
+
+    async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
+        model = self._name()
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+
+        def start() -> Awaitable[Any]:
+            return self.client.chat.completions.create(  # type: ignore[call-overload, no-any-return]
+                model=model, messages=msgs, stream=True,
+                stream_options={"include_usage": True}, **sampling(params))
+
+        async for event in self._stream(start, lambda c: c.delta.content or "", model):
+            yield event
+
+    async def complete(self, prefix: str, suffix: str, params: Params,
+                       extra: Sequence[ContextChunk] = (), path: str = "",
+                       ) -> AsyncGenerator[Event, None]:
+        model = self._name()
+        try:
+            mode = await self.fim_mode()
+        except _FAILURES as exc:
+            yield Error(self.explain(exc, model))
+            return
+        if mode == "infill":
+            async for event in self._infill(prefix, suffix, params, extra, path):
+                yield event
+            return
+        body = sampling(params)
+        if mode == "suffix":
+            room = fim.room_for_chunks(prefix, suffix,
+                                       fim.fim_budget(params.context_length, params), path)
+            head = fim.as_comments(fim.choose_chunks(fim.FORMATS["continue"], extra, path, room),
+                                   path)
+            prompt, body["suffix"] = head + prefix, suffix
+        else:
+            fmt = self.model.fim_format if self.model else ""
+            if not fmt:
+                yield Error(f"The server at {self.host} takes no `suffix`, and no FIM format is "
+                            f"known for '{model}': set [openai] fim_format (e.g. codestral, qwen).")
+                return
+            req = fim.request(fmt, prefix, suffix, params.context_length, params, extra, path)
+            prompt = req.text
+            body["stop"] = [s for s in req.stops if s][:4]  # the API takes up to 4
+
+        def start() -> Awaitable[Any]:
+            return self.client.completions.create(
+                model=model, prompt=prompt, stream=True, **body)
+
+        async for event in self._stream(start, lambda c: c.text or "", model):
+            yield event
+
+    async def _infill(self, prefix: str, suffix: str, params: Params,
+                      extra: Sequence[ContextChunk], path: str) -> AsyncGenerator[Event, None]:
+        """llama-server's /infill, one JSON answer (a suggestion is a few dozen tokens)."""
+        t0 = time.perf_counter()
+        body = {"input_prefix": prefix, "input_suffix": suffix, "n_predict": params.max_tokens,
+                "input_extra": [{"filename": c.path, "text": c.text} for c in extra],
+                "temperature": params.temperature, "top_k": params.top_k,
+                "top_p": params.top_p, "cache_prompt": True, "stream": False}
+        if params.max_time_ms:
+            body["t_max_predict_ms"] = params.max_time_ms
+        try:
+            async with asyncio.timeout(self.first_token_timeout):
+                r = await self.http.post(f"{self.root}/infill", json=body)
+            if r.status_code >= 400:
+                yield Error(f"The server at {self.host} answered {r.status_code} to /infill: "
+                            f"{r.text[:200]}")
+                return
+            data = r.json()
+            content = str(data.get("content", ""))
+        except (httpx.HTTPError, TimeoutError, ValueError, AttributeError) as exc:
+            yield Error(self.explain(exc))
+            return
+        if content:
+            yield Token(content)
+        t = data.get("timings") or {}
+        yield Done(Stats(prompt_tokens=int(t.get("prompt_n", 0)),
+                         cached_tokens=int(data.get("tokens_cached", 0)),
+                         generated_tokens=int(t.get("predicted_n", 0)),
+                         ttft_ms=float(t.get("prompt_ms", 0.0)),
+                         decode_tps=float(t.get("predicted_per_second", 0.0)),
+                         total_ms=(time.perf_counter() - t0) * 1000,
+                         stop_reason="length" if data.get("stop_type") == "limit" else "stop"))
+
+    async def fim_mode(self) -> str:
+        """How this server fills in the middle (see the module docstring), asked once."""
+        if self.fim != "auto":
+            return self.fim
+        if self._fim_mode is None:
+            self._fim_mode = await self._detect_fim()
+        return self._fim_mode
+
+    async def _detect_fim(self) -> str:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            r = await self.http.get(f"{self.root}/props")
+            if r.status_code == 200 and "default_generation_settings" in r.json():
+                return "infill"
+        try:
+            await self.client.completions.create(model=self._name(), prompt="a", suffix="b",
+                                                 max_tokens=1, temperature=0.0)
+        except (openai.BadRequestError, openai.UnprocessableEntityError):
+            return "prompt"
+        return "suffix"
+
+    def _name(self) -> str:
+        if self.model is None:
+            raise BackendError("No model chosen for the OpenAI-compatible server. Give one with "
+                               "-m; `tramontane models list --backend openai` lists them.")
+        return self.model.name
+
+    # -- models ------------------------------------------------------------------------------
+
+    async def load(self, model: ModelRef, params: Params | None = None) -> None:
+        """Check the server serves `model` (one clear line when it does not, or is down)."""
+        if self.model is not None and self.model.name == model.name:
+            return
+        served = [m.name for m in await self.models()]
+        if model.name not in served:
+            listed = ", ".join(served[:10]) or "none"
+            raise BackendError(f"The server at {self.host} has no model '{model.name}'; it "
+                               f"serves: {listed}.")
+        self.model = model
+
+    async def unload(self) -> None:
+        self.model = None  # the server keeps its models; we only forget ours
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.http.aclose()
+
+    async def models(self) -> list[ModelRef]:
+        try:
+            page = await self.client.models.list()
+        except _FAILURES as exc:
+            raise BackendError(self.explain(exc)) from exc
+        return [ModelRef(name=str(m.id), source=f"openai at {self.host}") for m in page.data]
+
+    async def info(self) -> BackendInfo:
+        details: dict[str, Any] = {"base_url": self.host, "remote": is_remote(self.base_url)}
+        try:
+            details["models"] = [m.name for m in await self.models()]
+            if self.model is not None:
+                details["fim"] = await self.fim_mode()
+        except BackendError as exc:
+            details["error"] = str(exc)
+        except _FAILURES as exc:
+            details["error"] = self.explain(exc)
+        return BackendInfo(self.name, self.model.name if self.model else None, details)
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            return str(inner.get("message") or inner.get("detail") or inner)[:200]
+        return str(inner)[:200]
+    return str(exc.message)[:200]
+
+
+def _stats(usage: Any, counted: int, t0: float, t_first: float, finish: str) -> Stats:
+    end = time.perf_counter()
+    generated = int(getattr(usage, "completion_tokens", 0) or 0) or counted
+    decode_s = end - t_first if t_first else 0.0
+    return Stats(
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        generated_tokens=generated,
+        ttft_ms=(t_first - t0) * 1000 if t_first else 0.0,
+        decode_tps=(generated - 1) / decode_s if decode_s > 0 and generated > 1 else 0.0,
+        total_ms=(end - t0) * 1000,
+        stop_reason="length" if finish == "length" else "stop",
+    )
