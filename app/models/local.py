@@ -59,12 +59,19 @@ class LocalModel:
 
 
 def match_catalog(name: str, catalog: dict[str, CatalogModel]) -> CatalogModel | None:
-    """The catalog entry a file or Ollama name belongs to, by its patterns or Ollama tags."""
+    """The catalog entry a file or server name belongs to: by its file patterns, Ollama tags,
+    id and aliases, or (for a Hugging Face id a vLLM server lists, "mistralai/Codestral-22B-
+    v0.1") the patterns without their .gguf ending."""
     lowered = name.lower()
+    base = lowered.rsplit("/", 1)[-1]
     for entry in catalog.values():
         if any(fnmatch.fnmatch(lowered, pat.lower()) for pat in entry.files):
             return entry
         if any(q.ollama and q.ollama.lower() == lowered for q in entry.quants):
+            return entry
+        if base in (n.lower() for n in entry.names()):
+            return entry
+        if any(fnmatch.fnmatch(base, pat.lower().removesuffix(".gguf")) for pat in entry.files):
             return entry
     return None
 

@@ -4,6 +4,7 @@ a throwaway worker that catches a llama.cpp build that crashes on this CPU.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import sys
 from contextlib import aclosing
@@ -13,7 +14,7 @@ import httpx
 import psutil
 
 from app import __version__
-from app.config import is_remote, ollama_host, shown_host
+from app.config import is_remote, ollama_host, openai_server, shown_host
 from app.engine.backend import Done, Error, Message, Params, Token
 from app.engine.llama.backend import LlamaBackend
 from app.errors import TramontaneError
@@ -53,6 +54,32 @@ def check_ollama(ctx: AppContext) -> dict[str, Any]:
     except (httpx.HTTPError, ValueError) as exc:
         return {"host": shown, "remote": is_remote(host), "answers": False,
                 "error": type(exc).__name__}
+
+
+async def check_openai(ctx: AppContext) -> dict[str, Any]:
+    """The OpenAI-compatible server in [openai]: does it answer, what it serves, and how it
+    fills in the middle for the code model (asked once, as `complete` would)."""
+    try:
+        url, _ = openai_server(ctx.cfg)
+    except TramontaneError as exc:
+        return {"base_url": "", "remote": False, "answers": False, "error": str(exc)}
+    backend = ctx.openai()
+    found: dict[str, Any] = {"base_url": shown_host(url), "remote": is_remote(url),
+                             "answers": False}
+    try:
+        async with asyncio.timeout(3):
+            names = [m.name for m in await backend.models()]
+            found |= {"answers": True, "models": names}
+            code = str(ctx.cfg.get("openai", "code_model") or ctx.cfg.get("openai", "model")
+                       or (names[0] if names else ""))
+            if code:
+                await backend.load(ctx.server_model(code, "code"))
+                found |= {"code_model": code, "fim": await backend.fim_mode()}
+    except (TramontaneError, TimeoutError) as exc:
+        found["error"] = str(exc) or "no answer within 3 s"
+    finally:
+        await backend.close()
+    return found
 
 
 async def smoke_inference(ctx: AppContext) -> dict[str, Any]:
@@ -115,6 +142,7 @@ async def run_doctor(ctx: AppContext, measure_speed: bool = True) -> dict[str, A
         "config_warnings": ctx.cfg.warnings,
         "models": models,
         "ollama": check_ollama(ctx),
+        "openai": await check_openai(ctx),
         "plugins": [{"name": i.name, "version": i.version, "status": i.status}
                     for i in ctx.plugins.infos.values() if not i.builtin],
     }

@@ -44,6 +44,14 @@ def _print_doctor(r: dict[str, Any]) -> None:
     state = f"answers (version {oll.get('version')})" if oll["answers"] else "not answering"
     where = " (a remote server: chats sent there leave this machine)" if oll.get("remote") else ""
     print(f"Ollama     {oll['host']}{where}: {state}")
+    oa = r["openai"]
+    where = " (a remote server: chats sent there leave this machine)" if oa.get("remote") else ""
+    if oa["answers"]:
+        fim = f"; FIM for {oa['code_model']}: {oa['fim']}" if oa.get("fim") else ""
+        state = f"answers, serving {', '.join(oa.get('models', [])) or 'no models'}{fim}"
+    else:
+        state = f"not answering ({oa.get('error', '')})"
+    print(f"OpenAI API {oa['base_url']}{where}: {state}")
     for i, p in enumerate(r["plugins"]):
         print(f"{'Plugins' if i == 0 else '':<10} {p['name']} {p['version']}: {p['status']}")
     llama = smoke.get("llama", {})

@@ -10,9 +10,13 @@ server by `shown_host`, never with a key or a password.
 Fill-in-the-middle, decided once per server (`fim_mode`):
 - "infill": llama.cpp's `/infill` (llama-server answers `/props`); the server builds the prompt
   from the model's own FIM tokens and takes the other files as `input_extra`;
-- "suffix": `/v1/completions` with `suffix` (llama-cpp-python's server, LM Studio);
 - "prompt": `/v1/completions` with the prompt built by our own FIM formats (Codestral's
-  included), for servers that refuse `suffix` (vLLM).
+  included, each checked against its ground truth) whenever the model's format is known: a
+  server's own `suffix` handling varies (llama-cpp-python 0.3's server accepts `suffix` but
+  puts token 0 where the FIM tokens belong: `suffix_token_id = 0  # TODO: Fix` in its source,
+  and Qwen then answers with nonsense), and vLLM refuses `suffix`;
+- "suffix": `/v1/completions` with `suffix`, for a model whose format we do not know, when
+  the server takes the field (LM Studio).
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ class OpenAIBackend:
         if isinstance(exc, json.JSONDecodeError | ValueError):
             return f"The server at {self.host} sent an event that is not valid JSON; the reply " \
                    "was cut there."
-        if isinstance(exc, _TRANSPORT | openai.APIError):
+        if isinstance(exc, (*_TRANSPORT, openai.APIError)):
             return f"The connection to {self.host} broke mid-reply ({type(exc).__name__})."
         return f"The server at {self.host} failed: {exc}"
 
@@ -151,7 +155,11 @@ class OpenAIBackend:
                 return
             yield Done(_stats(usage, counted, t0, t_first, finish))
         except _STREAM_FAILURES as exc:
-            yield Error(self.explain(exc, model))
+            if counted and isinstance(exc, (openai.APIConnectionError, *_TRANSPORT)) and \
+                    not isinstance(exc, openai.APITimeoutError):
+                yield Error(f"The connection to {self.host} broke mid-reply; what came is kept.")
+            else:
+                yield Error(self.explain(exc, model))
         finally:
             if stream is not None:
                 with contextlib.suppress(Exception):
@@ -245,13 +253,21 @@ class OpenAIBackend:
             return self.fim
         if self._fim_mode is None:
             self._fim_mode = await self._detect_fim()
+        if self._fim_mode == "infill":
+            return "infill"
+        # per model: ours where its format is known, else the server's `suffix`
+        if self.model is not None and self.model.fim_format:
+            return "prompt"
         return self._fim_mode
 
     async def _detect_fim(self) -> str:
+        """"infill" for llama-server, else whether the server takes `suffix` at all."""
         with contextlib.suppress(httpx.HTTPError, ValueError):
             r = await self.http.get(f"{self.root}/props")
             if r.status_code == 200 and "default_generation_settings" in r.json():
                 return "infill"
+        if self.model is not None and self.model.fim_format:
+            return "prompt"  # no need to ask: our format is used either way
         try:
             await self.client.completions.create(model=self._name(), prompt="a", suffix="b",
                                                  max_tokens=1, temperature=0.0)
