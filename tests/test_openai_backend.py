@@ -176,3 +176,35 @@ async def test_doctor_names_the_server_and_its_fim(home: Path, server: LlamaCppS
     assert found["answers"] and found["remote"] is False
     assert found["fim"] == "prompt" and found["code_model"] == QWEN
     assert KEY not in json.dumps(found)
+
+
+async def test_app_chats_through_the_server_and_picks_its_models(
+        home: Path, server: LlamaCppServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app on `--backend openai`: F4 lists the server's /v1/models, and a reply streams."""
+    from app.session.context import AppContext
+    from app.session.library import ChatLibrary
+    from app.ui.tui.app import TramontaneApp
+    from app.ui.tui.dialogs import ModelPicker
+    from tests.ui_helpers import send, wait_until
+
+    _configure(home, server)
+    monkeypatch.setenv("TRAMONTANE_OPENAI_API_KEY", KEY)
+    ctx = AppContext()
+    ctx.backend_choice = "openai"
+    app = TramontaneApp(ChatLibrary(ctx))
+    async with app.run_test() as pilot:
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        rows = app.screen.rows  # type: ignore[attr-defined]
+        assert [r.split()[0] for r in rows] == ["smollm2", QWEN]
+        app.screen.query_one("#models").highlighted = 0
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.session is not None)
+        assert app.session is not None and app.session.model.name == "smollm2"
+        await send(pilot, "Name a colour.")
+        store = app.library.store
+        await wait_until(pilot, lambda: any(
+            m.role == "assistant" and m.state == "complete" and m.content
+            for m in store.messages(app.session.chat_id)), timeout=60)  # type: ignore[union-attr]
+        assert store.chat(app.session.chat_id).backend == "openai"
+    await ctx.backend.unload()
