@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "openai": {"base_url": "http://127.0.0.1:8080/v1", "api_key": "", "model": "",
                "code_model": "", "fim": "auto", "fim_format": "", "connect_timeout": 5.0,
                "first_token_timeout": 120.0, "read_timeout": 60.0},
+    "serve": {"host": "127.0.0.1", "port": 8012, "api_key": "", "save_chats": False,
+              "url": ""},
     "plugins": {"disabled": []},
 }
 
@@ -99,6 +101,14 @@ fim_format = ""      # with fim = "prompt": codestral, qwen, ... (empty: from th
 connect_timeout = 5.0
 first_token_timeout = 120.0
 read_timeout = 60.0
+
+[serve]
+# `tramontane serve`: llama.cpp's /infill (llama.vim, llama.vscode) and the OpenAI API (/v1).
+host = "127.0.0.1"   # another address needs an api_key
+port = 8012          # llama.vim's and llama.vscode's default
+api_key = ""         # empty: TRAMONTANE_SERVE_API_KEY (clients send "Authorization: Bearer KEY")
+save_chats = false   # keep chats made through the API in the history
+url = ""             # where `tramontane complete` looks for a running server ("off": never)
 
 [plugins]
 # Installed plugins to leave off, by name (`tramontane plugins list` shows the names).

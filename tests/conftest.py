@@ -49,6 +49,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("TRAMONTANE_PLUGINS", "")
     # the fast starter is the default model unless a test asks for the real defaults
     monkeypatch.setenv("TRAMONTANE_DEFAULT_MODEL", "smollm2-135m-instruct")
+    # `complete` completes in-process unless a test starts a server and names it
+    monkeypatch.setenv("TRAMONTANE_SERVER", "off")
+    for key in ("TRAMONTANE_SERVE_API_KEY", "TRAMONTANE_OPENAI_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
     # this machine's speed figures, recorded, so no test waits for a measurement
     write_machine_speed(root / "data")
     reset_host()

@@ -7,6 +7,7 @@ import hashlib
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -182,9 +183,10 @@ class CompletionSession:
                     return suggestion[len(typed):]
         return None
 
-    async def _ask(self, prefix: str, suffix: str, path: str) -> tuple[str, Stats]:
+    async def _ask(self, prefix: str, suffix: str, path: str,
+                   params: Params | None = None) -> tuple[str, Stats]:
         raw, stats = "", Stats()
-        stream_of = self.backend.complete(prefix, suffix, self.params, self.last_extra,
+        stream_of = self.backend.complete(prefix, suffix, params or self.params, self.last_extra,
                                           shown_path(path))
         async with aclosing(stream_of) as stream:
             async for event in stream:
@@ -197,21 +199,26 @@ class CompletionSession:
                         raise TramontaneError(message)
         return raw, stats
 
-    async def complete(self, prefix: str, suffix: str, path: str = "") -> Completion:
+    async def complete(self, prefix: str, suffix: str, path: str = "",
+                       params: Params | None = None,
+                       extra: Sequence[ContextChunk] = ()) -> Completion:
+        """A suggestion at the cursor. `params` overrides the session's for this request (a
+        server client's n_predict, time cap, sampling); `extra` chunks come from the client
+        (llama.vim's input_extra) and go first, before the plugins' chunks."""
         t0 = time.perf_counter()
         hit = self.cached(prefix, suffix)
         if hit is not None:
             return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
-        self.last_extra = await self.gather_context(path, prefix, suffix)
+        self.last_extra = [*extra, *await self.gather_context(path, prefix, suffix)]
         seen_prefix, seen_suffix = self.visible(prefix, suffix)
         await self.backend.load(self.model, self.params)
         try:
-            raw, stats = await self._ask(seen_prefix, seen_suffix, path)
+            raw, stats = await self._ask(seen_prefix, seen_suffix, path, params)
         except TramontaneError:
             if not self.last_extra:
                 raise
             self.last_extra = []  # plugins' context must never cost the completion: once more
-            raw, stats = await self._ask(seen_prefix, seen_suffix, path)
+            raw, stats = await self._ask(seen_prefix, seen_suffix, path, params)
         text = fim.postprocess(raw, prefix, suffix)
         key = self._key(prefix, suffix)
         self._cache[key] = text

@@ -14,6 +14,7 @@ from app.errors import TramontaneError
 from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
 from app.session.context import AppContext
 from app.session.placement import DoesNotFitError
+from app.ui.cli_serve import running_server
 
 
 def add_parser(sub: Any) -> None:
@@ -31,7 +32,39 @@ def add_parser(sub: Any) -> None:
                    help="load the model even when it does not fit this machine's memory")
     p.add_argument("--show-prompt", action="store_true", help="print the exact prompt to stderr")
     p.add_argument("--dry-run", action="store_true", help="with --show-prompt: print it, load nothing")
+    p.add_argument("--no-server", action="store_true",
+                   help="load the model here even when `tramontane serve` is running")
     p.set_defaults(func=run)
+
+
+def _through_server(url: str, prefix: str, suffix: str, args: argparse.Namespace) -> int:
+    """The suggestion from a running `tramontane serve` (its model is warm): /infill, as an
+    editor would ask, with the file's path for its format and plugins."""
+    import httpx
+
+    body = {"input_prefix": prefix, "input_suffix": suffix, "n_predict": args.max_tokens,
+            "filename": os.path.abspath(args.file)}
+    key = os.environ.get("TRAMONTANE_SERVE_API_KEY", "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        answer = httpx.post(f"{url}/infill", json=body, headers=headers, timeout=120).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise TramontaneError(f"The server at {url} failed: {exc}. Add --no-server to "
+                              "complete in this process.") from exc
+    if "error" in answer:
+        raise TramontaneError(f"The server at {url}: {answer['error'].get('message')}")
+    if args.json:
+        t = answer.get("timings", {})
+        print(json.dumps({
+            "text": answer.get("content", ""), "model": answer.get("model", ""),
+            "server": url, "backend": "server", "prompt_tokens": answer.get("tokens_evaluated"),
+            "cached_tokens": answer.get("tokens_cached"),
+            "generated_tokens": answer.get("tokens_predicted"),
+            "timings": {"first_token_ms": t.get("prompt_ms"),
+                        "tokens_per_s": t.get("predicted_per_second")}}))
+    else:
+        sys.stdout.write(str(answer.get("content", "")))
+    return 0
 
 
 async def _fim_mode(session: CompletionSession) -> str:
@@ -53,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
     ctx.backend_choice = args.backend
     try:
+        if not (args.no_server or args.show_prompt or args.dry_run or args.force) and \
+                args.backend == "llama.cpp":
+            url = running_server(ctx)
+            if url:
+                return _through_server(url, prefix, suffix, args)
         if args.backend in ("ollama", "openai"):
             session = CompletionSession.for_server(ctx, args.model, args.max_tokens)
         else:

@@ -1,0 +1,1 @@
+"""`tramontane serve`: the HTTP face (llama.cpp /infill and the OpenAI API)."""

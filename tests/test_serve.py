@@ -1,0 +1,272 @@
+"""`tramontane serve` as editors and tools use it: requests built as llama.vim and llama.vscode
+build them (curl and axios-shaped JSON), the official `openai` package against /v1, a client
+that disconnects, two clients at once, the key, bad bodies, and the Ollama backend behind
+/infill. The server is the real command, with the real Qwen starter for code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import BIN, tramontane
+from tests.fixtures.ollama_server import OllamaFixture
+from tests.fixtures.openai_server import free_port
+from tests.helpers import write_machine_speed
+
+KEY = "serve-test-key-42"
+QWEN = "qwen2.5-coder-1.5b-instruct"
+CHAT = "smollm2-135m-instruct"
+PREFIX_LINES = ["import math", "", "", "def area(r):", "    \"\"\"The area of a circle.\"\"\""]
+MIDDLE = "    return "
+SUFFIX_LINES = ["", "", "print(area(2.0))"]
+
+
+@dataclass
+class Served:
+    url: str
+    home: Path
+    proc: subprocess.Popen[str]
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {KEY}"}
+
+    def health(self) -> dict[str, object]:
+        return httpx.get(f"{self.url}/health", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "TRAMONTANE_HOME": str(home), "TRAMONTANE_PLUGINS": "",
+            "TRAMONTANE_SERVER": "off", "OLLAMA_MODELS": str(home / "ollama-store"),
+            "HF_HOME": str(home / "hf")}
+
+
+def start(home: Path, *args: str, env: dict[str, str] | None = None) -> Served:
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "tramontane"), "serve", "--port", str(port), *args],
+                            env=env or _env(home), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    served = Served(f"http://127.0.0.1:{port}", home, proc)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the "serving on" line comes once the code model is warm
+    assert "Tramontane is serving on" in line, line + proc.stdout.read()
+    return served
+
+
+def stop(served: Served) -> None:
+    served.proc.send_signal(signal.SIGINT)
+    served.proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def served(qwen_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("serve-home")
+    (home / "data" / "models").mkdir(parents=True)
+    os.link(qwen_file, home / "data" / "models" / qwen_file.name)
+    write_machine_speed(home / "data")
+    s = start(home, "--api-key", KEY, "-m", CHAT, "--code-model", QWEN)
+    yield s
+    stop(s)
+
+
+def vim_request(middle: str = MIDDLE) -> dict[str, object]:
+    """The body llama.vim's s:fim_send builds (autoload/llama.vim): the lines before the
+    cursor's line joined with newlines, the line up to the cursor as `prompt`, the rest."""
+    return {
+        "id_slot": 0,
+        "input_prefix": "\n".join(PREFIX_LINES) + "\n",
+        "input_suffix": "\n" + "\n".join(SUFFIX_LINES) + "\n",
+        "input_extra": [{"text": "PI = 3.14159\n", "time": 1732000000, "filename": "consts.py"}],
+        "prompt": middle,
+        "n_predict": 128,
+        "stop": [],
+        "n_indent": 4,
+        "top_k": 40,
+        "top_p": 0.90,
+        "samplers": ["top_k", "top_p", "infill"],
+        "stream": False,
+        "cache_prompt": True,
+        "t_max_prompt_ms": 500,
+        "t_max_predict_ms": 3000,
+        "response_fields": ["content", "timings/prompt_n", "timings/prompt_ms",
+                            "timings/prompt_per_token_ms", "timings/prompt_per_second",
+                            "timings/predicted_n", "timings/predicted_ms",
+                            "timings/predicted_per_token_ms", "timings/predicted_per_second",
+                            "truncated", "tokens_cached"],
+    }
+
+
+def curl(url: str, body: dict[str, object], key: str = KEY) -> dict[str, object]:
+    """As llama.vim sends it: curl, the JSON on stdin, a Bearer header."""
+    done = subprocess.run(
+        ["curl", "--silent", "--no-buffer", "--request", "POST", "--url", url,
+         "--header", "Content-Type: application/json", "--header", f"Authorization: Bearer {key}",
+         "--data", "@-"], input=json.dumps(body), capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_llama_vim_request(served: Served) -> None:
+    answer = curl(f"{served.url}/infill", vim_request())
+    assert set(answer) <= set(vim_request()["response_fields"])  # type: ignore[arg-type]
+    assert {"content", "timings/prompt_n", "timings/predicted_n", "tokens_cached"} <= set(answer)
+    content = str(answer["content"])
+    assert "r ** 2" in content or "r * r" in content
+    assert content.startswith("PI")  # the input_extra chunk (consts.py) reached the prompt
+    # the warm-up llama.vim sends for its ring chunks: n_predict 0, nothing generated
+    warm = curl(f"{served.url}/infill", vim_request() | {"n_predict": 0})
+    assert warm["content"] == ""
+
+
+def test_llama_vscode_request(served: Served) -> None:
+    """llama.vscode's createRequestPayload (axios JSON): its defaultRequestParams, n_indent,
+    lora, n_cmpl; it reads `content` and `timings`."""
+    body = {"input_prefix": "\n".join(PREFIX_LINES) + "\n", "input_suffix": "\n",
+            "input_extra": [], "prompt": MIDDLE, "n_predict": 64, "top_k": 40, "top_p": 0.99,
+            "stream": False, "samplers": ["top_k", "top_p", "infill"], "cache_prompt": True,
+            "n_indent": 4, "t_max_prompt_ms": 500, "t_max_predict_ms": 2500, "n_cmpl": 1,
+            "lora": [{"id": 0, "scale": 0.5}], "model": QWEN}
+    r = httpx.post(f"{served.url}/infill", json=body, headers=served.headers(), timeout=120)
+    assert r.status_code == 200
+    data = r.json()
+    assert data["content"].strip() and data["timings"]["predicted_n"] > 0
+    assert {"prompt_ms", "predicted_ms", "predicted_per_second"} <= set(data["timings"])
+
+
+def test_openai_package_chat_completions_and_fim(served: Served) -> None:
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY)
+    assert [m.id for m in client.models.list().data] == [CHAT, QWEN]
+    reply = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8,
+        temperature=0)
+    assert reply.choices[0].message.content and reply.usage and reply.usage.completion_tokens
+    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8,
+        temperature=0, stream=True) if c.choices]
+    assert "".join(pieces).strip()
+    fim = client.completions.create(model=QWEN, prompt="def add(a, b):\n    return ",
+                                    suffix="\n\nprint(add(1, 2))\n", max_tokens=8,
+                                    temperature=0)
+    assert fim.choices[0].text.strip().startswith("a + b")
+    history = served.home / "data" / "history.db"
+    assert not history.exists() or "Name a colour" not in history.read_bytes().decode(
+        errors="ignore")  # API chats stay out of the history by default
+
+
+def test_disconnect_frees_the_worker_at_once(served: Served) -> None:
+    """A client that goes mid-generation (llama.vim kills curl on each keystroke): the next
+    request runs at once, not after the abandoned one's 400 tokens."""
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "Tell a long story."}],
+            "max_tokens": 400, "stream": True, "temperature": 0}
+    with httpx.Client(timeout=60, headers=served.headers()) as client:
+        with client.stream("POST", f"{served.url}/v1/chat/completions", json=body) as r:
+            for line in r.iter_lines():
+                if '"content": "' in line and '"content": ""' not in line:
+                    break  # generating now
+        gone = time.perf_counter()
+        quick = client.post(f"{served.url}/v1/chat/completions", json={
+            "model": CHAT, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
+        waited = time.perf_counter() - gone
+    assert quick.status_code == 200
+    ttft = quick.json()["timings"]["prompt_ms"] / 1000
+    # the quick one's own prompt, plus the cancel, not 400 tokens (about 3 s for SmolLM2)
+    assert waited - ttft < 0.1 + 0.15, (waited, ttft)
+
+
+def test_two_clients_at_once(served: Served) -> None:
+    results: list[str] = []
+
+    def ask(word: str) -> None:
+        client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY)
+        r = client.chat.completions.create(model=CHAT, max_tokens=6, temperature=0,
+                                           messages=[{"role": "user", "content": word}])
+        results.append(r.choices[0].message.content or "")
+
+    threads = [threading.Thread(target=ask, args=(w,)) for w in ("Hello", "Bonjour")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2 and all(results)
+
+
+def test_key_size_and_bad_bodies(served: Served) -> None:
+    url = f"{served.url}/v1/chat/completions"
+    assert httpx.get(f"{served.url}/health").json()["server"] == "tramontane"  # no key needed
+    none = httpx.post(url, json={"messages": []})
+    assert none.status_code == 401 and none.json()["error"]["type"] == "authentication_error"
+    assert httpx.post(url, json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    h = served.headers()
+    big = httpx.post(f"{served.url}/infill", content=b"{" + b" " * (9 * 2**20) + b"}",
+                     headers=h)
+    assert big.status_code == 413
+    bad = httpx.post(url, content=b"{not json", headers=h)
+    assert bad.status_code == 400 and "not JSON" in bad.json()["error"]["message"]
+    wrong = httpx.post(f"{served.url}/infill", json={"input_prefix": 5}, headers=h)
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "input_prefix"
+    roles = httpx.post(url, json={"messages": [{"role": "robot", "content": "x"}]}, headers=h)
+    assert roles.json()["error"]["param"] == "messages[0].role"
+    temp = httpx.post(url, json={"messages": [{"role": "user", "content": "x"}],
+                                 "temperature": "hot"}, headers=h)
+    assert temp.status_code == 400 and temp.json()["error"]["param"] == "temperature"
+    assert served.health()["status"] == "ok"  # and the server is still there
+
+
+def test_complete_uses_the_warm_server(served: Served, home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "add.py"
+    source.write_text("def add(a, b):\n    return \n\n\nprint(add(1, 2))\n", encoding="utf-8")
+    env = {"TRAMONTANE_SERVER": served.url, "TRAMONTANE_SERVE_API_KEY": KEY}
+    t0 = time.perf_counter()
+    out = tramontane("complete", str(source), "--line", "2", "--col", "12", "--json", env=env)
+    elapsed = time.perf_counter() - t0
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["server"] == served.url and data["text"].strip().startswith("a + b")
+    assert elapsed < 10  # the figure (<= 1 s) is bench/serve_latency.py's
+
+
+def test_non_loopback_needs_a_key(home: Path) -> None:
+    out = tramontane("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert out.returncode == 2 and "--api-key" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ollama_backend_behind_infill(smollm2: Path, home: Path) -> None:
+    """/infill on `--backend ollama`: the request goes to the Ollama server's /api/generate
+    (raw, our FIM prompt, as its template has no suffix)."""
+    with OllamaFixture({"smollm2:135m": smollm2}) as ollama:
+        env = _env(home) | {"OLLAMA_HOST": ollama.host}
+        write_machine_speed(home / "data")
+        s = start(home, "--backend", "ollama", "-m", "smollm2:135m", "--code-model",
+                  "smollm2:135m", env=env)
+        try:
+            r = httpx.post(f"{s.url}/infill", json=vim_request() | {"n_predict": 8}, timeout=60)
+            assert r.status_code == 200, r.text
+            assert "content" in r.json()
+            assert any(path == "/api/generate" for path, _ in ollama.requests)
+        finally:
+            stop(s)
+
+
+def test_infill_client_killed_mid_generation(served: Served) -> None:
+    """llama.vim's curl killed while /infill generates: the worker is free for the next one."""
+    h = served.headers()
+    long = vim_request() | {"n_predict": 400, "t_max_predict_ms": 60000, "input_extra": [],
+                            "prompt": "    # a long comment about circles:"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{served.url}/infill", json=long, headers=h, timeout=1.5)
+    gone = time.perf_counter()
+    quick = httpx.post(f"{served.url}/infill", json=vim_request() | {"n_predict": 1},
+                       headers=h, timeout=60)
+    waited = time.perf_counter() - gone
+    assert quick.status_code == 200
+    own = (quick.json()["timings/prompt_ms"] + quick.json()["timings/predicted_ms"]) / 1000
+    assert waited - own < 0.25, (waited, own)  # not the 400 tokens (about 12 s for Qwen)
