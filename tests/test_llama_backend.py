@@ -132,3 +132,16 @@ async def test_complete_continues_the_prefix(backend: LlamaBackend) -> None:
     events = await collect(backend.complete("def add(a, b):\n    return", "", GREEDY))
     assert isinstance(events[-1], Done)
     assert text_of(events)
+
+
+async def test_time_cap_counts_decoding_only(backend: LlamaBackend) -> None:
+    """max_time_ms is llama.cpp's t_max_predict_ms: it stops decoding that long after the
+    first token, whatever the prompt took (a long prompt still gets its suggestion)."""
+    params = Params(temperature=0.0, max_tokens=400, context_length=512, seed=1,
+                    max_time_ms=60)
+    long_question = [Message("user", "Tell a long story. " + "Rivers and seas. " * 60)]
+    events = await collect(backend.chat(long_question, params))
+    done = events[-1]
+    assert isinstance(done, Done) and done.stats.stop_reason == "time"
+    assert 1 < done.stats.generated_tokens < 400
+

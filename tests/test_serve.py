@@ -270,3 +270,57 @@ def test_infill_client_killed_mid_generation(served: Served) -> None:
     assert quick.status_code == 200
     own = (quick.json()["timings/prompt_ms"] + quick.json()["timings/predicted_ms"]) / 1000
     assert waited - own < 0.25, (waited, own)  # not the 400 tokens (about 12 s for Qwen)
+
+
+async def test_app_starts_and_stops_the_server(home: Path) -> None:
+    """F9 in the app: the server answers at the address the status line shows; F9 again
+    stops it."""
+    from app.ui.tui.app import TramontaneApp
+    from tests.fixtures.scripted import ScriptedBackend
+    from tests.ui_helpers import make_app, wait_until
+
+    port = free_port()
+    config = home / "config" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"[serve]\nport = {port}\n", encoding="utf-8")
+    app: TramontaneApp = make_app(ScriptedBackend())
+    async with app.run_test() as pilot:
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: app.server.running)
+        url = f"http://127.0.0.1:{port}"
+        assert f"serving {url}" in str(app.query_one("#status").render())
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):  # until uvicorn has bound the socket
+                try:
+                    health = (await client.get(f"{url}/health")).json()
+                    break
+                except httpx.ConnectError:
+                    await pilot.pause(0.02)
+            assert health["server"] == "tramontane"
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: not app.server.running)
+        assert "serving" not in str(app.query_one("#status").render())
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"{url}/health")
+
+
+async def test_api_chats_saved_only_when_asked(home: Path) -> None:
+    from app.engine.backend import Message, Params
+    from app.session.context import AppContext
+    from app.session.serving import ServeSession
+    from tests.fixtures.scripted import ScriptedBackend
+
+    ctx = AppContext()
+    serve = ServeSession.start(ctx)
+    serve.chat_backend = ScriptedBackend(replies=["Blue."])
+    question = [Message("system", "Be brief."), Message("user", "Name a colour.")]
+    assert [e async for e in serve.chat(question, Params())]
+    assert ctx.store.chats() == []  # the default: nothing kept
+    serve.save_chats = True
+    assert [e async for e in serve.chat(question, Params())]
+    (chat,) = ctx.store.chats()
+    assert chat.title == "Name a colour." and chat.system_prompt == "Be brief."
+    assert [(m.role, m.content, m.state) for m in ctx.store.messages(chat.id)] == [
+        ("user", "Name a colour.", "complete"), ("assistant", "Blue.", "complete")]
+    ctx.close()

@@ -35,7 +35,8 @@ class Params:
     threads: int = 0
     gpu_layers: int = -1  # layers offloaded to the GPU; -1 = as the fit verdict plans (ModelRef)
     ignore_eos: bool = False  # benchmarks: always generate max_tokens
-    max_time_ms: int = 0  # stop generating after this long (0: no limit), as t_max_predict_ms
+    max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit), as
+    # llama.cpp's t_max_predict_ms (the prompt's own time does not count)
     # FIM: keep and move the KV of the unchanged text after the cursor (engine/llama/reuse.py).
     # Off: with it on, bench/fim_quality.py --reuse-both shows answers that miss the last edit
     # (pass@1 0.45 against 0.825), a bug still to find, so it is not used until it is fixed.

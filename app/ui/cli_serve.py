@@ -31,13 +31,13 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def settings(ctx: AppContext, args: argparse.Namespace) -> tuple[str, int, str]:
+def settings(ctx: AppContext, host: str | None = None, port: int | None = None,
+             key: str | None = None) -> tuple[str, int, str]:
     """Host, port and key from the flags, then [serve], then the environment. Any address
     but this machine's own needs a key: the models and the history are the user's."""
-    host = args.host or str(ctx.cfg.get("serve", "host") or "127.0.0.1")
-    port = args.port or int(ctx.cfg.get("serve", "port") or 8012)
-    key = args.api_key or str(ctx.cfg.get("serve", "api_key") or "") or \
-        os.environ.get(KEY_VARIABLE, "")
+    host = host or str(ctx.cfg.get("serve", "host") or "127.0.0.1")
+    port = port or int(ctx.cfg.get("serve", "port") or 8012)
+    key = key or str(ctx.cfg.get("serve", "api_key") or "") or os.environ.get(KEY_VARIABLE, "")
     if host not in LOOPBACK - {"0.0.0.0"} and not key:
         raise UsageError(f"Serving on {host} lets other machines use your models: give "
                          f"--api-key KEY (or {KEY_VARIABLE}), or serve on 127.0.0.1.")
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
     ctx.backend_choice = args.backend
     try:
-        host, port, key = settings(ctx, args)
+        host, port, key = settings(ctx, args.host, args.port, args.api_key)
     except UsageError as exc:
         print(f"tramontane: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,11 @@ from app.engine.llama.stops import StopScanner
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
 # app per batch instead of per token leaves the CPU to llama.cpp's threads.
 SEND_EVERY_S = 0.05
+# The prompt is evaluated this many tokens at a time, with a look at the pipe between: a
+# cancel (an editor's next keystroke) is then answered within one chunk (about 1.4 s for a
+# 1.5B model on 2 cores; smaller chunks cost more: 32 made a warm suggestion 20 % slower)
+# instead of after the whole prompt, and the worker is not killed.
+PROMPT_CHUNK = 128
 
 
 def _redirect_stderr(log_path: str | None) -> None:
@@ -132,6 +137,12 @@ class Worker:
         reused = self.reuse.prepare(llm, llama_cpp, tokens) if opts.get("cache_reuse") else 0
         cached = reused or common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         cached = min(cached, len(tokens) - 1)
+        if not self._evaluate(req, llm, tokens, cached):
+            self.reuse.forget()
+            self.conn.send(("done", req, {"prompt_tokens": len(tokens), "cached_tokens": cached,
+                                          "stop_reason": "cancelled",
+                                          "total_ms": (time.perf_counter() - t0) * 1000}))
+            return
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
         max_tokens = int(opts.get("max_tokens", 512))
@@ -170,7 +181,7 @@ class Worker:
                 if len(tokens) + generated >= n_ctx:
                     reason = "context"
                     break
-                if budget_s and t_last - t0 > budget_s:
+                if budget_s and t_last - t_first > budget_s:  # as t_max_predict_ms: decoding
                     reason = "time"
                     break
                 if self.conn.poll() and self._cancelled(req):
@@ -198,6 +209,18 @@ class Worker:
             "stop_reason": reason,
         }
         self.conn.send(("done", req, stats))
+
+    def _evaluate(self, req: int, llm: Any, tokens: list[int], cached: int) -> bool:
+        """Evaluate the prompt after the `cached` tokens (all but its last token, which
+        `generate` evaluates for the first logits) in chunks, polling for a cancel between
+        them. False when cancelled."""
+        llm.n_tokens = cached
+        pending = tokens[cached:-1]
+        for i in range(0, len(pending), PROMPT_CHUNK):
+            if i and self.conn.poll() and self._cancelled(req):
+                return False
+            llm.eval(pending[i:i + PROMPT_CHUNK])
+        return True
 
     def _cancelled(self, req: int) -> bool:
         msg = self.conn.recv()

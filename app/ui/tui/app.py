@@ -25,12 +25,14 @@ from app.errors import TramontaneError
 from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
 from app.session.slash import ChatPrompt
+from app.ui.cli_serve import UsageError
 from app.ui.tui.chat_actions import ChatActions
 from app.ui.tui.code_screen import CodeScreen, OpenFileRequested
 from app.ui.tui.conversation import Conversation
 from app.ui.tui.dialogs import ConfirmDialog, ModelPicker
 from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
+from app.ui.tui.serving import AppServer
 from app.ui.tui.sidebar import ChatList
 
 _CHAT_ACTIONS = {"stop", "models", "open_code", "new_chat", "regenerate", "edit_last", "rename",
@@ -54,6 +56,7 @@ class TramontaneApp(ChatActions):
         Binding("f8", "delete", "Delete chat", priority=True),
         Binding("ctrl+f", "search", "Search", priority=True),
         Binding("ctrl+y", "copy_reply", "Copy reply", priority=True),
+        Binding("f9", "toggle_server", "Serve", priority=True),
     ]
 
     def __init__(self, library: ChatLibrary, chat_id: int | None = None,
@@ -63,6 +66,7 @@ class TramontaneApp(ChatActions):
         self.open_file = open_file
         self._code_backend = code_backend
         self.session: ChatSession | None = None
+        self.server = AppServer(library.ctx)
         self.start_chat = chat_id
         self.editing = False
         self.hinting = False
@@ -136,7 +140,24 @@ class TramontaneApp(ChatActions):
             text = f"{model} · {self.library.backend.name} · new chat"
         else:
             text = f"{s.model.name} · {self.library.backend.name} · {self.last_stats or 'ready'}"
+        if self.server.running:
+            text += f" · serving {self.server.url}"
         self.query_one("#status", Label).update(text)
+
+    async def action_toggle_server(self) -> None:
+        """F9: serve /infill and /v1 from this app's models (editors, OpenAI clients)."""
+        if self.server.running:
+            await self.server.stop()
+            self.notify("The server is stopped.")
+        else:
+            try:
+                url = self.server.start()
+            except (TramontaneError, UsageError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"Serving on {url}: /infill for llama.vim and llama.vscode, /v1 for "
+                        "OpenAI clients. F9 stops it.")
+        self._update_status()
 
     async def open_chat(self, chat_id: int) -> None:
         if self.busy:
@@ -396,6 +417,8 @@ class TramontaneApp(ChatActions):
             self.notify(f"The reply failed: {event.worker.error}", severity="error")
 
     async def on_unmount(self) -> None:
+        if self.server.running:
+            await self.server.stop()
         await self.library.backend.unload()
         if self._code_backend is not None:
             await self._code_backend.unload()

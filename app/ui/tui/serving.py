@@ -1,0 +1,53 @@
+"""The server started from the app (F9): the same routes as `tramontane serve`, in the app's
+own event loop, sharing its code worker, so a suggestion in the code pane and one for an
+editor never load the model twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from app.session.context import AppContext
+from app.session.serving import ServeSession
+
+
+class AppServer:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.url = ""
+        self._server: object | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._serve: ServeSession | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> str:
+        """Listen on [serve] host and port (checked as `tramontane serve` checks them);
+        the address, or a TramontaneError / UsageError saying why not."""
+        import uvicorn
+
+        from app.ui.cli_serve import settings
+        from app.ui.serve.routes import Server
+
+        host, port, key = settings(self.ctx)
+        self._serve = ServeSession.start(self.ctx)
+        app = Server(self._serve, key).app()
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                               lifespan="off", timeout_graceful_shutdown=1))
+        # the app owns the terminal's signals: the server must not take Ctrl+C or SIGTERM
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
+        self._server = server
+        self._task = asyncio.ensure_future(server.serve())
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True  # type: ignore[attr-defined]
+            await self._task
+        if self._serve is not None and self._serve.chat_backend is not self.ctx.backend:
+            await self._serve.chat_backend.unload()
+        self._server = self._task = self._serve = None
+        self.url = ""
