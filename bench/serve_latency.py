@@ -151,15 +151,24 @@ def main() -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     (lp50, lp90), (sp50, sp90) = percentiles(local), percentiles(served)
-    rows = [{"path": "in-process (code pane)", "p50_ms": lp50, "p90_ms": lp90},
-            {"path": "tramontane serve /infill", "p50_ms": sp50, "p90_ms": sp90}]
+    # most keystrokes type the start of the last suggestion and are answered from the cache
+    # (no model); the rest reach the model: both are shown
+    lm = statistics.median([t for t in local if t > 50] or [0])
+    sm = statistics.median([t for t in served if t > 50] or [0])
+    rows = [{"path": "in-process (code pane)", "p50_ms": lp50, "p90_ms": lp90,
+             "model_p50_ms": lm, "from_model": sum(t > 50 for t in local)},
+            {"path": "tramontane serve /infill", "p50_ms": sp50, "p90_ms": sp90,
+             "model_p50_ms": sm, "from_model": sum(t > 50 for t in served)}]
     print(table(rows))
     print(table([typed | {"complete_call_ms": complete_ms}]))
-    ok = sp50 <= 1.1 * lp50 and sp90 <= 1.1 * lp90 and complete_ms <= 1000
-    print(f"{name}: server p50 {sp50:.0f} ms vs {lp50:.0f} ms in-process (+{sp50 / lp50 - 1:.0%}),"
-          f" p90 {sp90:.0f} vs {lp90:.0f} ms; `complete` against the warm server "
+    # within 10 %, or within 5 ms where the figure is a cache answer of a millisecond or less
+    ok = sp50 <= max(1.1 * lp50, lp50 + 5) and sp90 <= 1.1 * lp90 and sm <= 1.1 * lm and \
+        complete_ms <= 1000
+    print(f"{name}: server p50 {sp50:.1f} ms vs {lp50:.1f} ms in-process, p90 {sp90:.0f} vs "
+          f"{lp90:.0f} ms, from the model {sm:.0f} vs {lm:.0f} ms; `complete` against the warm server "
           f"{complete_ms:.0f} ms (<= 1000): {'met' if ok else 'NOT met'}")
     result = {"model": name, "in_process": local, "served": served, "typing": typed,
+              "model_p50": [lm, sm],
               "complete_call_ms": complete_ms, "p50": [lp50, sp50], "p90": [lp90, sp90],
               "pass": ok}
     print(f"wrote {write('serve_latency', result)}")
