@@ -56,10 +56,10 @@ async def test_ghost_text_after_a_pause_and_tab_accepts(tmp_path: Path) -> None:
         await pilot.press("s")
         await wait_until(pilot, lambda: editor.pending == " += x", what="the ghost text")
         assert editor.suggestion == " += x"
-        assert backend.fim_calls[-1][0].endswith("        s")
+        assert backend.fim_calls[0][0].endswith("        s")
         await pilot.press("tab")
         assert editor.text.splitlines()[3] == "        s += x"
-        assert editor.pending == ""
+        assert editor.pending in ("", " += x")  # the next one may be ready already
 
 
 async def test_typing_the_suggestion_keeps_the_rest_and_word_accept(tmp_path: Path) -> None:
@@ -175,3 +175,45 @@ async def test_files_opened_in_the_same_repository_feed_the_completion(
         assert "# prices.py\n# TAX = 0.2" in request and "def with_tax" in request
         assert "# calc.py" not in request  # the file being completed is not repeated
         assert editor.text == SOURCE
+
+
+async def test_multi_line_ghost_text_shows_every_line(tmp_path: Path) -> None:
+    """All of what Tab inserts shows, dimmed: the first line after the cursor, the others as
+    lines under it that push the code below down; Tab inserts exactly that."""
+    path = tmp_path / "calc.py"
+    path.write_text(SOURCE)
+    backend = FimBackend("s += x\n        if s > 10:\n            break")
+    app = _app(path, backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _open(pilot, path)
+        await pilot.press("ctrl+space")
+        await wait_until(pilot, lambda: bool(editor.pending))
+        assert editor.suggestion == "s += x"
+        screen_text = [editor.render_line(y).text for y in range(7)]
+        assert screen_text[4].strip() == "if s > 10:" and screen_text[5].strip() == "break"
+        assert screen_text[6].strip().endswith("return s")  # pushed down by two lines
+        await pilot.press("tab")
+        assert editor.text.splitlines()[3:6] == ["        s += x", "        if s > 10:",
+                                                 "            break"]
+        await pilot.press("escape")  # the next suggestion (ready at once) is dismissed
+        assert editor.pending == ""
+        assert "return s" in editor.render_line(6).text  # no ghost lines any more
+
+
+async def test_next_suggestion_is_ready_after_tab(tmp_path: Path) -> None:
+    """After a suggestion shows, the one after accepting it is asked for at once; Tab then
+    shows it from the cache."""
+    path = tmp_path / "calc.py"
+    path.write_text(SOURCE)
+    backend = FimBackend(" += x")
+    app = _app(path, backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _open(pilot, path)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: editor.pending == " += x")
+        await wait_until(pilot, lambda: len(backend.fim_calls) == 2, what="the speculation")
+        assert backend.fim_calls[1][0].endswith("        s += x")
+        await pilot.press("tab")
+        await wait_until(pilot, lambda: editor.pending == " += x")  # the cached next one
+        assert "from cache" in str(app.screen.query_one("#code-status").render())
+        assert backend.fim_calls[2][0].endswith("s += x += x")  # and the one after that

@@ -199,6 +199,19 @@ class CompletionSession:
                         raise TramontaneError(message)
         return raw, stats
 
+    async def speculate(self, prefix: str, suffix: str, suggestion: str,
+                        path: str = "") -> None:
+        """The suggestion that will follow accepting `suggestion`, computed now and kept in
+        the cache (as llama.vim does): Tab, then the next suggestion is at once. The last
+        suggestion stays the one typing-ahead matches against."""
+        if not suggestion or self.cached(prefix + suggestion, suffix) is not None:
+            return
+        last = self._last
+        try:
+            await self.complete(prefix + suggestion, suffix, path)
+        finally:
+            self._last = last
+
     async def complete(self, prefix: str, suffix: str, path: str = "",
                        params: Params | None = None,
                        extra: Sequence[ContextChunk] = ()) -> Completion:

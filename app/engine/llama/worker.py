@@ -137,7 +137,8 @@ class Worker:
         reused = self.reuse.prepare(llm, llama_cpp, tokens) if opts.get("cache_reuse") else 0
         cached = reused or common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         cached = min(cached, len(tokens) - 1)
-        if not self._evaluate(req, llm, tokens, cached):
+        # with reuse, the cache already holds all but the last token (head, new middle, tail)
+        if not self._evaluate(req, llm, tokens, llm.n_tokens if reused else cached):
             self.reuse.forget()
             self.conn.send(("done", req, {"prompt_tokens": len(tokens), "cached_tokens": cached,
                                           "stop_reason": "cancelled",

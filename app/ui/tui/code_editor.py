@@ -1,8 +1,10 @@
 """The code editor: Textual's TextArea with ghost-text suggestions.
 
-A suggestion shows dimmed at the cursor (its first line, with a mark when it has more); Tab
-accepts it all, Ctrl+Down one line, Ctrl+Right one word, Esc dismisses it, and typing what it
-starts with keeps the rest."""
+A suggestion shows dimmed at the cursor, all of it: its first line after the cursor (Textual's
+own `suggestion`), its other lines as dimmed lines under the cursor's line that push the code
+below them down until the suggestion is accepted or dismissed. Tab accepts it all, Ctrl+Down
+one line, Ctrl+Right one word, Esc dismisses it, and typing what it starts with keeps the
+rest."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import re
 from typing import Any
 
 from textual import events
+from rich.segment import Segment
 from textual.binding import Binding
+from textual.strip import Strip
 from textual.widgets import TextArea
 from textual.widgets.text_area import Edit, EditResult
 
@@ -22,11 +26,10 @@ LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "javascript", ".rs": "
              ".sql": "sql", ".xml": "xml", ".c": "c", ".h": "c", ".cpp": "cpp", ".rb": "ruby"}
 
 
-def display(pending: str) -> str:
+def split_suggestion(pending: str) -> tuple[str, list[str]]:
+    """The part shown after the cursor, and the whole lines shown under it."""
     first, _, rest = pending.partition("\n")
-    if not rest.strip():
-        return first
-    return f"{first} ⏎ +{rest.count(chr(10)) + 1} lines"
+    return first, rest.split("\n") if rest else []
 
 
 class CodeEditor(TextArea):
@@ -41,6 +44,7 @@ class CodeEditor(TextArea):
         super().__init__(text, language=language, show_line_numbers=True, tab_behavior="indent",
                          soft_wrap=False, **kwargs)
         self.pending = ""
+        self.ghost_lines: list[str] = []
 
     async def _on_key(self, event: events.Key) -> None:
         # TextArea would indent on Tab, and on Esc move the focus away, before any binding
@@ -54,7 +58,29 @@ class CodeEditor(TextArea):
 
     def offer(self, suggestion: str) -> None:
         self.pending = suggestion
-        self.suggestion = display(suggestion)
+        first, self.ghost_lines = split_suggestion(suggestion)
+        if "\n" in suggestion and not self.ghost_lines[-1]:
+            self.ghost_lines = self.ghost_lines[:-1] or [""]  # a final line break: an empty line
+        self.suggestion = first
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        """The editor's lines, with the suggestion's other lines under the cursor's line."""
+        ghost = self.ghost_lines if self.pending and self.has_focus else []
+        if not ghost or self.soft_wrap:
+            return super().render_line(y)
+        scroll_x, scroll_y = self.scroll_offset
+        below = self.cursor_location[0] - scroll_y  # the screen row of the cursor's line
+        if y <= below:
+            return super().render_line(y)
+        if y > below + len(ghost):
+            return super().render_line(y - len(ghost))
+        text = ghost[y - below - 1].expandtabs(self.indent_width)[scroll_x:]
+        style = self.get_component_rich_style("text-area--suggestion")
+        base = self.rich_style
+        width = self.size.width
+        return Strip([Segment(" " * self.gutter_width, base), Segment(text, base + style)]
+                     ).adjust_cell_length(width, base)
 
     def edit(self, edit: Edit) -> EditResult:
         left = self.pending[len(edit.text):] if self.pending.startswith(edit.text) and \

@@ -131,7 +131,10 @@ class CodeScreen(Screen[None]):
         if self._timer is not None:
             self._timer.stop()
         if self.auto_suggest and self.editor.text != self.saved_text and not self.editor.pending:
-            self._timer = self.set_timer(self.debounce_s, self.action_suggest)
+            if self.session.cached(*self.editor.prefix_suffix) is not None:
+                self.action_suggest()  # known already (the one after an accepted suggestion)
+            else:
+                self._timer = self.set_timer(self.debounce_s, self.action_suggest)
         if self._recovery_timer is not None:
             self._recovery_timer.stop()
         self._recovery_timer = self.set_timer(RECOVERY_DELAY_S, self.keep_recovery_copy)
@@ -169,6 +172,11 @@ class CodeScreen(Screen[None]):
         detail = "from cache" if result.source == "cache" else (
             f"{result.elapsed_ms:.0f} ms, {s.prompt_tokens - s.cached_tokens} new prompt tokens")
         self.status(f"suggestion ({detail})" if result.text else "no suggestion")
+        # meanwhile, the one after accepting it (a keystroke's next request cancels this)
+        try:
+            await self.session.speculate(prefix, suffix, result.text, str(self.path.resolve()))
+        except TramontaneError:
+            pass  # only a head start: the real request will say what is wrong
 
     # -- saving ----------------------------------------------------------------------------------
 
