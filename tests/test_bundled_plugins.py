@@ -161,3 +161,26 @@ def test_complete_sees_a_changed_file_of_the_same_repository(tmp_path: Path) -> 
     assert pinned.stdout.endswith("total = ")
     off = tramontane(*args, env={"TRAMONTANE_PLUGINS": ""})
     assert "scale_price" not in off.stdout
+
+
+async def test_file_too_big_for_the_context_is_not_attached(chat, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """90 kB of text is about 30,000 tokens: more than a 4,096-token chat holds. It is not
+    attached (the typed line stays), and nothing is sent."""
+    (tmp_path / "log.txt").write_text("a line of log text\n" * 5000)
+    prepared = await ask(chat, "/file log.txt What went wrong?")
+    assert prepared.content is None and prepared.refused
+    assert "more than this chat has room for" in prepared.notices[-1]
+    assert "4,096-token context" in prepared.notices[-1]
+    assert not chat[2].requests and not chat[1].attachments
+
+
+async def test_a_chat_recovers_from_an_over_long_message(chat) -> None:  # type: ignore[no-untyped-def]
+    """A message saved before the check (or pasted) that is bigger than the context does not
+    make every later message fail: the next request sends the recent turns that fit."""
+    _, session, backend = chat
+    session.store.add_message(session.chat_id, "user", "word " * 40_000)
+    session.store.add_message(session.chat_id, "assistant", "That is long.")
+    async for _ in session.send("Hello again"):
+        pass
+    sent = backend.requests[-1][0]
+    assert [m.content for m in sent] == ["Hello again"] and session.left_out == 2

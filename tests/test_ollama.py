@@ -3,6 +3,8 @@ way a server can fail, each ending in a clear message with the history intact.""
 
 from __future__ import annotations
 
+import time
+
 import json
 import socket
 from contextlib import aclosing
@@ -113,7 +115,8 @@ async def test_model_not_pulled_offers_to_pull(server: OllamaFixture) -> None:
 
 @pytest.mark.parametrize(("mode", "words"), [
     ("error_mid", "GGML_ASSERT"), ("die", "broke mid-reply"), ("bad_line", "not JSON"),
-    ("stall", "sent nothing in time"),
+    ("stall", "sent nothing in time"), ("bad_shape", "shape Tramontane cannot read"),
+    ("stall_mid", "raise [ollama] read_timeout"),
 ])
 async def test_failures_mid_stream_keep_the_partial_reply(server: OllamaFixture, tmp_path: Path,
                                                         mode: str, words: str) -> None:
@@ -131,6 +134,14 @@ async def test_failures_mid_stream_keep_the_partial_reply(server: OllamaFixture,
     assert reply.content == streamed
     if mode != "stall":
         assert streamed  # two tokens arrived before the failure, and they are kept
+
+
+async def test_unload_at_exit_does_not_wait_on_a_hung_server(server: OllamaFixture) -> None:
+    b = await backend_for(server)
+    server.mode = "hang_unload"
+    t0 = time.perf_counter()
+    await b.unload()
+    assert time.perf_counter() - t0 < 3.0  # not the 60 s read timeout
 
 
 def test_cli_chat_through_ollama(server: OllamaFixture, home: Path) -> None:

@@ -135,3 +135,21 @@ def test_stop_scanner_releases_false_alarm() -> None:
     assert scan.feed("a </") == "a "
     assert scan.feed("b>") == "</b>"
     assert scan.flush() == ""
+
+
+@pytest.mark.parametrize(("template", "words"), [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "ran for over 2 s"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "calls itself without end"),
+])
+def test_hostile_templates_are_bounded(template: str, words: str) -> None:
+    """A chat template is a program from the model file: a loop in a loop and endless
+    recursion each end in one clear error, within the time limit."""
+    import time
+
+    from app.errors import BackendError
+
+    t0 = time.monotonic()
+    with pytest.raises(BackendError, match=words):
+        chat.from_template(template, CONVERSATIONS[0])
+    assert time.monotonic() - t0 < chat.RENDER_LIMIT_S + 1.5

@@ -30,6 +30,13 @@ from app.store.history import Chat, ChatStore, title_from
 SAVE_EVERY_S = 0.5
 
 
+CHARS_PER_TOKEN = 3  # a cautious estimate (code and English run 3.5 to 4 with these vocabularies)
+TEMPLATE_TOKENS = 64  # the chat template's own tokens around the turns
+
+
+def token_estimate(text: str) -> int:
+    return len(text) // CHARS_PER_TOKEN + 8
+
 class ChatSession:
     def __init__(self, store: ChatStore, backend: Backend, chat: Chat, model: ModelRef,
                  params: Params, plugins: PluginHost | None = None) -> None:
@@ -40,6 +47,7 @@ class ChatSession:
         self.params = params
         self.plugins = plugins
         self.attachments: list[Attachment] = []  # from slash commands, sent with the next message
+        self.left_out = 0  # older messages the last request could not fit
 
     @property
     def chat_id(self) -> int:
@@ -57,6 +65,32 @@ class ChatSession:
             if msg.role in ("user", "assistant") and (msg.content or msg.role == "user"):
                 out.append(Message(msg.role, msg.content))  # type: ignore[arg-type]
         return out
+
+    def fit(self, messages: list[Message]) -> list[Message]:
+        """The system prompt and as many of the latest turns as the context holds with room
+        for the reply (an estimate: CHARS_PER_TOKEN): a chat whose history outgrew the context,
+        or that holds one over-long message, goes on with its recent turns. `left_out` says
+        how many older messages were not sent."""
+        budget = self.params.context_length - self.params.max_tokens - TEMPLATE_TOKENS
+        system = messages[:1] if messages and messages[0].role == "system" else []
+        turns = messages[len(system):]
+        used = sum(token_estimate(m.content) for m in system)
+        kept: list[Message] = []
+        for m in reversed(turns):
+            cost = token_estimate(m.content)
+            if kept and used + cost > budget:
+                break
+            kept.append(m)
+            used += cost
+        kept.reverse()
+        while len(kept) > 1 and kept[0].role != "user":  # a conversation starts with a question
+            kept.pop(0)
+        self.left_out = len(turns) - len(kept)
+        return system + kept
+
+    def room(self) -> int:
+        """Tokens an attachment may take in this chat: the context but the reply's room."""
+        return self.params.context_length - self.params.max_tokens - TEMPLATE_TOKENS
 
     async def load(self) -> None:
         await self.backend.load(self.model, self.params)
@@ -116,7 +150,7 @@ class ChatSession:
     async def _reply(self, replaces: frozenset[int] = frozenset()) -> AsyncGenerator[Event, None]:
         """Stream a reply to the history; once it is complete, the messages `replaces` names
         (an old turn) are deleted, and not before."""
-        messages = self.history(leave_out=replaces)
+        messages = self.fit(self.history(leave_out=replaces))
         reply_id = self.store.add_message(self.chat.id, "assistant", "", state="partial")
         saver = _Autosave(self.store, reply_id)
         finished = False

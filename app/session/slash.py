@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from app.plugins.hookspecs import Attachment, SlashCommand
 from app.plugins.manager import PluginHost
-from app.session.chat import ChatSession
+from app.session.chat import ChatSession, token_estimate
 
 SLASH_TIMEOUT_S = 10.0
 CONTEXT_TIMEOUT_S = 5.0
@@ -99,7 +99,11 @@ class ChatPrompt:
             out.notices += ctx.notices
             if ctx.system_prompt is not None:
                 session.set_system_prompt(ctx.system_prompt)
-            session.attachments += ctx.attached
+            fitting = _within_context(ctx.attached, session, out.notices)
+            if len(fitting) < len(ctx.attached) and not fitting:
+                out.refused = True  # the typed line goes back to the box
+                return out
+            session.attachments += fitting
             text = rest if isinstance(rest, str) else ""
             if not text.strip():
                 if session.attachments:
@@ -117,3 +121,23 @@ class ChatPrompt:
         out.content = with_attachments(text, attachments)
         out.question = text
         return out
+
+
+def _within_context(attached: list[Attachment], session: ChatSession,
+                    notices: list[str]) -> list[Attachment]:
+    """The attachments this chat's context can take with what is already attached; each
+    other one is left out with a line saying how big it is against what the chat holds."""
+    room = session.room() - sum(token_estimate(a.text) for a in session.attachments)
+    kept = []
+    for a in attached:
+        need = token_estimate(a.text)
+        if need > room:
+            notices.append(
+                f"{a.label} is about {need:,} tokens, more than this chat has room for "
+                f"({max(room, 0):,} of its {session.params.context_length:,}-token context, "
+                "with room for the reply), so it was not attached. Attach a part of it, or "
+                "raise the context length (F3, or --ctx).")
+            continue
+        kept.append(a)
+        room -= need
+    return kept

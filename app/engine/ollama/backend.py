@@ -47,8 +47,10 @@ def _import_ollama() -> Any:
 
 
 ollama = _import_ollama()
-# what the client raises for a server that is down, refuses, or breaks the connection
-_FAILURES = (ollama.ResponseError, ConnectionError, httpx.HTTPError)
+# what the client raises for a server that is down, refuses, or breaks the connection, or
+# that answers with something that is not Ollama's JSON (pydantic's errors are ValueErrors)
+_FAILURES = (ollama.ResponseError, ConnectionError, httpx.HTTPError, ValueError, TypeError)
+UNLOAD_WAIT_S = 2.0  # at exit, a server that does not answer the unload is left to itself
 
 
 def options(params: Params) -> dict[str, Any]:
@@ -89,12 +91,21 @@ class OllamaBackend:
         if isinstance(exc, ConnectionError | httpx.ConnectError):
             return (f"Ollama is not answering at {self.host}. Start it with `ollama serve` (or "
                     "open the Ollama app), or point OLLAMA_HOST / [ollama] host at your server.")
-        if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        if isinstance(exc, httpx.ConnectTimeout):
+            return (f"Ollama at {self.host} did not accept the connection in time; raise "
+                    "[ollama] connect_timeout, or check the server.")
+        if isinstance(exc, httpx.TimeoutException):
+            return (f"Ollama at {self.host} stopped sending mid-reply; raise [ollama] "
+                    "read_timeout, or check the server.")
+        if isinstance(exc, TimeoutError):
             return (f"Ollama at {self.host} accepted the request but sent nothing in time. It may "
                     "be loading a large model; raise [ollama] first_token_timeout, or check the "
                     "server.")
         if isinstance(exc, json.JSONDecodeError):
             return f"Ollama sent a line that is not JSON ({exc.msg}); the reply was cut there."
+        if isinstance(exc, ValueError | TypeError):
+            return (f"Ollama at {self.host} sent a reply in a shape Tramontane cannot read "
+                    f"({str(exc).splitlines()[0][:120]}); is it Ollama, and a recent one?")
         if isinstance(exc, httpx.HTTPError):
             return f"The connection to Ollama at {self.host} broke mid-reply ({type(exc).__name__})."
         return f"Ollama failed: {exc}"
@@ -127,7 +138,7 @@ class OllamaBackend:
                     yield Done(_stats(part, t0, t_first))
                     return
             yield Error(f"The stream from Ollama at {self.host} ended without its final line.")
-        except (*_FAILURES, TimeoutError, json.JSONDecodeError) as exc:
+        except (*_FAILURES, TimeoutError) as exc:
             yield Error(self.explain(exc, model))
         finally:
             close = getattr(stream, "aclose", None)
@@ -204,9 +215,10 @@ class OllamaBackend:
     async def unload(self) -> None:
         if self.model is None:
             return
-        with contextlib.suppress(*_FAILURES):
-            # nothing to free on a server that is gone
-            await self.client.generate(model=self.model.name, prompt="", keep_alive=0)
+        with contextlib.suppress(*_FAILURES, TimeoutError):
+            # nothing to free on a server that is gone, and no exit waits on a hung one
+            async with asyncio.timeout(UNLOAD_WAIT_S):
+                await self.client.generate(model=self.model.name, prompt="", keep_alive=0)
         self.model = None
 
     async def models(self) -> list[ModelRef]:

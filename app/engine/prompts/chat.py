@@ -4,9 +4,12 @@ carries (Jinja, sandboxed), and a plain transcript for base models without a tem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import FrameType
 from typing import Any
 
 from jinja2 import TemplateError
@@ -88,21 +91,56 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+RENDER_LIMIT_S = 2.0  # a chat template is a program from the model file: it gets this long
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _bounded(render: Callable[[], str], limit_s: float = RENDER_LIMIT_S) -> str:
+    """`render()`, stopped when it runs past `limit_s`: Jinja compiles a template to Python,
+    so a trace function on this thread can end a loop the sandbox allows (range caps each
+    loop, not a loop inside a loop)."""
+    deadline = time.monotonic() + limit_s
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _TooSlow
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        return render()
+    finally:
+        sys.settrace(previous)
+
+
 def from_template(
     template: str, messages: Sequence[Message], bos_token: str = "", eos_token: str = ""
 ) -> ChatPrompt:
-    """Render a GGUF `tokenizer.chat_template` with a generation prompt at the end."""
+    """Render a GGUF `tokenizer.chat_template` with a generation prompt at the end, in
+    Jinja's sandbox and within RENDER_LIMIT_S; a template that fails, recurses without end or
+    runs too long is one clear error."""
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
     try:
-        text = env.from_string(template).render(
+        compiled = env.from_string(template)
+        text = _bounded(lambda: compiled.render(
             messages=[{"role": m.role, "content": m.content} for m in messages],
             bos_token=bos_token,
             eos_token=eos_token,
             add_generation_prompt=True,
-        )
+        ))
     except TemplateError as exc:
         raise BackendError(f"The model's chat template failed: {exc}") from exc
+    except RecursionError as exc:
+        raise BackendError("The model's chat template calls itself without end; use another "
+                           "file of this model.") from exc
+    except _TooSlow as exc:
+        raise BackendError(f"The model's chat template ran for over {RENDER_LIMIT_S:.0f} s "
+                           "and was stopped; use another file of this model.") from exc
     stop = [eos_token] if eos_token else []
     return ChatPrompt(text, stop=stop)
 

@@ -63,6 +63,14 @@ def _psm(pre: str, suf: str, mid: str, bos: str = "") -> Callable[[str, str], li
     return build
 
 
+def _spm(pre: str, suf: str, mid: str) -> Callable[[str, str], list[Piece]]:
+    """Suffix first: typing at the cursor changes only the end of the prompt, so the prefix
+    cache keeps everything before the typed text (as Codestral's own layout does)."""
+    def build(prefix: str, suffix: str) -> list[Piece]:
+        return [_sp(suf), Piece("text", suffix), _sp(pre), Piece("text", prefix), _sp(mid)]
+    return build
+
+
 def _codellama(prefix: str, suffix: str) -> list[Piece]:
     return [_sp("<s>"), _sp("<PRE>"), Piece("text", " " + prefix), _sp("<SUF>"),
             Piece("text", " " + suffix), _sp("<MID>")]
@@ -80,6 +88,11 @@ FORMATS: dict[str, FimFormat] = {
                        "<|fim_prefix|>", "<|im_end|>"],
                       ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>"),
                       file_sep="<|file_sep|>"),
+    "qwen-spm": FimFormat("qwen-spm", _spm("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+                          ["<|endoftext|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+                           "<|fim_prefix|>", "<|im_end|>"],
+                          ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>"),
+                          file_sep="<|file_sep|>"),
     "codegemma": FimFormat("codegemma", _psm("<|fim_prefix|>", "<|fim_suffix|>",
                                              "<|fim_middle|>"),
                            ["<|file_separator|>", "<|fim_prefix|>", "<eos>"],

@@ -282,6 +282,9 @@ class TramontaneApp(ChatActions):
         finally:
             gc.set_threshold(*thresholds)
             self._refresh_chats()
+            if self.session is not None and self.session.left_out:
+                self.notify(f"The {self.session.left_out} oldest messages were not sent: with "
+                            "them, the context would be full.", severity="warning")
 
     def _show_stats(self, used: int, tps: float) -> None:
         size = self.session.params.context_length if self.session else 0

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from textual import events
 from rich.segment import Segment
+from textual import events
 from textual.binding import Binding
 from textual.strip import Strip
 from textual.widgets import TextArea

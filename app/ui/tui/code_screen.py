@@ -5,6 +5,7 @@ asking, and a recovery copy kept in the data folder survives a lost terminal or 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,10 +174,8 @@ class CodeScreen(Screen[None]):
             f"{result.elapsed_ms:.0f} ms, {s.prompt_tokens - s.cached_tokens} new prompt tokens")
         self.status(f"suggestion ({detail})" if result.text else "no suggestion")
         # meanwhile, the one after accepting it (a keystroke's next request cancels this)
-        try:
+        with contextlib.suppress(TramontaneError):  # a head start: the real request says why
             await self.session.speculate(prefix, suffix, result.text, str(self.path.resolve()))
-        except TramontaneError:
-            pass  # only a head start: the real request will say what is wrong
 
     # -- saving ----------------------------------------------------------------------------------
 
