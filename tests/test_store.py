@@ -156,3 +156,42 @@ def test_pages_of_a_long_chat(store: ChatStore) -> None:
     older = store.messages_page(chat.id, last[0].id, 4)
     assert [m.content for m in older] == ["m2", "m3", "m4", "m5"]
     assert store.count_messages(chat.id) == len(ids)
+
+
+async def test_a_lock_mid_reply_keeps_the_reply_and_saves_it_later(tmp_path: Path) -> None:
+    """Another program holds the history's write lock while a reply streams and ends: the
+    reply still completes, nothing is deleted, the note says what was kept, and the next
+    message saves it once the lock is gone."""
+    import sqlite3
+    from contextlib import aclosing
+
+    from app.engine.backend import Done, ModelRef, Params
+    from app.session.chat import ChatSession
+    from tests.fixtures.scripted import ScriptedBackend
+
+    store = ChatStore(tmp_path / "history.db")
+    backend = ScriptedBackend(replies=["The Loire, the Seine and the Rhone.", "Yes."],
+                              hold_after=2)
+    chat = store.create_chat("m", "scripted")
+    session = ChatSession(store, backend, chat, ModelRef("m"), Params())
+    other = sqlite3.connect(tmp_path / "history.db", isolation_level=None)
+    events = []
+    async with aclosing(session.send("Name three rivers.")) as stream:
+        async for event in stream:
+            events.append(event)
+            if len(events) == 2:  # mid-reply: another program takes the lock
+                other.execute("BEGIN IMMEDIATE")
+                backend.release.set()
+    assert isinstance(events[-1], Done)  # the reply was not aborted
+    note = session.unsaved_note()
+    assert "locked by another program" in note and "kept in memory" in note
+    other.execute("ROLLBACK")
+    other.close()
+    backend.hold_after = None
+    async with aclosing(session.send("Sure?")) as stream:
+        async for _ in stream:
+            pass
+    assert session.unsaved_note() == ""
+    saved = [(m.role, m.content, m.state) for m in store.messages(chat.id)]
+    assert saved[:2] == [("user", "Name three rivers.", "complete"),
+                         ("assistant", "The Loire, the Seine and the Rhone.", "complete")]

@@ -22,12 +22,13 @@ from app.engine.backend import (
     Stats,
     Token,
 )
-from app.errors import TramontaneError
+from app.errors import HistoryError, TramontaneError
 from app.plugins.hookspecs import Attachment
 from app.plugins.manager import PluginHost
 from app.store.history import Chat, ChatStore, title_from
 
 SAVE_EVERY_S = 0.5
+RETRY_S = 5.0  # after a failed save, the next try of a streaming reply
 
 
 CHARS_PER_TOKEN = 3  # a cautious estimate (code and English run 3.5 to 4 with these vocabularies)
@@ -48,6 +49,7 @@ class ChatSession:
         self.plugins = plugins
         self.attachments: list[Attachment] = []  # from slash commands, sent with the next message
         self.left_out = 0  # older messages the last request could not fit
+        self.unsaved: list[_Autosave] = []  # replies the history could not take yet
 
     @property
     def chat_id(self) -> int:
@@ -147,9 +149,30 @@ class ChatSession:
         async for event in self._reply(replaces=old):
             yield event
 
+    def retry_unsaved(self) -> bool:
+        """Try again to save the replies a full disk or a lock kept out; True when none is
+        left."""
+        self.unsaved = [s for s in self.unsaved if not s.retry()]
+        return not self.unsaved
+
+    def unsaved_note(self) -> str:
+        """What was kept, and where, when a reply could not be saved ("" when all were)."""
+        if not self.unsaved:
+            return ""
+        size = sum(len(s.text) for s in self.unsaved)
+        return (f"{self.unsaved[-1].problem} The reply ({size:,} characters) is complete on "
+                "screen and kept in memory; it is saved as soon as the history can be written "
+                "(tried again with each message). Only the start saved before the failure is in "
+                "the history now.")
+
+    def _save_failed(self, saver: _Autosave) -> None:
+        if saver not in self.unsaved:
+            self.unsaved.append(saver)
+
     async def _reply(self, replaces: frozenset[int] = frozenset()) -> AsyncGenerator[Event, None]:
         """Stream a reply to the history; once it is complete, the messages `replaces` names
         (an old turn) are deleted, and not before."""
+        self.retry_unsaved()
         messages = self.fit(self.history(leave_out=replaces))
         reply_id = self.store.add_message(self.chat.id, "assistant", "", state="partial")
         saver = _Autosave(self.store, reply_id)
@@ -159,7 +182,8 @@ class ChatSession:
                 await self.backend.load(self.model, self.params)
             except TramontaneError as exc:
                 finished = True
-                saver.finish("error", error=str(exc))
+                if not saver.finish("error", error=str(exc)):
+                    self._save_failed(saver)
                 yield Error(str(exc))
                 return
             async with aclosing(self.backend.chat(messages, self.params)) as stream:
@@ -170,7 +194,9 @@ class ChatSession:
                         case Done(stats):
                             finished = True
                             state = "partial" if stats.stop_reason == "cancelled" else "complete"
-                            saver.finish(state, **_stat_fields(stats))
+                            if not saver.finish(state, **_stat_fields(stats)):
+                                self._save_failed(saver)
+                                state = "unsaved"  # the old turn stays until this one is saved
                             if state == "complete":
                                 for message_id in replaces:
                                     self.store.delete_message(message_id)
@@ -181,15 +207,19 @@ class ChatSession:
                                     reply=saver.text, stats=stats.to_dict())
                         case Error(message):
                             finished = True
-                            saver.finish("error", error=message)
+                            if not saver.finish("error", error=message):
+                                self._save_failed(saver)
                     yield event
         finally:
-            if not finished:
-                saver.finish("partial")
+            if not finished and not saver.finish("partial"):
+                self._save_failed(saver)
 
 
 class _Autosave:
-    """Writes the growing reply at most every SAVE_EVERY_S, and once more at the end."""
+    """Writes the growing reply at most every SAVE_EVERY_S, and once more at the end. A save
+    that fails (a full disk, the history locked by another program) never stops the reply:
+    the text stays in memory, and the save is tried again RETRY_S later, then with each later
+    message (`ChatSession.retry_unsaved`)."""
 
     def __init__(self, store: ChatStore, message_id: int) -> None:
         self.store, self.message_id = store, message_id
@@ -197,6 +227,8 @@ class _Autosave:
         self.saved_at = time.monotonic()
         self.dirty = False
         self.task: asyncio.Task[None] | None = None
+        self.problem = ""  # why the last save failed ("" when it did not)
+        self.final: tuple[str, dict[str, object]] | None = None  # a finish not yet written
 
     @property
     def text(self) -> str:
@@ -217,15 +249,35 @@ class _Autosave:
                 self.save()
 
     def save(self) -> None:
-        self.store.update_message(self.message_id, content=self.text)
+        if self.problem and time.monotonic() - self.saved_at < RETRY_S:
+            return  # each try can wait on a lock for 2 s: not at every token
         self.saved_at = time.monotonic()
-        self.dirty = False
+        try:
+            self.store.update_message(self.message_id, content=self.text)
+        except HistoryError as exc:
+            self.problem = str(exc)
+            return
+        self.dirty, self.problem = False, ""
 
-    def finish(self, state: str, **fields: object) -> None:
+    def finish(self, state: str, **fields: object) -> bool:
+        """Write the whole reply and its state; False when it could not be (kept to retry)."""
         if self.task is not None:
             self.task.cancel()
             self.task = None
-        self.store.update_message(self.message_id, content=self.text, state=state, **fields)
+        self.final = (state, fields)
+        return self.retry()
+
+    def retry(self) -> bool:
+        if self.final is None:
+            return True
+        state, fields = self.final
+        try:
+            self.store.update_message(self.message_id, content=self.text, state=state, **fields)
+        except HistoryError as exc:
+            self.problem = str(exc)
+            return False
+        self.final, self.problem, self.dirty = None, "", False
+        return True
 
 
 def _stat_fields(stats: Stats) -> dict[str, object]:

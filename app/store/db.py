@@ -138,5 +138,5 @@ def explain(path: Path, exc: sqlite3.Error) -> str:
     if "readonly" in text or "unable to open" in text:
         return f"The chat history {path} cannot be written ({text}). Check its permissions."
     if "disk" in text and "full" in text:
-        return f"The disk holding {path} is full; free some space. Nothing was lost."
+        return f"The disk holding {path} is full; free some space."
     return f"The chat history {path} failed: {text}."

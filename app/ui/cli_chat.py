@@ -79,6 +79,9 @@ async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
                 print(f"tramontane: {message}", file=sys.stderr)
                 code = 1
     sys.stdout.flush()
+    if session.unsaved_note():
+        print(f"tramontane: {session.unsaved_note()}", file=sys.stderr)
+        code = 1
     if session.left_out:
         print(f"tramontane: note: the {session.left_out} oldest messages of this chat were not "
               "sent: with them, the context would be full.", file=sys.stderr)

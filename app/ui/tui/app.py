@@ -282,6 +282,8 @@ class TramontaneApp(ChatActions):
         finally:
             gc.set_threshold(*thresholds)
             self._refresh_chats()
+            if self.session is not None and self.session.unsaved_note():
+                self.notify(self.session.unsaved_note(), severity="error", timeout=15)
             if self.session is not None and self.session.left_out:
                 self.notify(f"The {self.session.left_out} oldest messages were not sent: with "
                             "them, the context would be full.", severity="warning")
