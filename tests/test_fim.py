@@ -231,3 +231,25 @@ def test_a_hole_that_ends_a_loop_keeps_its_lower_lines() -> None:
     assert fim.postprocess(answer, prefix, suffix) == answer
     # a line below the suffix's own indentation is past the hole
     assert fim.postprocess("        s += x\nprint(s)\n", prefix, suffix) == "        s += x\n"
+
+
+def test_trimming_counts_each_line_once() -> None:
+    """A multi-MB file is cut in linear time: each line counted about once (the old loop
+    joined and counted the whole rest after every dropped line)."""
+    calls = 0
+
+    def count(text: str) -> int:
+        nonlocal calls
+        calls += 1
+        return fim.approx_tokens(text)
+
+    lines = [f"value_{i} = compute({i}, other_{i})\n" for i in range(50_000)]
+    prefix, suffix = fim.trim_to_budget("".join(lines), "".join(lines), 2000, count)
+    assert calls < 2 * len(lines) // 10  # only the lines near the cursor are even looked at
+    assert fim.approx_tokens(prefix) <= 2000 and prefix.endswith(lines[-1])
+    assert suffix.startswith(lines[0])
+
+
+def test_token_estimate_counts_digits_alone() -> None:
+    """Qwen's and Llama's vocabularies split numbers into single digits."""
+    assert fim.approx_tokens("1234567890" * 100) >= 1000
