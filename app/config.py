@@ -59,15 +59,15 @@ backend = "llama.cpp"
 system_prompt = ""
 
 [params]
-temperature = 0.7
-top_p = 0.95
-top_k = 40
-repeat_penalty = 1.1
-seed = -1            # -1 picks a new seed each time
-max_tokens = 512
-context_length = 4096
-threads = 0          # 0 = as many as the machine has cores
-gpu_layers = -1      # layers on the GPU; -1 = as many as fit (the fit verdict plans it)
+temperature = {temperature}
+top_p = {top_p}
+top_k = {top_k}
+repeat_penalty = {repeat_penalty}
+seed = {seed}            # -1 picks a new seed each time
+max_tokens = {max_tokens}
+context_length = {context_length}
+threads = {threads}          # 0 = as many as the machine has cores
+gpu_layers = {gpu_layers}      # layers on the GPU; -1 = as many as fit (the fit verdict plans it)
 
 [code]
 # Model for fill-in-the-middle completion; empty: the Qwen2.5-Coder starter (else the chat model).
@@ -113,7 +113,7 @@ url = ""             # where `tramontane complete` looks for a running server ("
 [plugins]
 # Installed plugins to leave off, by name (`tramontane plugins list` shows the names).
 disabled = []
-"""
+""".format(**DEFAULTS["params"])  # the one source of the sampling defaults
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ def test_codestral_is_suffix_first_without_a_middle_token() -> None:
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("qwen", "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>"),
+    ("qwen", "<|fim_prefix|><|fim_suffix|>S<|fim_middle|>P"),  # suffix first (SPM)
+    ("qwen-psm", "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>"),
     ("starcoder2", "<fim_prefix>P<fim_suffix>S<fim_middle>"),
     ("deepseek", "<｜fim▁begin｜>P<｜fim▁hole｜>S<｜fim▁end｜>"),
     ("codellama", "<s><PRE> P<SUF> S<MID>"),

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from app.config import DEFAULTS
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -21,19 +23,22 @@ class Message:
     content: str
 
 
+_DEFAULT = DEFAULTS["params"]  # config.toml's defaults are the one source of these
+
+
 @dataclass(frozen=True)
 class Params:
     """Sampling and load settings for one request."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    repeat_penalty: float = 1.1
-    seed: int = -1
-    max_tokens: int = 512
-    context_length: int = 4096
-    threads: int = 0
-    gpu_layers: int = -1  # layers offloaded to the GPU; -1 = as the fit verdict plans (ModelRef)
+    temperature: float = _DEFAULT["temperature"]
+    top_p: float = _DEFAULT["top_p"]
+    top_k: int = _DEFAULT["top_k"]
+    repeat_penalty: float = _DEFAULT["repeat_penalty"]
+    seed: int = _DEFAULT["seed"]
+    max_tokens: int = _DEFAULT["max_tokens"]
+    context_length: int = _DEFAULT["context_length"]
+    threads: int = _DEFAULT["threads"]
+    gpu_layers: int = _DEFAULT["gpu_layers"]  # on the GPU; -1 = as the fit verdict plans (ModelRef)
     ignore_eos: bool = False  # benchmarks: always generate max_tokens
     max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit), as
     # llama.cpp's t_max_predict_ms (the prompt's own time does not count)

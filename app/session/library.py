@@ -11,7 +11,9 @@ from app.errors import TramontaneError
 from app.models.local import LocalModel
 from app.session.chat import ChatSession
 from app.session.context import AppContext, model_ref, stored_name
-from app.store.history import Chat, ChatStore
+from app.store.history import Chat, ChatStore, StoredMessage
+
+__all__ = ["Chat", "ChatLibrary", "ModelChoice", "StoredMessage"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class ChatLibrary:
         except TramontaneError:
             ref, _, _ = self.ctx.chat_model(None, params)
         return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
+
+    def chat(self, chat_id: int) -> Chat:
+        return self.store.chat(chat_id)
+
+    def messages_page(self, chat_id: int, before_id: int | None, limit: int,
+                      ) -> list[StoredMessage]:
+        """`limit` messages of a chat, the newest before `before_id` (None: the newest)."""
+        return self.store.messages_page(chat_id, before_id, limit)
 
     def models(self) -> list[LocalModel]:
         return self.ctx.local_models()

@@ -18,6 +18,8 @@ from app.models import other_stores
 from app.models import speed as speedmod
 from app.models.catalog import Arch, CatalogModel, Quant, load_catalog
 from app.models.download import PullProgress, pull
+
+__all__ = ["ModelManager", "ModelRow", "PullProgress", "Recommendation"]
 from app.models.gguf_file import arch_of, read_header
 from app.models.hardware import Hardware, probe
 from app.models.local import LocalModel, find_local, matching
@@ -153,6 +155,17 @@ class ModelManager:
         return verdict, speedmod.predict(speedmod.shape_of_header(head), self.hardware,
                                          self.speed, verdict.estimate.gpu_layers,
                                          cpu_expert_layers=verdict.estimate.cpu_expert_layers)
+
+    def file_info(self, local: LocalModel) -> dict[str, Any]:
+        """What `models info` shows of a model file: its header's facts and its fit."""
+        head = read_header(local.path)
+        return {"name": local.name, "path": str(local.path), "size": local.size,
+                "source": local.source, "owner": local.owner, "backends": local.backends,
+                "catalog_id": local.catalog.id if local.catalog else None,
+                "architecture": head.architecture, "arch": arch_of(head).__dict__,
+                "context_length": head.arch("context_length"),
+                "chat_template": bool(head.chat_template), "chat_tuned": local.chat_tuned,
+                "fit": self.fit_file(local.path).to_dict()}
 
     def fit_catalog(self, model: CatalogModel, quant: Quant, context: int | None = None,
                     gpu_layers: int | None = None) -> fitmod.FitVerdict:

@@ -10,9 +10,8 @@ import threading
 from typing import Any
 
 from app.errors import TramontaneError
-from app.models.download import PullProgress
 from app.session.context import AppContext
-from app.session.models import ModelManager, ModelRow
+from app.session.models import ModelManager, ModelRow, PullProgress
 from app.sizes import human_size
 
 GiB = 2**30
@@ -191,22 +190,13 @@ def _fit_summary(rows: list[ModelRow]) -> None:
 
 
 def _info(m: ModelManager, args: argparse.Namespace) -> int:
-    from app.models.gguf_file import arch_of, read_header
-
     data: dict[str, Any]
     try:
         local = m.find(args.model)
     except Exception:
         local = None
     if local is not None:
-        head = read_header(local.path)
-        data = {"name": local.name, "path": str(local.path), "size": local.size,
-                "source": local.source, "owner": local.owner, "backends": local.backends,
-                "catalog_id": local.catalog.id if local.catalog else None,
-                "architecture": head.architecture, "arch": arch_of(head).__dict__,
-                "context_length": head.arch("context_length"),
-                "chat_template": bool(head.chat_template), "chat_tuned": local.chat_tuned,
-                "fit": m.fit_file(local.path).to_dict()}
+        data = m.file_info(local)
     else:
         model = m.catalog_model(args.model)
         data = {"name": model.id, "display": model.name, "family": model.family,

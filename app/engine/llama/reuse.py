@@ -1,5 +1,16 @@
 """KV reuse for prefix-first FIM prompts: typing at the cursor costs the typed tokens, not the
-whole text after the cursor.
+whole text after the cursor. OFF by default (Params.cache_reuse), and measured not to work:
+
+With the moved tail, Qwen answered as if the last edit had not happened (pass@1 0.45 against
+0.825 while typing, bench/fim_quality.py --reuse-both). Checked step by step (positions of
+each sequence after each memory call, the final token's logits against a full evaluation):
+the memory operations are right; the approximation is what fails. In a prefix-first prompt
+the whole suffix sits between the edit and the token that samples, and through the upper
+layers the suffix's cells carry "how the prefix ends" to it; cells computed before the edit
+carry the old ending. So the exact answer is a suffix-first layout (Codestral's own, and
+StarCoder's SPM, which Qwen2.5-Coder answers as well as PSM): the edit is then at the end of
+the prompt and llama.cpp's prefix cache reuses everything before it, with nothing moved.
+fim.py's "qwen" format is that layout. This module stays for prefix-first-only models.
 
 Qwen, StarCoder2, DeepSeek and CodeLlama put the suffix after the prefix, so every keystroke
 changes the prompt in the middle and llama-cpp-python's prefix cache re-evaluates everything

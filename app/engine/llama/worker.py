@@ -158,11 +158,11 @@ class Worker:
         try:
             for token in llm.generate(
                 tokens,
-                top_k=int(opts.get("top_k", 40)),
-                top_p=float(opts.get("top_p", 0.95)),
+                top_k=int(opts["top_k"]),  # every request carries all of Params
+                top_p=float(opts["top_p"]),
                 min_p=0.0,
-                temp=float(opts.get("temperature", 0.7)),
-                repeat_penalty=float(opts.get("repeat_penalty", 1.1)),
+                temp=float(opts["temperature"]),
+                repeat_penalty=float(opts["repeat_penalty"]),
             ):
                 if not ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break

@@ -64,8 +64,10 @@ def _psm(pre: str, suf: str, mid: str, bos: str = "") -> Callable[[str, str], li
 
 
 def _spm(pre: str, suf: str, mid: str) -> Callable[[str, str], list[Piece]]:
-    """Suffix first: typing at the cursor changes only the end of the prompt, so the prefix
-    cache keeps everything before the typed text (as Codestral's own layout does)."""
+    """Suffix first, as StarCoder's SPM mode writes it (an empty prefix marker, the suffix,
+    the middle marker, then the prefix): typing at the cursor changes only the end of the
+    prompt, so llama.cpp's prefix cache keeps everything before the typed text, exactly (as
+    Codestral's own layout does). Qwen2.5-Coder answers it as well as its PSM layout."""
     def build(prefix: str, suffix: str) -> list[Piece]:
         return [_sp(pre), _sp(suf), Piece("text", suffix), _sp(mid), Piece("text", prefix)]
     return build
@@ -83,12 +85,13 @@ def _continue(prefix: str, suffix: str) -> list[Piece]:
 FORMATS: dict[str, FimFormat] = {
     "codestral": FimFormat("codestral", _codestral, ["</s>", "[PREFIX]", "[SUFFIX]"],
                            ("[SUFFIX]", "[PREFIX]")),
-    "qwen": FimFormat("qwen", _psm("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    # Qwen2.5-Coder: suffix first (see _spm; bench/fim_quality.py --formats compares the two)
+    "qwen": FimFormat("qwen", _spm("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
                       ["<|endoftext|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
                        "<|fim_prefix|>", "<|im_end|>"],
                       ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>"),
                       file_sep="<|file_sep|>"),
-    "qwen-spm": FimFormat("qwen-spm", _spm("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    "qwen-psm": FimFormat("qwen-psm", _psm("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
                           ["<|endoftext|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
                            "<|fim_prefix|>", "<|im_end|>"],
                           ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>"),

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.engine.backend import ContextChunk, Message
+from app.engine.backend import ContextChunk, Message, Params
 
 MAX_BODY = 8 * 2**20  # bytes: a 256-line window and a ring of chunks fit many times over
 
@@ -74,7 +74,10 @@ class Sampling:
 
 
 def sampling(body: dict[str, Any], max_name: str, default_max: int,
-             default_temperature: float) -> Sampling:
+             default_temperature: float, base: Params | None = None) -> Sampling:
+    """The request's sampling fields; what it leaves out comes from `base` (the server's
+    parameters, from config.toml)."""
+    base = base or Params()
     max_tokens = int(get(body, max_name, int, default_max))
     if max_tokens < 0:
         max_tokens = default_max  # llama.cpp's -1: "as many as the default"
@@ -86,8 +89,9 @@ def sampling(body: dict[str, Any], max_name: str, default_max: int,
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise BadRequest("`stop` must be a string or a list of strings.", "stop")
     return Sampling(max_tokens, number(body, "temperature", default_temperature, 0, 5),
-                    number(body, "top_p", 0.95, 0, 1),
-                    int(get(body, "top_k", int, 40)), int(get(body, "seed", int, -1)), stop)
+                    number(body, "top_p", base.top_p, 0, 1),
+                    int(get(body, "top_k", int, base.top_k)),
+                    int(get(body, "seed", int, base.seed)), stop)
 
 
 @dataclass
@@ -105,7 +109,7 @@ class Infill:
     path: str = ""  # Tramontane's own field: the file, for its FIM format and plugins
 
 
-def infill(body: dict[str, Any], default_max: int) -> Infill:
+def infill(body: dict[str, Any], default_max: int, base: Params | None = None) -> Infill:
     prefix = get(body, "input_prefix", str, "") + get(body, "prompt", str, "")
     suffix = get(body, "input_suffix", str, "")
     extra = []
@@ -122,7 +126,7 @@ def infill(body: dict[str, Any], default_max: int) -> Infill:
     for name, kind in (("n_indent", int), ("t_max_prompt_ms", int), ("id_slot", int),
                        ("cache_prompt", bool), ("samplers", list)):
         get(body, name, kind, None)  # checked, and llama.cpp's own concerns
-    return Infill(prefix, suffix, extra, sampling(body, "n_predict", default_max, 0.0),
+    return Infill(prefix, suffix, extra, sampling(body, "n_predict", default_max, 0.0, base),
                   max(0, int(get(body, "t_max_predict_ms", int, 0))),
                   bool(get(body, "stream", bool, False)), fields,
                   get(body, "filename", str, ""))

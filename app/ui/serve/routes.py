@@ -175,7 +175,7 @@ class Server:
 
     async def infill(self, request: Request) -> Response:
         req = bodies.infill(bodies.parse_json(await read_body(request)),
-                            self.serve.code.params.max_tokens)
+                            self.serve.code.params.max_tokens, self.serve.code.params)
         s = req.sampling
         params = self.serve.code_params(max_tokens=s.max_tokens, temperature=s.temperature,
                                         top_p=s.top_p, top_k=s.top_k,
@@ -213,7 +213,7 @@ class Server:
         messages = bodies.messages(body)
         base = self.serve.ctx.default_params()
         params = self._params(bodies.sampling(body, "max_tokens", base.max_tokens,
-                                              base.temperature), base)
+                                              base.temperature, base), base)
         stream = bool(bodies.get(body, "stream", bool, False))
         options = bodies.get(body, "stream_options", dict, {})
         usage_wanted = bool(options.get("include_usage", False))
@@ -264,8 +264,8 @@ class Server:
         if prompt is None:
             raise BadRequest("`prompt` must be a string.", "prompt")
         suffix = bodies.get(body, "suffix", str, "")
-        params = self._params(bodies.sampling(body, "max_tokens", 16, 1.0),
-                              self.serve.code.params)
+        params = self._params(bodies.sampling(body, "max_tokens", 16, 1.0,
+                                              self.serve.code.params), self.serve.code.params)
         stream = bool(bodies.get(body, "stream", bool, False))
         name, cid = self.serve.code.model.name, f"cmpl-{uuid.uuid4().hex[:24]}"
         events = self.serve.raw_fill(prompt, suffix, params)

@@ -165,7 +165,7 @@ class TramontaneApp(ChatActions):
             return
         try:
             self.session = self.library.open(chat_id)
-            await self.conversation.show_chat(self.library.store, chat_id)
+            await self.conversation.show_chat(self.library, chat_id)
         except TramontaneError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -195,7 +195,7 @@ class TramontaneApp(ChatActions):
         try:
             if self.session is None:
                 self.session = self.library.new()
-                await self.conversation.show_chat(self.library.store, self.session.chat_id)
+                await self.conversation.show_chat(self.library, self.session.chat_id)
         except TramontaneError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -308,7 +308,7 @@ class TramontaneApp(ChatActions):
             return
         self.session = None
         self.last_stats = ""
-        await self.conversation.show_chat(self.library.store, None)
+        await self.conversation.show_chat(self.library, None)
         self._update_status()
         self.query_one(PromptBox).focus()
 
@@ -355,7 +355,7 @@ class TramontaneApp(ChatActions):
                 return
             if self.session is None:
                 self.session = self.library.new(model=models[index].name)
-                await self.conversation.show_chat(self.library.store, self.session.chat_id)
+                await self.conversation.show_chat(self.library, self.session.chat_id)
             else:
                 self.library.switch_model(self.session, models[index])
             self._update_status()

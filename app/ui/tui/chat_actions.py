@@ -37,7 +37,7 @@ class ChatActions(App[None]):
         chat_id = self._target_chat()
         if chat_id is None:
             return
-        title = self.library.store.chat(chat_id).title
+        title = self.library.chat(chat_id).title
 
         def done(value: str | None) -> None:
             if value is not None and value.strip():
@@ -52,7 +52,7 @@ class ChatActions(App[None]):
         chat_id = self._target_chat()
         if chat_id is None:
             return
-        title = self.library.store.chat(chat_id).title or "(untitled)"
+        title = self.library.chat(chat_id).title or "(untitled)"
 
         async def done(yes: bool | None) -> None:
             if not yes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.containers import VerticalScroll
 
-from app.store.history import ChatStore
+from app.session.library import ChatLibrary
 from app.ui.tui.message_view import MessageView
 
 PAGE = 40
@@ -14,19 +14,19 @@ PAGE = 40
 class Conversation(VerticalScroll):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.store: ChatStore | None = None
+        self.library: ChatLibrary | None = None
         self.chat_id: int | None = None
         self.oldest_id: int | None = None
         self.has_older = False
         self._loading = False
 
-    async def show_chat(self, store: ChatStore, chat_id: int | None) -> None:
-        self.store, self.chat_id = store, chat_id
+    async def show_chat(self, library: ChatLibrary, chat_id: int | None) -> None:
+        self.library, self.chat_id = library, chat_id
         await self.remove_children()
         self.oldest_id, self.has_older = None, False
         if chat_id is None:
             return
-        page = store.messages_page(chat_id, None, PAGE)
+        page = library.messages_page(chat_id, None, PAGE)
         if page:
             self.oldest_id = page[0].id
             self.has_older = len(page) == PAGE
@@ -44,11 +44,11 @@ class Conversation(VerticalScroll):
 
     async def load_older(self) -> None:
         """Mount the page before the oldest shown, keeping the reader's place."""
-        if self.store is None or self.chat_id is None or not self.has_older or self._loading:
+        if self.library is None or self.chat_id is None or not self.has_older or self._loading:
             return
         self._loading = True
         try:
-            page = self.store.messages_page(self.chat_id, self.oldest_id, PAGE)
+            page = self.library.messages_page(self.chat_id, self.oldest_id, PAGE)
             self.has_older = len(page) == PAGE
             if not page:
                 return

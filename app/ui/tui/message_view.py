@@ -22,7 +22,7 @@ from textual.timer import Timer
 from textual.widgets import Label, Markdown
 from textual.widgets.markdown import MarkdownStream
 
-from app.store.history import StoredMessage
+from app.session.library import StoredMessage
 from app.ui.tui.rendered import RenderedMarkdown
 
 _CODE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)

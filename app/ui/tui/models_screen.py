@@ -15,8 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, ProgressBar
 
 from app.errors import TramontaneError
-from app.models.download import PullProgress
-from app.session.models import ModelManager, ModelRow
+from app.session.models import ModelManager, ModelRow, PullProgress
 from app.sizes import human_size
 from app.ui.tui.dialogs import ConfirmDialog
 

@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from app.store.history import Chat
+from app.session.library import Chat
 
 
 class ChatList(Vertical):
