@@ -3,10 +3,9 @@ way a server can fail, each ending in a clear message with the history intact.""
 
 from __future__ import annotations
 
-import time
-
 import json
 import socket
+import time
 from contextlib import aclosing
 from pathlib import Path
 
