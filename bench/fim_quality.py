@@ -7,8 +7,12 @@ in ../shared/data). Each task's tests run in a subprocess with a timeout.
 
 (c) with --reuse-both: pass@1 while typing (each task asked with its prefix 3 characters short,
     then whole) with KV reuse on and off; target: within one point.
+(d) with --formats qwen,qwen-psm: pass@1 of each FIM layout, and for the first one also while
+    typing (the whole prompt then reuses the cache of the short one: the suffix-first layout
+    reuses it exactly); the suggestion cache is bypassed so every answer is the model's.
 
 Run: .venv/bin/python bench/fim_quality.py [--limit N] [--skip-model] [--reuse-both]
+     [--formats qwen,qwen-psm]
 """
 
 from __future__ import annotations
@@ -57,18 +61,22 @@ def first_suffix_line(suffix: str) -> str:
 
 
 async def model_pass(tasks: list[dict[str, str]], reuse: bool = True,
-                     typing: bool = False) -> tuple[float, float]:
+                     typing: bool = False, fim_format: str = "") -> tuple[float, float]:
     """pass@1 of the code model. With `typing`, each task is asked twice, as while typing: the
     prefix three characters short first, then whole, so KV reuse moves the suffix's cells."""
     ctx = AppContext()
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
     session = CompletionSession.for_context(ctx, backend, None, max_tokens=48)
     session.params = replace(session.params, cache_reuse=reuse)  # on: the experiment
+    if fim_format:
+        session.model = replace(session.model, fim_format=fim_format)
     ok, t0 = 0, time.perf_counter()
     try:
         for task in tasks:
             if typing and len(task["prompt"]) > 3:
                 await session.complete(task["prompt"][:-3], task["suffix"])
+                session._cache.clear()  # the model must answer, from the reused cache
+                session._last = None
             result = await session.complete(task["prompt"], task["suffix"])
             ok += passes(task, result.text)
     finally:
@@ -80,6 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--formats", default="", help="FIM layouts to compare, e.g. qwen,qwen-psm")
     ap.add_argument("--reuse-both", action="store_true",
                     help="pass@1 while typing with KV reuse on and off (the approximation's cost)")
     args = ap.parse_args()
@@ -102,6 +111,15 @@ def main() -> None:
                          "pass_rate": rate})
             result |= {f"typing_pass_at_1_reuse_{'on' if reuse else 'off'}": rate,
                        f"typing_seconds_reuse_{'on' if reuse else 'off'}": seconds}
+    elif args.formats:
+        for i, fmt in enumerate(args.formats.split(",")):
+            for typing in ((False, True) if i == 0 else (False,)):
+                rate, seconds = asyncio.run(model_pass(tasks, reuse=False, typing=typing,
+                                                       fim_format=fmt))
+                label = f"{fmt} pass@1" + (" while typing (cache reused)" if typing else "")
+                rows.append({"check": label, "pass_rate": rate})
+                result |= {f"{fmt}{'_typing' if typing else ''}_pass_at_1": rate,
+                           f"{fmt}{'_typing' if typing else ''}_seconds": seconds}
     elif not args.skip_model:
         rate, seconds = asyncio.run(model_pass(tasks))
         rows.append({"check": "code model pass@1 (greedy)", "pass_rate": rate})

@@ -121,7 +121,15 @@ def test_llama_vim_request(served: Served) -> None:
     assert {"content", "timings/prompt_n", "timings/predicted_n", "tokens_cached"} <= set(answer)
     content = str(answer["content"])
     assert "r ** 2" in content or "r * r" in content
-    assert content.startswith("PI")  # the input_extra chunk (consts.py) reached the prompt
+    # the input_extra chunk (consts.py) reaches the prompt: it is longer by about its size
+    h = served.headers()
+    plain = vim_request("    return 2") | {"input_extra": [], "n_predict": 1}
+    del plain["response_fields"]
+    without = httpx.post(f"{served.url}/infill", json=plain, headers=h, timeout=60).json()
+    with_extra = httpx.post(f"{served.url}/infill", json=plain | {
+        "prompt": "    return 3", "input_extra": vim_request()["input_extra"]}, headers=h,
+        timeout=60).json()
+    assert with_extra["tokens_evaluated"] > without["tokens_evaluated"] + 3
     # the warm-up llama.vim sends for its ring chunks: n_predict 0, nothing generated
     warm = curl(f"{served.url}/infill", vim_request() | {"n_predict": 0})
     assert warm["content"] == ""
@@ -260,7 +268,9 @@ def test_infill_client_killed_mid_generation(served: Served) -> None:
     """llama.vim's curl killed while /infill generates: the worker is free for the next one."""
     h = served.headers()
     long = vim_request() | {"n_predict": 400, "t_max_predict_ms": 60000, "input_extra": [],
-                            "prompt": "    # a long comment about circles:"}
+                            "input_prefix": "# the first 100 primes\nPRIMES = [\n    2,\n    3,\n",
+                            "prompt": "    5,",  # about 14 s of numbers to write
+                            "input_suffix": "\n]\n\n\nassert len(PRIMES) == 100\n"}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{served.url}/infill", json=long, headers=h, timeout=1.5)
     gone = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +74,10 @@ class ChatLibrary:
                 isinstance(self.backend, ServerBackend):
             return [ModelChoice(r.name, f"{r.name}  ({r.source})", self.ctx.server_model(r.name))
                     for r in await self.backend.models()]
+        found = await asyncio.to_thread(self.models)  # reads folders and headers: off the loop
         return [ModelChoice(stored_name(m), f"{m.name}  ({m.size / 2**20:.0f} MiB, {m.source})"
                             + ("" if m.chat_tuned else "  base model"), model_ref(m))
-                for m in self.models()]
+                for m in found]
 
     def switch_model(self, session: ChatSession, model: LocalModel | ModelChoice) -> None:
         if isinstance(model, ModelChoice):

@@ -25,7 +25,8 @@ def add_parser(sub: Any) -> None:
                    help="1-based byte column, as Vim's col('.'): the cursor is before it")
     p.add_argument("-m", "--model", help="code model (default: [code] model, else chat model)")
     p.add_argument("--stdin", action="store_true", help="read the unsaved buffer from stdin")
-    p.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"], default="llama.cpp")
+    p.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"],
+                   help="default: [chat] backend in config.toml")
     p.add_argument("--json", action="store_true", help="text, timings and cached tokens as JSON")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--force", action="store_true",
@@ -87,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     ctx.backend_choice = args.backend
     try:
         if not (args.no_server or args.show_prompt or args.dry_run or args.force) and \
-                args.backend == "llama.cpp":
+                ctx.backend_name == "llama.cpp":
             url = running_server(ctx)
             if url:
                 return _through_server(url, prefix, suffix, args)
-        if args.backend in ("ollama", "openai"):
+        if ctx.backend_name in ("ollama", "openai"):
             session = CompletionSession.for_server(ctx, args.model, args.max_tokens)
         else:
             session = CompletionSession.for_context(ctx, ctx.code_backend, args.model,

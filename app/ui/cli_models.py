@@ -22,7 +22,8 @@ def add_parser(sub: Any) -> None:
     msub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = msub.add_parser("list", help="models on disk and in the catalog, with fit verdicts")
     lst.add_argument("--json", action="store_true")
-    lst.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"], default="llama.cpp")
+    lst.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"],
+                     help="default: [chat] backend in config.toml")
     fit = msub.add_parser("fit", help="will it fit? (every catalog model and quant by default)")
     fit.add_argument("model", nargs="?", help="catalog id or path to a .gguf")
     fit.add_argument("--quant")
@@ -32,7 +33,8 @@ def add_parser(sub: Any) -> None:
     info = msub.add_parser("info", help="details of one model")
     info.add_argument("model")
     info.add_argument("--json", action="store_true")
-    info.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"], default="llama.cpp")
+    info.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"],
+                      help="default: [chat] backend in config.toml")
     pull = msub.add_parser("pull", help="download a catalog quant")
     pull.add_argument("model")
     pull.add_argument("--quant")
@@ -69,11 +71,16 @@ def _speed_note(m: ModelManager) -> str:
 
 def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
+    ctx.backend_choice = getattr(args, "backend", None)
+    if args.action in ("list", "info"):
+        backend = ctx.backend_name  # the configured one unless --backend names another
+    else:
+        backend = getattr(args, "backend", None) or "llama.cpp"
     manager = ModelManager(ctx)
     try:
-        if getattr(args, "backend", "llama.cpp") == "ollama":
+        if backend == "ollama":
             return asyncio.run(_ollama(ctx, args))
-        if getattr(args, "backend", "llama.cpp") == "openai":
+        if backend == "openai":
             return asyncio.run(_openai(ctx, args))
         return _ACTIONS[args.action](manager, args)
     finally:
