@@ -47,3 +47,21 @@ def starter_path(name: str) -> Path:
     from app.session.context import AppContext
 
     return AppContext().resolve_model(name).path
+
+
+async def token_rate(events: Any) -> float:
+    """Decode tokens/s as a client sees a backend's stream: Token events after the first, over
+    the time from the first to the last."""
+    from contextlib import aclosing
+
+    from app.engine.backend import Token
+
+    t_first = t_last = 0.0
+    n = 0
+    async with aclosing(events) as stream:
+        async for event in stream:
+            if isinstance(event, Token):
+                n += 1
+                t_last = time.perf_counter()
+                t_first = t_first or t_last
+    return (n - 1) / (t_last - t_first) if n > 1 and t_last > t_first else 0.0

@@ -11,17 +11,16 @@ import asyncio
 import json
 import sys
 import time
-from contextlib import aclosing
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.engine.backend import Message, ModelRef, Params, Token  # noqa: E402
+from app.engine.backend import Message, ModelRef, Params  # noqa: E402
 from app.engine.ollama.backend import OllamaBackend, options  # noqa: E402
 from app.models import starters  # noqa: E402
-from bench.common import table, write  # noqa: E402
+from bench.common import table, token_rate, write  # noqa: E402
 from tests.fixtures.ollama_server import OllamaFixture  # noqa: E402
 
 PARAMS = Params(temperature=0.0, max_tokens=128, context_length=2048, seed=1)
@@ -48,15 +47,7 @@ async def direct(host: str) -> float:
 async def ours(host: str) -> float:
     backend = OllamaBackend(host)
     await backend.load(ModelRef("smollm2:135m"))
-    t_first = t_last = 0.0
-    n = 0
-    async with aclosing(backend.chat(ASK, PARAMS)) as stream:
-        async for event in stream:
-            if isinstance(event, Token):
-                n += 1
-                t_last = time.perf_counter()
-                t_first = t_first or t_last
-    return (n - 1) / (t_last - t_first)
+    return await token_rate(backend.chat(ASK, PARAMS))
 
 
 async def main() -> None:

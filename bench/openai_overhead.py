@@ -16,16 +16,15 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import aclosing
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.engine.backend import Message, ModelRef, Params, Token  # noqa: E402
+from app.engine.backend import Message, ModelRef, Params  # noqa: E402
 from app.engine.openai.backend import OpenAIBackend, sampling  # noqa: E402
-from bench.common import starter_path, table, write  # noqa: E402
+from bench.common import starter_path, table, token_rate, write  # noqa: E402
 from tests.fixtures.openai_server import LlamaCppServer  # noqa: E402
 
 PARAMS = Params(temperature=0.0, max_tokens=128, context_length=2048, seed=1)
@@ -55,16 +54,9 @@ async def direct(base_url: str, model: str) -> float:
 async def ours(base_url: str, model: str) -> float:
     backend = OpenAIBackend(base_url)
     await backend.load(ModelRef(model))
-    t_first = t_last = 0.0
-    n = 0
-    async with aclosing(backend.chat(ASK, PARAMS)) as stream:
-        async for event in stream:
-            if isinstance(event, Token):
-                n += 1
-                t_last = time.perf_counter()
-                t_first = t_first or t_last
+    rate = await token_rate(backend.chat(ASK, PARAMS))
     await backend.close()
-    return (n - 1) / (t_last - t_first)
+    return rate
 
 
 async def measure(base_url: str, model: str, runs: int) -> dict[str, float]:

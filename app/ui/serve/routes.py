@@ -222,13 +222,10 @@ class Server:
         if stream:
             return StreamingResponse(self._chat_stream(events, name, cid, usage_wanted),
                                      media_type="text/event-stream")
-        collected = await until_disconnect(request, _collect(events))
-        if collected is None:
-            return Response(status_code=CLIENT_GONE)
-        text, stats, error = collected
-        if error:
-            return JSONResponse({"error": {"message": error, "type": "server_error",
-                                           "code": 503}}, status_code=503)
+        collected = await _collected(request, events)
+        if isinstance(collected, Response):
+            return collected
+        text, stats = collected
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": int(time.time()), "model": name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -287,16 +284,27 @@ class Server:
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(chunks(), media_type="text/event-stream")
-        collected = await until_disconnect(request, _collect(events))
-        if collected is None:
-            return Response(status_code=CLIENT_GONE)
-        text, stats, error = collected
-        if error:
-            return JSONResponse({"error": {"message": error, "type": "server_error",
-                                           "code": 503}}, status_code=503)
+        collected = await _collected(request, events)
+        if isinstance(collected, Response):
+            return collected
+        text, stats = collected
         return JSONResponse(head | {
             "choices": [{"index": 0, "text": text, "finish_reason": _finish(stats),
                          "logprobs": None}], "usage": _usage(stats)})
+
+
+async def _collected(request: Request, events: AsyncIterator[Any],
+                     ) -> tuple[str, Stats] | Response:
+    """The whole reply and its stats, or the response to give instead: nothing for a client
+    that left, a 503 with the backend's message for a reply that failed."""
+    collected = await until_disconnect(request, _collect(events))
+    if collected is None:
+        return Response(status_code=CLIENT_GONE)
+    text, stats, error = collected
+    if error:
+        return JSONResponse({"error": {"message": error, "type": "server_error", "code": 503}},
+                            status_code=503)
+    return text, stats
 
 
 async def _collect(events: AsyncIterator[Any]) -> tuple[str, Stats, str]:
