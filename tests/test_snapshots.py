@@ -67,3 +67,33 @@ def test_parameters_dialog(snap_compare, home: Path) -> None:  # type: ignore[no
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(100, 40), run_before=run_before)
+
+
+def test_code_pane_with_a_multi_line_suggestion(snap_compare, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every line Tab would insert, dimmed, the code below pushed down. (The file is at a
+    fixed path: the pane's title shows it.)"""
+    from app.ui.tui.code_editor import CodeEditor
+    from app.ui.tui.code_screen import CodeScreen
+    from tests.test_code_pane import SOURCE, FimBackend
+
+    path = Path("/tmp/tramontane-snapshots/calc.py")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(SOURCE)
+    backend = FimBackend("s += x\n        if s > 10:\n            break")
+    app = make_app(ScriptedBackend())
+    app.open_file = path
+    app._code_backend = backend
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+                         and bool(app.screen.query(CodeEditor)))
+        editor = app.screen.query_one(CodeEditor)
+        editor.move_cursor((3, 8))
+        editor.cursor_blink = False
+        await pilot.press("ctrl+space")
+        await wait_until(pilot, lambda: bool(editor.pending))
+        await wait_until(pilot, lambda: len(backend.fim_calls) == 2)  # the speculation too
+        app.screen.status("suggestion")  # its timing varies from run to run
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
