@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -23,8 +24,13 @@ class FimBackend(ScriptedBackend):
         super().__init__()
         self.suggestion = suggestion
         self.fim_calls: list[tuple[str, str]] = []
+        self.warm_calls: list[tuple[str, str]] = []
 
     async def complete(self, prefix, suffix, params, extra=(), path=""):  # type: ignore[no-untyped-def]
+        if params.max_tokens == 1:  # the pane warming the cache where the cursor rests
+            self.warm_calls.append((prefix, suffix))
+            yield Done(Stats(prompt_tokens=20, generated_tokens=1))
+            return
         self.fim_calls.append((prefix, suffix))
         yield Token(self.suggestion)
         yield Done(Stats(prompt_tokens=20, generated_tokens=3))
@@ -217,3 +223,51 @@ async def test_next_suggestion_is_ready_after_tab(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: editor.pending == " += x")  # the cached next one
         assert "from cache" in str(app.screen.query_one("#code-status").render())
         assert backend.fim_calls[2][0].endswith("s += x += x")  # and the one after that
+
+
+async def test_the_cache_is_warmed_where_the_cursor_rests(tmp_path: Path) -> None:
+    """Opening a file, and moving the cursor and pausing, evaluate that place's prompt in the
+    background (one token, kept as no suggestion): the first suggestion there finds it cached."""
+    path = tmp_path / "calc.py"
+    path.write_text(SOURCE)
+    backend = FimBackend(" += x")
+    app = _app(path, backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _open(pilot, path)
+        await wait_until(pilot, lambda: len(backend.warm_calls) >= 2, what="the warm-ups")
+        assert backend.warm_calls[0][0] == ""  # at the top, as the file opened
+        assert backend.warm_calls[-1][0].endswith("    for x in xs:\n        ")  # (3, 8)
+        assert editor.pending == "" and not backend.fim_calls  # no suggestion was shown
+
+
+class SlowBackend(FimBackend):
+    """The first line, then the rest only once the test releases it."""
+
+    def __init__(self, first: str, rest: str) -> None:
+        super().__init__(first + rest)
+        self.first, self.rest = first, rest
+        self.go = asyncio.Event()
+
+    async def complete(self, prefix, suffix, params, extra=(), path=""):  # type: ignore[no-untyped-def]
+        if params.max_tokens == 1:
+            yield Done(Stats())
+            return
+        self.fim_calls.append((prefix, suffix))
+        yield Token(self.first)
+        await self.go.wait()
+        yield Token(self.rest)
+        yield Done(Stats(prompt_tokens=20, generated_tokens=9))
+
+
+async def test_first_line_shows_before_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "calc.py"
+    path.write_text(SOURCE)
+    backend = SlowBackend("s += x\n", "        if s > 10:\n            break")
+    app = _app(path, backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _open(pilot, path)
+        await pilot.press("ctrl+space")
+        await wait_until(pilot, lambda: editor.pending == "s += x", what="the first line")
+        backend.go.set()
+        await wait_until(pilot, lambda: "break" in editor.pending, what="the whole suggestion")
+        assert editor.pending == "s += x\n        if s > 10:\n            break"

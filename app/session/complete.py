@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,7 +184,8 @@ class CompletionSession:
         return None
 
     async def _ask(self, prefix: str, suffix: str, path: str,
-                   params: Params | None = None) -> tuple[str, Stats]:
+                   params: Params | None = None,
+                   first_line: Callable[[str], None] | None = None) -> tuple[str, Stats]:
         raw, stats = "", Stats()
         stream_of = self.backend.complete(prefix, suffix, params or self.params, self.last_extra,
                                           shown_path(path))
@@ -192,7 +193,13 @@ class CompletionSession:
             async for event in stream:
                 match event:
                     case Token(piece):
+                        had_line = "\n" in raw
                         raw += piece
+                        if first_line is not None and not had_line and "\n" in raw.lstrip("\n"):
+                            # the first line is whole: show it while the rest comes
+                            line = fim.postprocess(raw, prefix, suffix).split("\n", 1)[0]
+                            if line.strip():
+                                first_line(line)
                     case Done(s):
                         stats = s
                     case Error(message):
@@ -212,9 +219,19 @@ class CompletionSession:
         finally:
             self._last = last
 
+    async def warm(self, prefix: str, suffix: str, path: str = "") -> None:
+        """Evaluate this place's prompt (the file's window and the plugins' chunks) while the
+        user reads, so the first suggestion in a file finds it cached: one token is asked
+        for, and nothing is kept as a suggestion."""
+        self.last_extra = await self.gather_context(path, prefix, suffix)
+        seen_prefix, seen_suffix = self.visible(prefix, suffix)
+        await self.backend.load(self.model, self.params)
+        await self._ask(seen_prefix, seen_suffix, path, replace(self.params, max_tokens=1))
+
     async def complete(self, prefix: str, suffix: str, path: str = "",
                        params: Params | None = None,
-                       extra: Sequence[ContextChunk] = ()) -> Completion:
+                       extra: Sequence[ContextChunk] = (),
+                       first_line: Callable[[str], None] | None = None) -> Completion:
         """A suggestion at the cursor. `params` overrides the session's for this request (a
         server client's n_predict, time cap, sampling); `extra` chunks come from the client
         (llama.vim's input_extra) and go first, before the plugins' chunks."""
@@ -226,7 +243,7 @@ class CompletionSession:
         seen_prefix, seen_suffix = self.visible(prefix, suffix)
         await self.backend.load(self.model, self.params)
         try:
-            raw, stats = await self._ask(seen_prefix, seen_suffix, path, params)
+            raw, stats = await self._ask(seen_prefix, seen_suffix, path, params, first_line)
         except TramontaneError:
             if not self.last_extra:
                 raise

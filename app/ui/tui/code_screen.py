@@ -67,6 +67,7 @@ class CodeScreen(Screen[None]):
         self.disk_print = _fingerprint(path) if path.exists() else ""
         self._timer: Timer | None = None
         self._recovery_timer: Timer | None = None
+        self._warm_timer: Timer | None = None
         self.saved_text = self.text
         self.recovery = recovery
 
@@ -102,6 +103,8 @@ class CodeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.editor.focus()
         self.session.touched(str(self.path.resolve()), "opened", self.text)
+        if self.auto_suggest:
+            self.warm()
         found = self.recovery.load(self.path) if self.recovery else None
         if found is not None and found.text != self.text:
             def answered(choice: str | None) -> None:
@@ -126,6 +129,15 @@ class CodeScreen(Screen[None]):
         self.query_one("#code-status", Label).update(text)
 
     # -- suggestions -----------------------------------------------------------------------------
+
+    @on(TextArea.SelectionChanged, "#editor")
+    def _moved(self, event: TextArea.SelectionChanged) -> None:
+        """The cursor moved without an edit: once it rests, warm the cache there."""
+        if self._warm_timer is not None:
+            self._warm_timer.stop()
+        busy = any(w.group == "suggest" and w.is_running for w in self.workers)
+        if self.auto_suggest and not self.editor.pending and self._timer is None and not busy:
+            self._warm_timer = self.set_timer(self.debounce_s * 2, self.warm)
 
     @on(TextArea.Changed, "#editor")
     def _changed(self, event: TextArea.Changed) -> None:
@@ -152,19 +164,36 @@ class CodeScreen(Screen[None]):
 
     def action_suggest(self) -> None:
         self._timer = None
+        if self._warm_timer is not None:
+            self._warm_timer.stop()
+            self._warm_timer = None
         prefix, suffix = self.editor.prefix_suffix
         self.suggest(prefix, suffix, self.editor.text, self.editor.cursor_location)
+
+    @work(exclusive=True, group="suggest")
+    async def warm(self) -> None:
+        """While the file is read: load the model and evaluate the prompt at the cursor, so
+        the first suggestion does not wait for the whole window (a suggestion cancels it)."""
+        self._warm_timer = None
+        with contextlib.suppress(TramontaneError):
+            await self.session.warm(*self.editor.prefix_suffix, str(self.path.resolve()))
 
     @work(exclusive=True, group="suggest")
     async def suggest(self, prefix: str, suffix: str, text: str,
                       cursor: tuple[int, int]) -> None:
         self.status("thinking…")
+        editor = self.editor
+
+        def first_line(line: str) -> None:
+            if editor.text == text and editor.cursor_location == cursor and not editor.pending:
+                editor.offer(line)  # the rest follows when the model is done
+
         try:
-            result = await self.session.complete(prefix, suffix, str(self.path.resolve()))
+            result = await self.session.complete(prefix, suffix, str(self.path.resolve()),
+                                                 first_line=first_line)
         except TramontaneError as exc:
             self.status(f"no suggestion: {exc}")
             return
-        editor = self.editor
         if editor.text != text or editor.cursor_location != cursor:
             self.status("")
             return  # the user moved on; the cache keeps this one for later
