@@ -25,7 +25,6 @@ from app.errors import TramontaneError
 from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
 from app.session.slash import ChatPrompt
-from app.ui.cli_serve import UsageError
 from app.ui.tui.chat_actions import ChatActions
 from app.ui.tui.code_screen import CodeScreen, OpenFileRequested
 from app.ui.tui.conversation import Conversation
@@ -146,17 +145,7 @@ class TramontaneApp(ChatActions):
 
     async def action_toggle_server(self) -> None:
         """F9: serve /infill and /v1 from this app's models (editors, OpenAI clients)."""
-        if self.server.running:
-            await self.server.stop()
-            self.notify("The server is stopped.")
-        else:
-            try:
-                url = self.server.start()
-            except (TramontaneError, UsageError) as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"Serving on {url}: /infill for llama.vim and llama.vscode, /v1 for "
-                        "OpenAI clients. F9 stops it.")
+        await self.server.toggle(self.notify)
         self._update_status()
 
     async def open_chat(self, chat_id: int) -> None:

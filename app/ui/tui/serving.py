@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
+from app.errors import TramontaneError
 from app.session.context import AppContext
 from app.session.serving import ServeSession
 
@@ -42,6 +44,23 @@ class AppServer:
         self._task = asyncio.ensure_future(server.serve())
         self.url = f"http://{host}:{port}"
         return self.url
+
+    async def toggle(self, notify: Callable[..., None]) -> None:
+        """Start the server, or stop it if it runs; `notify` tells the user (the address, or
+        why it cannot start)."""
+        from app.ui.cli_serve import UsageError
+
+        if self.running:
+            await self.stop()
+            notify("The server is stopped.")
+            return
+        try:
+            url = self.start()
+        except (TramontaneError, UsageError) as exc:
+            notify(str(exc), severity="error")
+            return
+        notify(f"Serving on {url}: /infill for llama.vim and llama.vscode, /v1 for OpenAI "
+               "clients. F9 stops it.")
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
