@@ -231,17 +231,10 @@ def _experts_in_ram(arch: Arch, weights: int, context: int, hw: Hardware, cache_
 
 def largest_context(arch: Arch, weights: int, hw: Hardware, max_context: int,
                     cache_type: str = "f16", repack: int = 0) -> int:
-    """The largest power-of-two context (from 2k up to the model's) that still fits."""
-    best = 0
-    ctx = 2048
-    while ctx <= max_context:
-        if verdict(arch, weights, ctx, hw, cache_type=cache_type, repack=repack).fits:
-            best = ctx
-        ctx *= 2
-    if best and best < max_context and verdict(arch, weights, max_context, hw,
-                                               repack=repack).fits:
-        best = max_context
-    return best
+    """The largest context of the plan from 2k (each doubling, then the model's own) that
+    still fits; 0 when none does."""
+    steps = context_plan(arch, weights, hw, max_context, cache_type, repack, start=2048)
+    return max((s.context for s in steps if s.kind != "no" and s.context >= 2048), default=0)
 
 
 @dataclass(frozen=True)

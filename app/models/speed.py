@@ -216,25 +216,23 @@ def predict(shape: ModelShape, hw: Hardware, speed: MachineSpeed, gpu_layers: in
         shape.layers * speed.layer_s + sampler_s
     gpu = hw.gpu
     share = min(1.0, gpu_layers / shape.layers) if gpu is not None and shape.layers else 0.0
-    if share and gpu is not None and gpu.bandwidth and cpu_expert_layers:
+    if not (share and gpu is not None and gpu.bandwidth):
+        return SpeedPrediction(1 / cpu_decode_s, 1 / cpu_prompt_s, "cpu", speed.is_calibrated)
+    gpu_prompt_s = flops / (gpu.flops or cpu_flops * 20)
+    if cpu_expert_layers:
         # the picked experts of the RAM layers are read by the CPU; everything else on the GPU
         in_ram = shape.expert_bytes * shape.active_share * cpu_expert_layers / shape.layers
         decode_s = in_ram / (speed.bandwidth * speed.efficiency) + \
             (per_token - in_ram) / (gpu.bandwidth * GPU_EFFICIENCY) + \
             shape.layers * GPU_LAYER_S + sampler_s
         ram_share = in_ram / per_token if per_token else 0.0
-        gpu_prompt_s = flops / (gpu.flops or cpu_flops * 20)
         prompt_s = (1 - ram_share) * gpu_prompt_s + ram_share * cpu_prompt_s
         return SpeedPrediction(1 / decode_s, 1 / prompt_s, "gpu+cpu", False)
-    if share and gpu is not None and gpu.bandwidth:
-        gpu_decode_s = per_token / (gpu.bandwidth * GPU_EFFICIENCY) + \
-            shape.layers * GPU_LAYER_S + sampler_s
-        gpu_prompt_s = flops / (gpu.flops or cpu_flops * 20)
-        decode_s = share * gpu_decode_s + (1 - share) * cpu_decode_s
-        prompt_s = share * gpu_prompt_s + (1 - share) * cpu_prompt_s
-        return SpeedPrediction(1 / decode_s, 1 / prompt_s, "gpu" if share >= 1 else "gpu+cpu",
-                               False)
-    return SpeedPrediction(1 / cpu_decode_s, 1 / cpu_prompt_s, "cpu", speed.is_calibrated)
+    gpu_decode_s = per_token / (gpu.bandwidth * GPU_EFFICIENCY) + \
+        shape.layers * GPU_LAYER_S + sampler_s
+    decode_s = share * gpu_decode_s + (1 - share) * cpu_decode_s
+    prompt_s = share * gpu_prompt_s + (1 - share) * cpu_prompt_s
+    return SpeedPrediction(1 / decode_s, 1 / prompt_s, "gpu" if share >= 1 else "gpu+cpu", False)
 
 
 # -- measuring ---------------------------------------------------------------------------------

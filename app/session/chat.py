@@ -73,7 +73,7 @@ class ChatSession:
         for the reply (an estimate: CHARS_PER_TOKEN): a chat whose history outgrew the context,
         or that holds one over-long message, goes on with its recent turns. `left_out` says
         how many older messages were not sent."""
-        budget = self.params.context_length - self.params.max_tokens - TEMPLATE_TOKENS
+        budget = self.room()
         system = messages[:1] if messages and messages[0].role == "system" else []
         turns = messages[len(system):]
         used = sum(token_estimate(m.content) for m in system)

@@ -130,6 +130,15 @@ class CompletionSession:
         return cls(backend, ref, params, ctx.plugins, code_window(ctx))
 
     @classmethod
+    def for_code(cls, ctx: AppContext, model: str | None = None,
+                 max_tokens: int | None = None) -> CompletionSession:
+        """Completion on the backend `ctx` is set to: the code worker for llama.cpp, else the
+        Ollama or OpenAI-compatible server."""
+        if ctx.uses_server:
+            return cls.for_server(ctx, model, max_tokens)
+        return cls.for_context(ctx, ctx.code_backend, model, max_tokens)
+
+    @classmethod
     def for_server(cls, ctx: AppContext, model: str | None,
                    max_tokens: int | None = None) -> CompletionSession:
         """Completion on the Ollama or OpenAI-compatible server `ctx` is set to (each picks
@@ -219,13 +228,19 @@ class CompletionSession:
         finally:
             self._last = last
 
+    async def _prepare(self, prefix: str, suffix: str, path: str,
+                       extra: Sequence[ContextChunk] = ()) -> tuple[str, str]:
+        """Before asking the model: the other files' chunks (the client's, then the
+        plugins'), the model loaded, and the window of the file it sees."""
+        self.last_extra = [*extra, *await self.gather_context(path, prefix, suffix)]
+        await self.backend.load(self.model, self.params)
+        return self.visible(prefix, suffix)
+
     async def warm(self, prefix: str, suffix: str, path: str = "") -> None:
         """Evaluate this place's prompt (the file's window and the plugins' chunks) while the
         user reads, so the first suggestion in a file finds it cached: one token is asked
         for, and nothing is kept as a suggestion."""
-        self.last_extra = await self.gather_context(path, prefix, suffix)
-        seen_prefix, seen_suffix = self.visible(prefix, suffix)
-        await self.backend.load(self.model, self.params)
+        seen_prefix, seen_suffix = await self._prepare(prefix, suffix, path)
         await self._ask(seen_prefix, seen_suffix, path, replace(self.params, max_tokens=1))
 
     async def complete(self, prefix: str, suffix: str, path: str = "",
@@ -239,9 +254,7 @@ class CompletionSession:
         hit = self.cached(prefix, suffix)
         if hit is not None:
             return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
-        self.last_extra = [*extra, *await self.gather_context(path, prefix, suffix)]
-        seen_prefix, seen_suffix = self.visible(prefix, suffix)
-        await self.backend.load(self.model, self.params)
+        seen_prefix, seen_suffix = await self._prepare(prefix, suffix, path, extra)
         try:
             raw, stats = await self._ask(seen_prefix, seen_suffix, path, params, first_line)
         except TramontaneError:

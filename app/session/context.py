@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from app.engine.openai.backend import OpenAIBackend
 from app.store.history import ChatStore
 
+SERVER_BACKENDS = ("ollama", "openai")  # backends in front of a server's own models
+
 
 @dataclass
 class AppContext:
@@ -49,6 +51,11 @@ class AppContext:
     @property
     def backend_name(self) -> str:
         return self.backend_choice or str(self.cfg.get("chat", "backend") or "llama.cpp")
+
+    @property
+    def uses_server(self) -> bool:
+        """The backend is a server with its own models (named as it names them)."""
+        return self.backend_name in SERVER_BACKENDS
 
     @cached_property
     def backend(self) -> Backend:
@@ -109,7 +116,7 @@ class AppContext:
                    ) -> tuple[ModelRef, str, bool]:
         """The model to chat with on the chosen backend: (ref, name to save, chat-tuned); for
         llama.cpp the ref carries the placement and any does-not-fit warning for `params`."""
-        if self.backend_name in ("ollama", "openai"):
+        if self.uses_server:
             ref = self.server_model(name)
             return ref, ref.name, True
         local = self.resolve_model(name)

@@ -70,8 +70,7 @@ class ChatLibrary:
     async def model_choices(self) -> list[ModelChoice]:
         """What the model picker lists: the configured backend's models (the files on disk for
         llama.cpp, the server's list for Ollama and OpenAI-compatible servers)."""
-        if self.ctx.backend_name in ("ollama", "openai") and \
-                isinstance(self.backend, ServerBackend):
+        if self.ctx.uses_server and isinstance(self.backend, ServerBackend):
             return [ModelChoice(r.name, f"{r.name}  ({r.source})", self.ctx.server_model(r.name))
                     for r in await self.backend.models()]
         found = await asyncio.to_thread(self.models)  # reads folders and headers: off the loop

@@ -38,13 +38,8 @@ class ServeSession:
               code_model: str | None = None) -> ServeSession:
         """The models to serve on `ctx`'s backend: `model` for chat, `code_model` for
         completion (each defaulting as the app's do)."""
-        if ctx.backend_name in ("ollama", "openai"):
-            code = CompletionSession.for_server(ctx, code_model)
-            chat = ctx.server_model(model)
-        else:
-            code = CompletionSession.for_context(ctx, ctx.code_backend, code_model)
-            chat = ctx.chat_model(model)[0]
-        return cls(ctx, code, ctx.backend, chat, bool(ctx.cfg.get("serve", "save_chats")))
+        return cls(ctx, CompletionSession.for_code(ctx, code_model), ctx.backend,
+                   ctx.chat_model(model)[0], bool(ctx.cfg.get("serve", "save_chats")))
 
     @property
     def backend_name(self) -> str:

@@ -11,7 +11,7 @@ from app.config import is_remote
 from app.engine.backend import Done, Error, Params, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
-from app.session.context import AppContext
+from app.session.context import SERVER_BACKENDS, AppContext
 from app.session.placement import DoesNotFitError
 from app.session.slash import ChatPrompt
 
@@ -29,7 +29,7 @@ def open_session(ctx: AppContext, args: argparse.Namespace) -> ChatSession:
     overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     if args.chat is not None:
         chat = store.chat(args.chat)
-        if args.backend is None and chat.backend in ("ollama", "openai"):
+        if args.backend is None and chat.backend in SERVER_BACKENDS:
             ctx.backend_choice = chat.backend
         params = Params.from_dict(ctx.default_params().to_dict() | chat.params | overrides)
         ref, name, tuned = ctx.chat_model(args.model or chat.model, params)

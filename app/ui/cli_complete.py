@@ -88,18 +88,13 @@ def run(args: argparse.Namespace) -> int:
     ctx.backend_choice = args.backend
     try:
         if not (args.no_server or args.show_prompt or args.dry_run or args.force) and \
-                ctx.backend_name == "llama.cpp":
+                not ctx.uses_server:
             url = running_server(ctx)
             if url:
                 return _through_server(url, prefix, suffix, args)
-        if ctx.backend_name in ("ollama", "openai"):
-            session = CompletionSession.for_server(ctx, args.model, args.max_tokens)
-        else:
-            session = CompletionSession.for_context(ctx, ctx.code_backend, args.model,
-                                                    args.max_tokens)
-            if session.model.fit_warning and not args.force:
-                raise DoesNotFitError(f"{session.model.fit_warning} Add --force to load it "
-                                      "anyway.")
+        session = CompletionSession.for_code(ctx, args.model, args.max_tokens)
+        if session.model.fit_warning and not args.force:  # only llama.cpp's places models
+            raise DoesNotFitError(f"{session.model.fit_warning} Add --force to load it anyway.")
         return asyncio.run(_complete(session, prefix, suffix, args))
     finally:
         ctx.close()

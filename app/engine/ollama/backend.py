@@ -169,10 +169,7 @@ class OllamaBackend:
             return
         opts = options(params)
         if native:
-            room = fim.room_for_chunks(prefix, suffix,
-                                       fim.fim_budget(params.context_length, params), path)
-            head = fim.as_comments(fim.choose_chunks(fim.FORMATS["continue"], extra, path, room),
-                                   path)
+            head = fim.comment_head(prefix, suffix, params, extra, path)
 
             async def start() -> Any:
                 return await self.client.generate(model=model, prompt=head + prefix, suffix=suffix,

@@ -192,10 +192,7 @@ class OpenAIBackend:
             return
         body = sampling(params)
         if mode == "suffix":
-            room = fim.room_for_chunks(prefix, suffix,
-                                       fim.fim_budget(params.context_length, params), path)
-            head = fim.as_comments(fim.choose_chunks(fim.FORMATS["continue"], extra, path, room),
-                                   path)
+            head = fim.comment_head(prefix, suffix, params, extra, path)
             prompt, body["suffix"] = head + prefix, suffix
         else:
             fmt = self.model.fim_format if self.model else ""

@@ -293,6 +293,15 @@ def room_for_chunks(prefix: str, suffix: str, budget: int, path: str) -> int:
     return budget - approx_tokens(prefix) - approx_tokens(suffix) - approx_tokens(path) - 4
 
 
+def comment_head(prefix: str, suffix: str, params: Any, extra: Sequence[ContextChunk],
+                 path: str) -> str:
+    """The other files as comments to put before the prefix, for a server that builds the FIM
+    prompt itself (Ollama's template with a suffix, an OpenAI server's `suffix`): as many
+    chunks as the context leaves room for."""
+    room = room_for_chunks(prefix, suffix, fim_budget(params.context_length, params), path)
+    return as_comments(choose_chunks(FORMATS["continue"], extra, path, room), path)
+
+
 def choose_chunks(fmt: FimFormat, extra: Sequence[ContextChunk], path: str,
                   room: int) -> list[ContextChunk]:
     """The chunks that fit `room`, counted as `fmt` writes them, in writing order: the most
