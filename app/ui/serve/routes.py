@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -220,8 +220,19 @@ class Server:
         name, cid = self.serve.chat_model.name, f"chatcmpl-{uuid.uuid4().hex[:24]}"
         events = self.serve.chat(messages, params)
         if stream:
-            return StreamingResponse(self._chat_stream(events, name, cid, usage_wanted),
-                                     media_type="text/event-stream")
+            head = {"id": cid, "object": "chat.completion.chunk",
+                    "created": int(time.time()), "model": name}
+
+            def chunk(text: str, finish: str | None) -> dict[str, Any]:
+                delta = {"content": text} if finish is None else {}
+                return head | {"choices": [{"index": 0, "delta": delta,
+                                            "finish_reason": finish}]}
+
+            opening = head | {"choices": [{"index": 0, "finish_reason": None,
+                                           "delta": {"role": "assistant", "content": ""}}]}
+            return StreamingResponse(
+                _event_stream(events, chunk, [opening], head if usage_wanted else None),
+                media_type="text/event-stream")
         collected = await _collected(request, events)
         if isinstance(collected, Response):
             return collected
@@ -231,28 +242,6 @@ class Server:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": _finish(stats)}],
             "usage": _usage(stats), "timings": timings(stats, stats.total_ms)})
-
-    async def _chat_stream(self, events: AsyncIterator[Any], name: str, cid: str,
-                           usage_wanted: bool) -> AsyncIterator[str]:
-        head = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": name}
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-            return _sse(head | {"choices": [{"index": 0, "delta": delta,
-                                             "finish_reason": finish}]})
-
-        yield chunk({"role": "assistant", "content": ""})
-        async with aclosing(detached(events)) as stream:
-            async for event in stream:
-                if isinstance(event, Token):
-                    yield chunk({"content": event.text})
-                elif isinstance(event, Done):
-                    yield chunk({}, _finish(event.stats))
-                    if usage_wanted:
-                        yield _sse(head | {"choices": [], "usage": _usage(event.stats)})
-                elif isinstance(event, Error):
-                    yield _sse({"error": {"message": event.message, "type": "server_error"}})
-        yield "data: [DONE]\n\n"
 
     async def completions(self, request: Request) -> Response:
         """OpenAI's legacy completions; `suffix` makes it fill in the middle."""
@@ -269,21 +258,11 @@ class Server:
         head = {"id": cid, "object": "text_completion", "created": int(time.time()),
                 "model": name}
         if stream:
-            async def chunks() -> AsyncIterator[str]:
-                async with aclosing(detached(events)) as s:
-                    async for event in s:
-                        if isinstance(event, Token):
-                            yield _sse(head | {"choices": [{"index": 0, "text": event.text,
-                                                            "finish_reason": None}]})
-                        elif isinstance(event, Done):
-                            yield _sse(head | {"choices": [{"index": 0, "text": "",
-                                               "finish_reason": _finish(event.stats)}]})
-                        elif isinstance(event, Error):
-                            yield _sse({"error": {"message": event.message,
-                                                  "type": "server_error"}})
-                yield "data: [DONE]\n\n"
+            def piece(text: str, finish: str | None) -> dict[str, Any]:
+                return head | {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
 
-            return StreamingResponse(chunks(), media_type="text/event-stream")
+            return StreamingResponse(_event_stream(events, piece),
+                                     media_type="text/event-stream")
         collected = await _collected(request, events)
         if isinstance(collected, Response):
             return collected
@@ -291,6 +270,29 @@ class Server:
         return JSONResponse(head | {
             "choices": [{"index": 0, "text": text, "finish_reason": _finish(stats),
                          "logprobs": None}], "usage": _usage(stats)})
+
+
+async def _event_stream(events: AsyncIterator[Any],
+                        chunk: Callable[[str, str | None], dict[str, Any]],
+                        opening: Sequence[dict[str, Any]] = (),
+                        usage_head: dict[str, Any] | None = None) -> AsyncIterator[str]:
+    """A streamed reply as server-sent events: the `opening` chunks, a chunk per piece of
+    text, the finishing chunk (then the usage, given `usage_head`), an error event if the
+    reply failed, and [DONE]. The generation runs `detached`, so a client that goes stops it
+    cleanly."""
+    for first in opening:
+        yield _sse(first)
+    async with aclosing(detached(events)) as stream:
+        async for event in stream:
+            if isinstance(event, Token):
+                yield _sse(chunk(event.text, None))
+            elif isinstance(event, Done):
+                yield _sse(chunk("", _finish(event.stats)))
+                if usage_head is not None:
+                    yield _sse(usage_head | {"choices": [], "usage": _usage(event.stats)})
+            elif isinstance(event, Error):
+                yield _sse({"error": {"message": event.message, "type": "server_error"}})
+    yield "data: [DONE]\n\n"
 
 
 async def _collected(request: Request, events: AsyncIterator[Any],

@@ -26,7 +26,7 @@ from app.session.chat import ChatSession
 from app.session.library import ChatLibrary
 from app.session.slash import ChatPrompt
 from app.ui.tui.chat_actions import ChatActions
-from app.ui.tui.code_screen import CodeScreen, OpenFileRequested
+from app.ui.tui.code_actions import CodeActions
 from app.ui.tui.conversation import Conversation
 from app.ui.tui.dialogs import ConfirmDialog, ModelPicker
 from app.ui.tui.message_view import MessageView
@@ -38,7 +38,7 @@ _CHAT_ACTIONS = {"stop", "models", "open_code", "new_chat", "regenerate", "edit_
                  "params", "pick_model", "export", "delete", "search", "copy_reply"}
 
 
-class TramontaneApp(ChatActions):
+class TramontaneApp(ChatActions, CodeActions):
     CSS_PATH = "app.tcss"
     TITLE = "Tramontane"
     BINDINGS = [
@@ -357,43 +357,6 @@ class TramontaneApp(ChatActions):
         from app.ui.tui.models_screen import ModelsScreen
 
         self.push_screen(ModelsScreen(ModelManager(self.library.ctx, endpoint=self.hub_endpoint)))
-
-    @property
-    def code_backend(self) -> Backend:
-        if self._code_backend is None:
-            self._code_backend = self.library.ctx.code_backend
-        return self._code_backend
-
-    def open_code(self, path: Path) -> None:
-        try:
-            screen = CodeScreen.for_file(path, self.library.ctx, self.code_backend)
-        except TramontaneError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
-            return
-        self.push_screen(screen)
-
-    def on_open_file_requested(self, event: OpenFileRequested) -> None:
-        self.open_code(event.path)
-
-    def action_open_code(self) -> None:
-        from app.ui.tui.dialogs import FilePicker
-
-        def chosen(path: Path | None) -> None:
-            if path is not None:
-                self.open_code(path)
-
-        self.push_screen(FilePicker(Path.cwd()), chosen)
-
-    async def action_quit(self) -> None:
-        """Quit, once every code pane's unsaved edits are saved or knowingly discarded."""
-        dirty = [s for s in self.screen_stack if isinstance(s, CodeScreen) and s.dirty]
-        if not dirty:
-            self.exit()
-            return
-        dirty[-1].confirm_leave(self._quit_again)
-
-    def _quit_again(self) -> None:
-        self.call_later(self.action_quit)
 
     # -- sidebar ------------------------------------------------------------------------------
 
