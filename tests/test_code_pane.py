@@ -43,6 +43,13 @@ def _app(path: Path, backend: FimBackend):  # type: ignore[no-untyped-def]
     return app
 
 
+def _calc(tmp_path: Path, backend: FimBackend):  # type: ignore[no-untyped-def]
+    """The app with SOURCE in calc.py, about to open it in the code pane."""
+    path = tmp_path / "calc.py"
+    path.write_text(SOURCE)
+    return path, _app(path, backend)
+
+
 async def _open(pilot, path: Path) -> CodeEditor:  # type: ignore[no-untyped-def]
     app = pilot.app
     await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
@@ -53,10 +60,8 @@ async def _open(pilot, path: Path) -> CodeEditor:  # type: ignore[no-untyped-def
 
 
 async def test_ghost_text_after_a_pause_and_tab_accepts(tmp_path: Path) -> None:
-    path = tmp_path / "calc.py"
-    path.write_text(SOURCE)
     backend = FimBackend(" += x")
-    app = _app(path, backend)
+    path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("s")
@@ -69,10 +74,8 @@ async def test_ghost_text_after_a_pause_and_tab_accepts(tmp_path: Path) -> None:
 
 
 async def test_typing_the_suggestion_keeps_the_rest_and_word_accept(tmp_path: Path) -> None:
-    path = tmp_path / "calc.py"
-    path.write_text(SOURCE)
     backend = FimBackend("s += x * 2")
-    app = _app(path, backend)
+    path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("ctrl+space")
@@ -186,10 +189,8 @@ async def test_files_opened_in_the_same_repository_feed_the_completion(
 async def test_multi_line_ghost_text_shows_every_line(tmp_path: Path) -> None:
     """All of what Tab inserts shows, dimmed: the first line after the cursor, the others as
     lines under it that push the code below down; Tab inserts exactly that."""
-    path = tmp_path / "calc.py"
-    path.write_text(SOURCE)
     backend = FimBackend("s += x\n        if s > 10:\n            break")
-    app = _app(path, backend)
+    path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("ctrl+space")
@@ -209,10 +210,8 @@ async def test_multi_line_ghost_text_shows_every_line(tmp_path: Path) -> None:
 async def test_next_suggestion_is_ready_after_tab(tmp_path: Path) -> None:
     """After a suggestion shows, the one after accepting it is asked for at once; Tab then
     shows it from the cache."""
-    path = tmp_path / "calc.py"
-    path.write_text(SOURCE)
     backend = FimBackend(" += x")
-    app = _app(path, backend)
+    path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("s")
@@ -228,10 +227,8 @@ async def test_next_suggestion_is_ready_after_tab(tmp_path: Path) -> None:
 async def test_the_cache_is_warmed_where_the_cursor_rests(tmp_path: Path) -> None:
     """Opening a file, and moving the cursor and pausing, evaluate that place's prompt in the
     background (one token, kept as no suggestion): the first suggestion there finds it cached."""
-    path = tmp_path / "calc.py"
-    path.write_text(SOURCE)
     backend = FimBackend(" += x")
-    app = _app(path, backend)
+    path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await wait_until(pilot, lambda: len(backend.warm_calls) >= 2, what="the warm-ups")
@@ -260,10 +257,8 @@ class SlowBackend(FimBackend):
 
 
 async def test_first_line_shows_before_the_rest(tmp_path: Path) -> None:
-    path = tmp_path / "calc.py"
-    path.write_text(SOURCE)
     backend = SlowBackend("s += x\n", "        if s > 10:\n            break")
-    app = _app(path, backend)
+    path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("ctrl+space")
