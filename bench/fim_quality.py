@@ -72,13 +72,16 @@ async def model_pass(tasks: list[dict[str, str]], reuse: bool = True,
         session.model = replace(session.model, fim_format=fim_format)
     ok, t0 = 0, time.perf_counter()
     try:
-        for task in tasks:
+        for done, task in enumerate(tasks, 1):
             if typing and len(task["prompt"]) > 3:
                 await session.complete(task["prompt"][:-3], task["suffix"])
                 session._cache.clear()  # the model must answer, from the reused cache
                 session._last = None
             result = await session.complete(task["prompt"], task["suffix"])
             ok += passes(task, result.text)
+            if done % 100 == 0:  # a long run shows that it is alive, and how it goes
+                print(f"  {done}/{len(tasks)}: pass@1 so far {ok / done:.3f} "
+                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     finally:
         await backend.unload()
     return ok / len(tasks), time.perf_counter() - t0

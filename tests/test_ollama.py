@@ -53,6 +53,23 @@ def test_remote_host_is_recognised() -> None:
     assert is_remote("http://gpu-box:11434")
 
 
+async def test_a_remote_server_is_named_in_the_app_and_never_with_its_password(
+        home: Path) -> None:
+    from app.engine.openai.backend import OpenAIBackend
+    from app.session.context import remote_server
+    from tests.ui_helpers import make_app
+
+    remote = OllamaBackend("http://me:secret@gpu-box:11434")
+    assert remote_server(remote) == "Ollama at http://gpu-box:11434"
+    assert remote_server(OllamaBackend("http://127.0.0.1:11434")) == ""
+    assert remote_server(OpenAIBackend("http://10.0.0.7:8000/v1")) == \
+        "the OpenAI-compatible server at http://10.0.0.7:8000/v1"
+    app = make_app(remote)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.sub_title == "Ollama at http://gpu-box:11434 (remote)"
+
+
 async def test_chat_streams_real_text_with_stats(server: OllamaFixture) -> None:
     b = await backend_for(server)
     events = await run(b.chat(ASK, GREEDY))
@@ -175,7 +192,9 @@ def test_cli_models_and_complete_through_ollama(server: OllamaFixture, tmp_path:
     done = tramontane("complete", str(src), "--line", "2", "--col", "12", "--backend", "ollama",
                       "-m", "smollm2:135m", "--json", "--max-tokens", "6", env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["generated_tokens"] >= 1
+    answer = json.loads(done.stdout)
+    assert answer["generated_tokens"] >= 1
+    assert answer["fim"] == "prompt"  # SmolLM2's template has no suffix: our own FIM prompt
 
 
 async def test_complete_with_suffix_template_puts_fitting_chunks_before_the_prefix(

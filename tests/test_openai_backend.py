@@ -199,12 +199,12 @@ async def test_app_chats_through_the_server_and_picks_its_models(
         assert [r.split()[0] for r in rows] == ["smollm2", QWEN]
         app.screen.query_one("#models").highlighted = 0
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.session is not None)
-        assert app.session is not None and app.session.model.name == "smollm2"
+        await wait_until(pilot, lambda: app.chat.session is not None)
+        assert app.chat.session is not None and app.chat.session.model.name == "smollm2"
         await send(pilot, "Name a colour.")
         store = app.library.store
         await wait_until(pilot, lambda: any(
             m.role == "assistant" and m.state == "complete" and m.content
-            for m in store.messages(app.session.chat_id)), timeout=60)  # type: ignore[union-attr]
-        assert store.chat(app.session.chat_id).backend == "openai"
+            for m in store.messages(app.chat.session.chat_id)), timeout=60)  # type: ignore[union-attr]
+        assert store.chat(app.chat.session.chat_id).backend == "openai"
     await ctx.backend.unload()

@@ -188,7 +188,7 @@ async def test_a_raising_plugin_is_reported_once_and_turned_off(
     async with app.run_test() as pilot:
         await send(pilot, "first question")
         await wait_until(pilot, lambda: len(backend.requests) == 1, what="the first reply")
-        await wait_until(pilot, lambda: not app.busy)
+        await wait_until(pilot, lambda: not app.chat.busy)
         await send(pilot, "second question")
         await wait_until(pilot, lambda: len(backend.requests) == 2, what="the second reply")
         messages = [n.message for n in app._notifications if "boom" in n.message]
@@ -304,7 +304,7 @@ async def test_a_slow_slash_command_leaves_the_app_responsive(
             await wait_until(pilot, lambda: app.query_one(PromptBox).text == "hi",
                              what="typing while the command runs")
             await pilot.press("escape")  # and Esc gives the prompt back
-            await wait_until(pilot, lambda: not app.busy, what="the command given up")
+            await wait_until(pilot, lambda: not app.chat.busy, what="the command given up")
     finally:
         demo.release.set()
 

@@ -41,11 +41,11 @@ async def test_stop_keeps_the_partial_reply(home: Path) -> None:
         await send(pilot, "Count")
         await wait_until(pilot, lambda: backend.streamed == 3, what="three tokens")
         await pilot.press("escape")
-        await wait_until(pilot, lambda: views(app)[-1].state == "partial" and not app.busy)
+        await wait_until(pilot, lambda: views(app)[-1].state == "partial" and not app.chat.busy)
         reply = views(app)[-1]
         assert reply.text == "one two three "
         assert "stopped" in str(reply.query_one(".message-title").render())
-        stored = app.library.store.messages(app.session.chat_id)  # type: ignore[union-attr]
+        stored = app.library.store.messages(app.chat.session.chat_id)  # type: ignore[union-attr]
         assert stored[-1].state == "partial" and stored[-1].content == "one two three "
 
 
@@ -58,7 +58,7 @@ async def test_regenerate_replaces_the_reply(home: Path) -> None:
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: done(app) and views(app)[-1].text == "second answer")
         assert [v.role for v in views(app)] == ["user", "assistant"]
-        stored = app.library.store.messages(app.session.chat_id)  # type: ignore[union-attr]
+        stored = app.library.store.messages(app.chat.session.chat_id)  # type: ignore[union-attr]
         assert [m.content for m in stored] == ["Question", "second answer"]
 
 
@@ -74,7 +74,7 @@ async def test_edit_last_question_and_resend(home: Path) -> None:
         prompt.load_text("Tell me about dogs")
         await pilot.press("enter")
         await wait_until(pilot, lambda: done(app) and views(app)[-1].text == "about dogs")
-        stored = app.library.store.messages(app.session.chat_id)  # type: ignore[union-attr]
+        stored = app.library.store.messages(app.chat.session.chat_id)  # type: ignore[union-attr]
         assert [m.content for m in stored] == ["Tell me about dogs", "about dogs"]
         assert [v.text for v in views(app)] == ["Tell me about dogs", "about dogs"]
 
@@ -92,8 +92,8 @@ async def test_switch_model_from_the_picker(home: Path) -> None:
         app.screen.query_one("#models").highlighted = target
         await pilot.press("enter")
         await wait_until(pilot, lambda: not isinstance(app.screen, ModelPicker))
-        assert app.session is not None and app.session.model.name == "gemma3-270m"
-        assert app.library.store.chat(app.session.chat_id).model == "gemma3-270m"
+        assert app.chat.session is not None and app.chat.session.model.name == "gemma3-270m"
+        assert app.library.store.chat(app.chat.session.chat_id).model == "gemma3-270m"
         await send(pilot, "Again")
         await wait_until(pilot, lambda: len(backend.requests) == 2 and done(app))
         assert backend.loaded is not None and backend.loaded.name == "gemma3-270m"
@@ -112,7 +112,7 @@ async def test_system_prompt_and_parameters(home: Path) -> None:
         screen.query_one("#temperature").value = "0.2"  # type: ignore[attr-defined]
         await pilot.click("#save")
         await wait_until(pilot, lambda: not isinstance(app.screen, ParamsDialog))
-        chat = app.library.store.chat(app.session.chat_id)  # type: ignore[union-attr]
+        chat = app.library.store.chat(app.chat.session.chat_id)  # type: ignore[union-attr]
         assert chat.system_prompt == "You are a pirate." and chat.params["temperature"] == 0.2
         await send(pilot, "Hello")
         await wait_until(pilot, lambda: len(backend.requests) == 2 and done(app))
@@ -152,7 +152,7 @@ async def test_search_rename_delete_export(home: Path) -> None:
         assert sidebar.highlighted_chat() in (loire.id, None)
         await pilot.press("tab")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.session is not None and app.session.chat_id == loire.id)
+        await wait_until(pilot, lambda: app.chat.session is not None and app.chat.session.chat_id == loire.id)
         await pilot.press("f2")
         await wait_until(pilot, lambda: isinstance(app.screen, TextDialog))
         app.screen.query_one("#value").value = "Loire notes"  # type: ignore[attr-defined]
@@ -167,7 +167,7 @@ async def test_search_rename_delete_export(home: Path) -> None:
         await pilot.click("#yes")
         await wait_until(pilot, lambda: len(store.chats()) == 1)
         assert store.chats()[0].id == cook.id
-        assert app.session is None and views(app) == []
+        assert app.chat.session is None and views(app) == []
 
 
 async def test_an_error_reply_is_shown_with_what_to_do(home: Path) -> None:
@@ -179,7 +179,7 @@ async def test_an_error_reply_is_shown_with_what_to_do(home: Path) -> None:
         await wait_until(pilot, lambda: views(app)[-1].state == "error")
         reply = views(app)[-1]
         assert "SIGSEGV" in str(reply.query_one(".message-note").render())
-        stored = app.library.store.messages(app.session.chat_id)  # type: ignore[union-attr]
+        stored = app.library.store.messages(app.chat.session.chat_id)  # type: ignore[union-attr]
         assert stored[-1].state == "error" and stored[-1].content == "Partial "
         backend.error = None
         await send(pilot, "Again")
@@ -214,7 +214,7 @@ async def test_long_chat_mounts_one_page_and_loads_older(home: Path) -> None:
         await wait_until(pilot, lambda: len(views(app)) > 0)
         assert len(views(app)) == 40
         assert views(app)[-1].text == "message 4999"
-        conv = app.conversation
+        conv = app.chat.conversation
         conv.scroll_home(animate=False, immediate=True)
         await wait_until(pilot, lambda: len(views(app)) == 80, what="the older page")
         assert views(app)[0].text == "message 4920"
@@ -244,9 +244,9 @@ async def test_real_model_send_stream_stop(home: Path) -> None:
         await wait_until(pilot, lambda: len(views(app)) == 2 and len(views(app)[-1].text) > 40,
                          timeout=60, what="streamed text from the real model")
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not app.busy and views(app)[-1].state == "partial")
+        await wait_until(pilot, lambda: not app.chat.busy and views(app)[-1].state == "partial")
         stopped_text = views(app)[-1].text
-        stored = ctx.store.messages(app.session.chat_id)  # type: ignore[union-attr]
+        stored = ctx.store.messages(app.chat.session.chat_id)  # type: ignore[union-attr]
         assert stored[-1].state == "partial" and stored[-1].content == stopped_text
         await send(pilot, "Thanks.")
         await wait_until(pilot, lambda: len(views(app)) == 4 and views(app)[-1].state != "streaming",

@@ -74,6 +74,11 @@ class ModelRef:
     fit_warning: str = ""  # set when the model does not fit this machine: the faces ask first
 
 
+# why a reply ended: an end token or a stop string; max tokens; the context is full; the time
+# cap (max_time_ms); the caller stopped it
+StopReason = Literal["stop", "length", "context", "time", "cancelled"]
+
+
 @dataclass(frozen=True)
 class Stats:
     prompt_tokens: int = 0
@@ -82,7 +87,7 @@ class Stats:
     ttft_ms: float = 0.0
     decode_tps: float = 0.0
     total_ms: float = 0.0
-    stop_reason: str = "stop"  # stop | length | cancelled
+    stop_reason: StopReason = "stop"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,4 +166,11 @@ class ServerBackend(Backend, Protocol):
     """A backend in front of a server that has its own list of models (Ollama, an
     OpenAI-compatible server); files on disk are the model manager's business."""
 
+    host: str  # the server's address as messages show it: never a password
+
     async def models(self) -> list[ModelRef]: ...
+
+    async def fim_mode(self) -> str:
+        """How the server fills in the middle for the loaded model: "infill" (llama-server's
+        /infill), "suffix" (the server's own FIM template) or "prompt" (our FIM prompt, raw)."""
+        ...

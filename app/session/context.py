@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from app.config import Config, Paths, load_config, ollama_host, openai_server, paths
-from app.engine.backend import Backend, ModelRef, Params
+from app.config import Config, Paths, is_remote, load_config, ollama_host, openai_server, paths
+from app.engine.backend import Backend, ModelRef, Params, ServerBackend
 from app.engine.llama.backend import LlamaBackend
 from app.errors import ModelNotFoundError
 from app.models import local
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 from app.store.history import ChatStore
 
 SERVER_BACKENDS = ("ollama", "openai")  # backends in front of a server's own models
+
+
+def remote_server(backend: Backend) -> str:
+    """'Ollama at HOST' or 'the OpenAI-compatible server at HOST' when `backend` sends the
+    user's text to another machine, else ''."""
+    if not isinstance(backend, ServerBackend) or not is_remote(backend.host):
+        return ""
+    kind = "Ollama" if backend.name == "ollama" else "the OpenAI-compatible server"
+    return f"{kind} at {backend.host}"
 
 
 @dataclass

@@ -7,11 +7,10 @@ import asyncio
 import os
 import sys
 
-from app.config import is_remote
 from app.engine.backend import Done, Error, Params, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
-from app.session.context import SERVER_BACKENDS, AppContext
+from app.session.context import SERVER_BACKENDS, AppContext, remote_server
 from app.session.placement import DoesNotFitError
 from app.session.slash import ChatPrompt
 
@@ -109,11 +108,10 @@ def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
     ctx.backend_choice = args.backend
     warn(ctx)
-    host = str(getattr(ctx.backend, "host", ""))
-    if host and is_remote(host):
-        kind = "Ollama server" if ctx.backend_name == "ollama" else "OpenAI-compatible server"
-        print(f"tramontane: note: using the {kind} at {host}, not this "
-              "machine; your messages go there.", file=sys.stderr)
+    remote = remote_server(ctx.backend)
+    if remote:
+        print(f"tramontane: note: using {remote}, not this machine; your messages go there.",
+              file=sys.stderr)
     session = open_session(ctx, args)
     prompt = ChatPrompt(ctx.plugins)
     with asyncio.Runner() as runner:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.engine.backend import ServerBackend
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
 from app.session.context import AppContext
@@ -71,8 +72,8 @@ def _through_server(url: str, prefix: str, suffix: str, args: argparse.Namespace
 async def _fim_mode(session: CompletionSession) -> str:
     """How the server filled in the middle (OpenAI-compatible servers differ), else "prompt":
     our own FIM format."""
-    mode = getattr(session.backend, "fim_mode", None)
-    return str(await mode()) if mode is not None else "prompt"
+    backend = session.backend
+    return await backend.fim_mode() if isinstance(backend, ServerBackend) else "prompt"
 
 
 def _buffer(args: argparse.Namespace) -> str:
@@ -115,6 +116,7 @@ async def _complete(session: CompletionSession, prefix: str, suffix: str,
         sys.stderr.write(prompt + "\n---\n")
     try:
         result = await session.complete(prefix, suffix, path)
+        mode = await _fim_mode(session) if args.json else ""  # asked while the model is loaded
     except TramontaneError:
         await session.backend.unload()
         raise
@@ -124,7 +126,7 @@ async def _complete(session: CompletionSession, prefix: str, suffix: str,
         print(json.dumps({
             "text": result.text, "raw": result.raw, "model": session.model.name,
             "format": session.model.fim_format, "prompt_tokens": s.prompt_tokens,
-            "backend": session.backend.name, "fim": await _fim_mode(session),
+            "backend": session.backend.name, "fim": mode,
             "context_files": [c.path for c in session.last_extra],
             "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens,
             "timings": {"first_token_ms": round(s.ttft_ms, 1), "total_ms": round(result.elapsed_ms, 1),

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ from app.engine.backend import (
     Params,
     Stats,
     Token,
+)
+from app.engine.llama.messages import (
+    AskMemory,
+    Cancel,
+    Failed,
+    Finished,
+    Generate,
+    Load,
+    Loaded,
+    LoadFailed,
+    MemoryUse,
+    Piece,
+    Text,
 )
 from app.engine.llama.process import (
     WorkerDied,
@@ -71,7 +85,7 @@ class LlamaBackend:
         opts = {"context_length": params.context_length, "threads": params.thread_count,
                 "gpu_layers": gpu_layers}
         try:
-            worker.send(("load", str(model.path), opts))
+            worker.send(Load(str(model.path), opts))
             reply = await worker.recv()
         except WorkerDied as exc:
             self.worker = None
@@ -81,11 +95,12 @@ class LlamaBackend:
                 + (f" (llama.cpp: {reason})" if reason else "")
                 + ". The file may be corrupt, or too large for this machine's memory."
             ) from exc
-        if reply[0] == "error":
+        if not isinstance(reply, Loaded):
             await self._stop_worker()
             reason = load_failure_reason(self.log_path, log_start)
-            raise BackendError(str(reply[1]) + (f" (llama.cpp: {reason})" if reason else ""))
-        self.loaded = dict(reply[1])
+            said = reply.message if isinstance(reply, LoadFailed) else f"The worker said {reply}"
+            raise BackendError(said + (f" (llama.cpp: {reason})" if reason else ""))
+        self.loaded = reply.info
         self._load_key = key
 
     async def unload(self) -> None:
@@ -149,7 +164,7 @@ class LlamaBackend:
         return meta
 
     async def _generate(
-        self, worker: WorkerProcess, text: str | list[tuple[str, str, bool]], stop: list[str],
+        self, worker: WorkerProcess, text: str | list[Piece], stop: list[str],
         params: Params, add_bos: bool = True, fim: bool = False,
     ) -> AsyncGenerator[Event, None]:
         async with self._lock:
@@ -161,23 +176,22 @@ class LlamaBackend:
             t0 = time.perf_counter()
             t_first = t_last = 0.0
             try:
-                worker.send(("generate", req, text, opts))
+                worker.send(Generate(req, text, opts))
                 while True:
-                    msg = await worker.recv()
-                    if len(msg) < 2 or msg[1] != req:
-                        continue  # the tail of an earlier, cancelled request
-                    if msg[0] == "token":
-                        t_last = time.perf_counter()
-                        t_first = t_first or t_last
-                        yield Token(str(msg[2]))
-                    elif msg[0] == "done":
-                        finished = True
-                        yield Done(_stats(dict(msg[2]), t0, t_first, t_last))
-                        return
-                    elif msg[0] == "error":
-                        finished = True
-                        yield Error(str(msg[2]))
-                        return
+                    match await worker.recv():
+                        case Text(r, piece) if r == req:
+                            t_last = time.perf_counter()
+                            t_first = t_first or t_last
+                            yield Token(piece)
+                        case Finished(r, stats) if r == req:
+                            finished = True
+                            yield Done(_stats(stats, t0, t_first, t_last))
+                            return
+                        case Failed(r, message) if r == req:
+                            finished = True
+                            yield Error(message)
+                            return
+                        # else: the tail of an earlier, cancelled request
             except WorkerDied as exc:
                 finished = True
                 await self._stop_worker()
@@ -193,11 +207,11 @@ class LlamaBackend:
     async def _cancel(self, worker: WorkerProcess, req: int) -> None:
         """Ask the worker to stop; kill it if it has not stopped within a second."""
         try:
-            worker.send(("cancel", req))
+            worker.send(Cancel(req))
             async with asyncio.timeout(CANCEL_GRACE_S):
                 while True:
                     msg = await worker.recv()
-                    if msg[0] in ("done", "error") and msg[1] == req:
+                    if isinstance(msg, Finished | Failed) and msg.req == req:
                         return
         except (WorkerDied, TimeoutError, asyncio.CancelledError):
             worker.kill()
@@ -212,11 +226,11 @@ class LlamaBackend:
         assert self.worker is not None
         async with self._lock:
             self.worker.attach()
-            self.worker.send(("memory",))
+            self.worker.send(AskMemory())
             while True:
                 msg = await self.worker.recv()
-                if msg[0] == "memory":
-                    return dict(msg[1])
+                if isinstance(msg, MemoryUse):
+                    return {"rss": msg.rss, "peak_rss": msg.peak_rss}
 
     async def info(self) -> BackendInfo:
         details: dict[str, Any] = {}
@@ -230,18 +244,12 @@ class LlamaBackend:
         return BackendInfo(self.name, self.model.name if self.model else None, details)
 
 
-def _stats(raw: dict[str, Any], t0: float, t_first: float, t_last: float) -> Stats:
-    """The worker's own counts and decode speed (the model's, unaffected by how busy the
-    caller was when batches arrived); the first token and the total as the caller saw them."""
-    generated = int(raw.get("generated_tokens", 0))
-    span = t_last - t_first
+def _stats(worker: Stats, t0: float, t_first: float, t_last: float) -> Stats:
+    """The worker's own counts, decode speed and stop reason (the model's speed, unaffected by
+    how busy the caller was when batches arrived); the first token and the total as the caller
+    saw them."""
+    span, generated = t_last - t_first, worker.generated_tokens
     seen_tps = (generated - 1) / span if generated > 1 and span > 0 else 0.0
-    return Stats(
-        prompt_tokens=int(raw.get("prompt_tokens", 0)),
-        cached_tokens=int(raw.get("cached_tokens", 0)),
-        generated_tokens=generated,
-        ttft_ms=(t_first - t0) * 1000 if t_first else 0.0,
-        decode_tps=float(raw.get("decode_tps") or seen_tps),
-        total_ms=(time.perf_counter() - t0) * 1000,
-        stop_reason=str(raw.get("stop_reason", "stop")),
-    )
+    return replace(worker, ttft_ms=(t_first - t0) * 1000 if t_first else 0.0,
+                   decode_tps=worker.decode_tps or seen_tps,
+                   total_ms=(time.perf_counter() - t0) * 1000)

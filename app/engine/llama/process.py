@@ -11,8 +11,8 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
 
+from app.engine.llama.messages import Command, Exit, Reply
 from app.engine.llama.worker import worker_main
 
 _SIGNAL_WORDS = {
@@ -103,7 +103,7 @@ class WorkerProcess:
         with _process_stdio():
             self.proc.start()
         child.close()
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: asyncio.Queue[Reply | None] = asyncio.Queue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.dead = False
         self.attach()
@@ -138,20 +138,20 @@ class WorkerProcess:
             self.loop.remove_reader(self.conn.fileno())
         self.queue.put_nowait(None)
 
-    def send(self, msg: tuple[Any, ...]) -> None:
+    def send(self, msg: Command) -> None:
         try:
             self.conn.send(msg)
         except (OSError, ValueError) as exc:
             self._mark_dead()
             raise WorkerDied(self.exit_words()) from exc
 
-    async def recv(self) -> tuple[Any, ...]:
+    async def recv(self) -> Reply:
         msg = await self.queue.get()
         if msg is None:
             self.queue.put_nowait(None)
             await asyncio.to_thread(self.proc.join, 2.0)
             raise WorkerDied(self.exit_words())
-        return tuple(msg)
+        return msg
 
     def exit_words(self) -> str:
         return describe_exit(self.proc.exitcode)
@@ -167,6 +167,6 @@ class WorkerProcess:
         """Ask the worker to exit so its memory goes back to the OS; kill it if it lingers."""
         if not self.dead:
             with contextlib.suppress(OSError, ValueError):
-                self.conn.send(("exit",))
+                self.conn.send(Exit())
             await asyncio.to_thread(self.proc.join, 1.0)
         self.kill()

@@ -1,12 +1,8 @@
 """The worker process that owns llama.cpp. Only this module imports `llama_cpp`.
 
-It reads commands from a pipe and answers with tuples. Between tokens it polls the pipe, so a
-`cancel` stops generation at the next token; a closed pipe (the app died) ends the worker.
-
-Commands: ("load", path, opts) -> ("loaded", info) | ("error", msg)
-          ("generate", req, text, opts) -> ("token", req, text)* then ("done", req, stats)
-                                           | ("error", req, msg)
-          ("cancel", req), ("exit",)
+It reads commands from a pipe and answers them (messages.py names both). Between tokens, and
+between chunks of the prompt, it polls the pipe, so a `Cancel` stops the request within one
+token or chunk; a closed pipe (the app died) ends the worker.
 """
 
 from __future__ import annotations
@@ -22,6 +18,21 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from app.engine.backend import Stats, StopReason
+from app.engine.llama.messages import (
+    AskMemory,
+    Cancel,
+    Exit,
+    Failed,
+    Finished,
+    Generate,
+    Load,
+    Loaded,
+    LoadFailed,
+    MemoryUse,
+    Piece,
+    Text,
+)
 from app.engine.llama.reuse import TailReuse, common_prefix
 from app.engine.llama.stops import StopScanner
 
@@ -58,21 +69,23 @@ class Worker:
                 msg = self.conn.recv()
             except (EOFError, OSError):
                 return
-            kind = msg[0]
-            if kind == "exit":
-                return
             try:
-                if kind == "load":
-                    self.load(msg[1], msg[2])
-                elif kind == "generate":
-                    self.generate(msg[1], msg[2], msg[3])
-                elif kind == "memory":
-                    self.conn.send(("memory", _memory()))
-                # a "cancel" for a request that already ended needs no answer
+                match msg:
+                    case Exit():
+                        return
+                    case Load(path, opts):
+                        self.load(path, opts)
+                    case Generate(req, text, opts):
+                        self.generate(req, text, opts)
+                    case AskMemory():
+                        self.conn.send(_memory())
+                    case Cancel():
+                        pass  # for a request that already ended: nothing to answer
             except Exception as exc:  # a bug here must reach the user as a message
                 traceback.print_exc()
-                req = () if kind == "load" else (msg[1],)
-                self.conn.send(("error", *req, f"The model worker failed: {exc!r}"))
+                failure = f"The model worker failed: {exc!r}"
+                self.conn.send(Failed(msg.req, failure) if isinstance(msg, Generate)
+                               else LoadFailed(failure))
 
     def load(self, path: str, opts: dict[str, Any]) -> None:
         import llama_cpp
@@ -89,7 +102,7 @@ class Worker:
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
-            self.conn.send(("error", f"llama.cpp could not load {path}: {exc}"))
+            self.conn.send(LoadFailed(f"llama.cpp could not load {path}: {exc}"))
             return
         self.path = path
         llm = self.llm
@@ -105,15 +118,14 @@ class Worker:
             "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
             "system_info": _system_info(),
         }
-        self.conn.send(("loaded", info))
+        self.conn.send(Loaded(info))
 
-    def generate(self, req: int, text: str | list[tuple[str, str, bool]],
-                 opts: dict[str, Any]) -> None:
+    def generate(self, req: int, text: str | list[Piece], opts: dict[str, Any]) -> None:
         import llama_cpp
 
         llm = self.llm
         if llm is None:
-            self.conn.send(("error", req, "No model is loaded."))
+            self.conn.send(Failed(req, "No model is loaded."))
             return
         t0 = time.perf_counter()
         if isinstance(text, list):
@@ -125,14 +137,13 @@ class Worker:
                 (not tokens or tokens[0] != bos):
             tokens.insert(0, bos)  # an empty prompt (a completion at the top of an empty file)
         if not tokens:
-            self.conn.send(("done", req, {"prompt_tokens": 0, "stop_reason": "stop"}))
+            self.conn.send(Finished(req, Stats()))
             return
         n_ctx = _usable_ctx(llm)
         if len(tokens) >= n_ctx:
-            self.conn.send(
-                ("error", req, f"The prompt is {len(tokens)} tokens, more than the context "
-                 f"length of {n_ctx}. Start a new chat or raise the context length.")
-            )
+            self.conn.send(Failed(req, f"The prompt is {len(tokens)} tokens, more than the "
+                                  f"context length of {n_ctx}. Start a new chat or raise the "
+                                  "context length."))
             return
         reused = self.reuse.prepare(llm, llama_cpp, tokens) if opts.get("cache_reuse") else 0
         cached = reused or common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
@@ -140,9 +151,9 @@ class Worker:
         # with reuse, the cache already holds all but the last token (head, new middle, tail)
         if not self._evaluate(req, llm, tokens, llm.n_tokens if reused else cached):
             self.reuse.forget()
-            self.conn.send(("done", req, {"prompt_tokens": len(tokens), "cached_tokens": cached,
-                                          "stop_reason": "cancelled",
-                                          "total_ms": (time.perf_counter() - t0) * 1000}))
+            self.conn.send(Finished(req, Stats(
+                prompt_tokens=len(tokens), cached_tokens=cached, stop_reason="cancelled",
+                total_ms=(time.perf_counter() - t0) * 1000)))
             return
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
@@ -152,7 +163,8 @@ class Worker:
         vocab = llm._model.vocab
         ignore_eos = bool(opts.get("ignore_eos", False))
         budget_s = float(opts.get("max_time_ms", 0)) / 1000
-        generated, reason = 0, "stop"
+        generated = 0
+        reason: StopReason = "stop"
         outbox, sent_at = "", 0.0
         t_first = t_last = 0.0
         try:
@@ -172,7 +184,7 @@ class Worker:
                     t_first = t_last
                 outbox += scanner.feed(decoder.decode(llm.detokenize([token])))
                 if outbox and (generated == 1 or t_last - sent_at >= SEND_EVERY_S):
-                    self.conn.send(("token", req, outbox))
+                    self.conn.send(Text(req, outbox))
                     outbox, sent_at = "", t_last
                 if scanner.stopped:
                     break
@@ -190,7 +202,7 @@ class Worker:
                     break
         except RuntimeError as exc:
             self.reuse.forget()
-            self.conn.send(("error", req, f"llama.cpp failed while generating: {exc}"))
+            self.conn.send(Failed(req, f"llama.cpp failed while generating: {exc}"))
             return
         if opts.get("cache_reuse"):
             self.reuse.evaluated(tokens)
@@ -198,18 +210,13 @@ class Worker:
             self.reuse.forget()
         rest = outbox + scanner.flush() + decoder.decode(b"", final=True)
         if rest:
-            self.conn.send(("token", req, rest))
+            self.conn.send(Text(req, rest))
         decode_s = t_last - t_first
-        stats = {
-            "prompt_tokens": len(tokens),
-            "cached_tokens": cached,
-            "generated_tokens": generated,
-            "ttft_ms": (t_first - t0) * 1000 if generated else 0.0,
-            "decode_tps": (generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
-            "total_ms": (time.perf_counter() - t0) * 1000,
-            "stop_reason": reason,
-        }
-        self.conn.send(("done", req, stats))
+        self.conn.send(Finished(req, Stats(
+            prompt_tokens=len(tokens), cached_tokens=cached, generated_tokens=generated,
+            ttft_ms=(t_first - t0) * 1000 if generated else 0.0,
+            decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
+            total_ms=(time.perf_counter() - t0) * 1000, stop_reason=reason)))
 
     def _evaluate(self, req: int, llm: Any, tokens: list[int], cached: int) -> bool:
         """Evaluate the prompt after the `cached` tokens (all but its last token, which
@@ -225,9 +232,9 @@ class Worker:
 
     def _cancelled(self, req: int) -> bool:
         msg = self.conn.recv()
-        if msg[0] == "exit":
+        if isinstance(msg, Exit):
             raise SystemExit(0)
-        return bool(msg[0] == "cancel" and msg[1] == req)
+        return isinstance(msg, Cancel) and msg.req == req
 
 
 @contextlib.contextmanager
@@ -284,7 +291,7 @@ def _piece(llm: Any, token: int) -> str:
     return bytes(llm.detokenize([token], special=True)).decode("utf-8", errors="replace")
 
 
-def _memory() -> dict[str, int]:
+def _memory() -> MemoryUse:
     """This process's resident memory now and at its peak, in bytes (Linux /proc)."""
     out = {"rss": 0, "peak_rss": 0}
     try:
@@ -295,7 +302,7 @@ def _memory() -> dict[str, int]:
                     out[key] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return out
+    return MemoryUse(**out)
 
 
 def _system_info() -> dict[str, str | bool]:

@@ -187,6 +187,13 @@ class OllamaBackend:
         async for event in self._stream(start, lambda p: p.response or "", model):
             yield event
 
+    async def fim_mode(self) -> str:
+        """"suffix" when the model's template takes one, else "prompt" (see `complete`)."""
+        try:
+            return "suffix" if await self._template_has_suffix(self._name()) else "prompt"
+        except _FAILURES as exc:
+            raise BackendError(self.explain(exc, self._name())) from exc
+
     async def _template_has_suffix(self, model: str) -> bool:
         if self._template is None:
             shown = await self.client.show(model)

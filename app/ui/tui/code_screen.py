@@ -47,6 +47,7 @@ class OpenFileRequested(Message):
 
 
 class CodeScreen(Screen[None]):
+    CSS_PATH = "code_screen.tcss"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+space,ctrl+@", "suggest", "Suggest", priority=True),

@@ -1,10 +1,18 @@
 """The conversation: messages of one chat. A long chat mounts only its newest page and loads
-older pages as the reader scrolls up; it stays at the bottom only while the reader is there."""
+older pages as the reader scrolls up; it stays at the bottom only while the reader is there.
+A reply streams into a view of its own; cancelling the stream keeps the partial reply, marked
+stopped."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
 from textual.containers import VerticalScroll
 
+from app.engine.backend import Done, Error, Event, Stats, Token
 from app.session.library import ChatLibrary
 from app.ui.tui.message_view import MessageView
 
@@ -36,6 +44,48 @@ class Conversation(VerticalScroll):
     async def add(self, view: MessageView) -> MessageView:
         await self.mount(view)
         return view
+
+    def last_turn(self) -> list[MessageView]:
+        """The views of the last question and its reply."""
+        views = list(self.query(MessageView))
+        for i in range(len(views) - 1, -1, -1):
+            if views[i].role == "user":
+                return views[i:]
+        return []
+
+    async def stream(self, events: AsyncGenerator[Event, None],
+                     replaces: list[MessageView]) -> Stats | None:
+        """Stream a reply into a new view; the views `replaces` names (an old turn) go once the
+        new reply is complete, and stay when it fails or is stopped. The reply's stats, if it
+        ended."""
+        reply = await self.add(MessageView("assistant", state="streaming"))
+        self.anchor()
+        thresholds = gc.get_threshold()
+        # A full collection walks every object the app holds (100-200 ms once a long reply is on
+        # screen); while streaming only the young generations are collected, the rest after.
+        gc.set_threshold(thresholds[0], thresholds[1], 1_000_000)
+        ended: Stats | None = None
+        try:
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    match event:
+                        case Token(text):
+                            await reply.append(text)
+                        case Done(stats):
+                            ended = stats
+                            state = "partial" if stats.stop_reason == "cancelled" else "complete"
+                            await reply.finish(state)
+                            if state == "complete":
+                                for view in replaces:
+                                    await view.remove()
+                        case Error(message):
+                            await reply.finish("error", message)
+        except asyncio.CancelledError:
+            await reply.finish("partial")
+            raise
+        finally:
+            gc.set_threshold(*thresholds)
+        return ended
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)

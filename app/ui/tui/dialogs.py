@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -13,10 +13,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, OptionList, TextArea
 from textual.widgets.option_list import Option
 
+R = TypeVar("R")
 
-class ConfirmDialog(ModalScreen[bool]):
+
+class Dialog(ModalScreen[R]):
+    """A dialog over the screen below; Esc cancels it. Its look is in dialogs.tcss."""
+
+    CSS_PATH = "dialogs.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
+
+class ConfirmDialog(Dialog[bool]):
     def __init__(self, question: str, yes: str = "Delete") -> None:
         super().__init__()
         self.question, self.yes = question, yes
@@ -36,10 +43,8 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class ChoiceDialog(ModalScreen[str]):
+class ChoiceDialog(Dialog[str]):
     """A question with a few answers (buttons); Esc answers "cancel"."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, question: str, choices: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -68,9 +73,7 @@ def unsaved_question(name: str) -> ChoiceDialog:
                         [("save", "Save"), ("discard", "Discard"), ("cancel", "Cancel")])
 
 
-class TextDialog(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
+class TextDialog(Dialog[str | None]):
     def __init__(self, title: str, value: str) -> None:
         super().__init__()
         self.title_text, self.value = title, value
@@ -92,10 +95,10 @@ _FIELDS = [("temperature", "Temperature", float), ("top_p", "Top p", float),
            ("max_tokens", "Max tokens", int), ("context_length", "Context length", int)]
 
 
-class ParamsDialog(ModalScreen[dict[str, Any] | None]):
+class ParamsDialog(Dialog[dict[str, Any] | None]):
     """The chat's system prompt and sampling parameters, saved with the chat."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    BINDINGS = [Binding("ctrl+s", "save", "Save")]
 
     def __init__(self, system_prompt: str, params: dict[str, Any]) -> None:
         super().__init__()
@@ -135,10 +138,8 @@ class ParamsDialog(ModalScreen[dict[str, Any] | None]):
         self.dismiss(None)
 
 
-class ModelPicker(ModalScreen[int | None]):
-    """Models on disk; returns the index of the chosen one."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+class ModelPicker(Dialog[int | None]):
+    """The models to choose from; returns the index of the chosen one."""
 
     def __init__(self, rows: list[str], current: int | None) -> None:
         super().__init__()
@@ -161,10 +162,9 @@ class ModelPicker(ModalScreen[int | None]):
         self.dismiss(None)
 
 
-class FilePicker(ModalScreen[Path | None]):
+class FilePicker(Dialog[Path | None]):
     """Choose a file to open in the code pane."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, root: Path) -> None:
         super().__init__()

@@ -24,6 +24,7 @@ _COLOURS = {"gpu": "green", "partial": "yellow", "moe": "yellow", "cpu": "cyan",
 
 
 class ModelsScreen(Screen[None]):
+    CSS_PATH = "models_screen.tcss"
     BINDINGS = [
         Binding("escape", "close", "Back"),
         Binding("p", "pull", "Pull"),

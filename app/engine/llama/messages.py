@@ -1,0 +1,85 @@
+"""What the app and the llama.cpp worker say to each other over the pipe: one frozen dataclass
+per kind (multiprocessing pickles them), so both ends match on types, never on positions in a
+tuple. Every reply to a request carries the request's id: a late reply to a cancelled request
+is told apart from the current one's.
+
+To the worker:   Load -> Loaded | LoadFailed;  Generate -> Text* then Finished | Failed;
+                 Cancel (no answer if the request already ended);  AskMemory -> MemoryUse;  Exit
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.backend import Stats
+
+Piece = tuple[str, str, bool]  # a FIM prompt's piece: kind ("special" or text), value, space
+
+
+@dataclass(frozen=True)
+class Load:
+    path: str
+    opts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Generate:
+    req: int
+    text: str | list[Piece]  # a chat prompt, or a FIM prompt piece by piece
+    opts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cancel:
+    req: int
+
+
+@dataclass(frozen=True)
+class AskMemory:
+    pass
+
+
+@dataclass(frozen=True)
+class Exit:
+    pass
+
+
+Command = Load | Generate | Cancel | AskMemory | Exit
+
+
+@dataclass(frozen=True)
+class Loaded:
+    info: dict[str, Any]  # metadata, n_ctx, n_ctx_train, BOS/EOS text, add_bos, system info
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Text:
+    req: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    req: int
+    stats: Stats  # the worker's counts, decode speed and stop reason
+
+
+@dataclass(frozen=True)
+class Failed:
+    req: int
+    message: str
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    rss: int
+    peak_rss: int
+
+
+Reply = Loaded | LoadFailed | Text | Finished | Failed | MemoryUse
