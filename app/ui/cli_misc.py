@@ -9,10 +9,7 @@ from typing import Any
 
 from app.session.context import AppContext
 from app.session.doctor import run_doctor
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+from app.sizes import human_size
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -30,7 +27,8 @@ def _print_doctor(r: dict[str, Any]) -> None:
     cpu, ram, smoke, oll = r["cpu"], r["ram"], r["smoke"], r["ollama"]
     print(f"Tramontane {r['tramontane']} · Python {r['python']} · {r['platform']}")
     print(f"CPU        {cpu['name']} · {cpu['threads']} threads · {' '.join(cpu['features'])}")
-    print(f"RAM        {_gib(ram['total'])} total, {_gib(ram['available'])} available")
+    print(f"RAM        {human_size(int(ram['total']))} total, "
+          f"{human_size(int(ram['available']))} available")
     for warning in r["config_warnings"]:
         print(f"Config     warning: {warning}")
     print(f"History    {r['paths']['history']}")
@@ -40,7 +38,8 @@ def _print_doctor(r: dict[str, Any]) -> None:
             print(f"           error: {m['error']}")
         else:
             note = "" if m["chat_tuned"] else " (base model)"
-            print(f"           {m['name']:<28} {_gib(m['size']):>9}  {m['source']}{note}")
+            size = human_size(int(m["size"]))
+            print(f"           {m['name']:<28} {size:>9}  {m['source']}{note}")
     state = f"answers (version {oll.get('version')})" if oll["answers"] else "not answering"
     where = " (a remote server: chats sent there leave this machine)" if oll.get("remote") else ""
     print(f"Ollama     {oll['host']}{where}: {state}")
