@@ -222,6 +222,41 @@ async def test_long_chat_mounts_one_page_and_loads_older(home: Path) -> None:
         await wait_until(pilot, lambda: conv.scroll_y > 0, what="the place kept after loading")
 
 
+async def test_keys_belong_to_the_screen_on_top(home: Path) -> None:
+    """The chat's keys act on the chat screen only: under a dialog, Ctrl+N, F8 and F5 do
+    nothing and Esc closes the dialog; the code pane's Esc is its own; F5 opens the models
+    screen from the code pane too, and the chat is where it was when the pane closes."""
+    from app.ui.tui.code_screen import CodeScreen
+    from app.ui.tui.models_screen import ModelsScreen
+
+    source = home / "hello.py"
+    source.write_text("print('hi')\n")
+    app = make_app(ScriptedBackend(replies=[REPLY]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "Hi")
+        await wait_until(pilot, lambda: done(app), what="the reply")
+        chat_id = app.chat.session.chat_id  # type: ignore[union-attr]
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextDialog))
+        await pilot.press("ctrl+n", "f8", "f5")
+        assert isinstance(app.screen, TextDialog)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is app.chat, what="the dialog closed")
+        assert app.chat.session is not None and app.chat.session.chat_id == chat_id
+        assert len(views(app)) == 2 and [c.id for c in app.library.store.chats()] == [chat_id]
+        app.open_code(source)
+        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await pilot.press("escape")  # dismisses a suggestion; never the chat's "stop"
+        assert isinstance(app.screen, CodeScreen)
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await pilot.press("ctrl+w")
+        await wait_until(pilot, lambda: app.screen is app.chat, what="back to the chat")
+        assert views(app)[-1].text == REPLY
+
+
 async def test_theme_choice_is_saved(home: Path) -> None:
     app = make_app(ScriptedBackend())
     async with app.run_test() as pilot:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
-from textual.screen import ModalScreen
 
 from app.engine.backend import Backend
 from app.errors import TramontaneError
@@ -40,10 +39,6 @@ class TramontaneApp(App[None]):
         self.add_mode("chat", lambda: self.chat)  # the first screen (a mode's CSS loads with it)
         self._saved_theme: str | None = None
         self.hub_endpoint: str | None = None  # a Hugging Face mirror (tests use a local one)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The app's keys wait while a dialog is open."""
-        return not isinstance(self.screen, ModalScreen)
 
     async def on_mount(self) -> None:
         ctx = self.library.ctx
