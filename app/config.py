@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
         "context_length": 4096,
         "threads": 0,
         "gpu_layers": -1,
+        "speculative": "auto",
     },
     "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8,
              "auto_suggest_off": []},
@@ -45,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
                "code_model": "", "fim": "auto", "fim_format": "", "connect_timeout": 5.0,
                "first_token_timeout": 120.0, "read_timeout": 60.0},
     "serve": {"host": "127.0.0.1", "port": 8012, "api_key": "", "save_chats": False,
-              "url": ""},
+              "url": "", "allowed_origins": [], "allowed_hosts": []},
     "plugins": {"disabled": []},
 }
 
@@ -68,6 +69,10 @@ max_tokens = {max_tokens}
 context_length = {context_length}
 threads = {threads}          # 0 = as many as the machine has cores
 gpu_layers = {gpu_layers}      # layers on the GPU; -1 = as many as fit (the fit verdict plans it)
+# Speculative decoding (llama.cpp): "auto" drafts from the prompt (prompt lookup) where that
+# was measured to pay on this machine for the kind of work (chat, edit, completion);
+# "lookup" always; "off" never. The output is the same either way.
+speculative = "{speculative}"
 
 [code]
 # Model for fill-in-the-middle completion; empty: the Qwen2.5-Coder starter (else the chat model).
@@ -109,6 +114,10 @@ port = 8012          # llama.vim's and llama.vscode's default
 api_key = ""         # empty: TRAMONTANE_SERVE_API_KEY (clients send "Authorization: Bearer KEY")
 save_chats = false   # keep chats made through the API in the history
 url = ""             # where `tramontane complete` looks for a running server ("off": never)
+# Web pages may not use the server (as Ollama): only loopback pages and these origins, e.g.
+# ["https://my-tool.example"] ("*" for any), and on loopback only loopback Host names and these.
+allowed_origins = []
+allowed_hosts = []
 
 [plugins]
 # Installed plugins to leave off, by name (`tramontane plugins list` shows the names).

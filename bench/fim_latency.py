@@ -1,5 +1,6 @@
 """Completion latency while typing: a 2,000-token Python file (the standard library's
-textwrap), the code model through the worker with the code pane's local window and KV reuse,
+textwrap), the code model through the worker with the code pane's local window and llama.cpp's
+prefix cache (the suffix-first layout appends what is typed),
 50 characters typed at the cursor, a 16-token suggestion asked for after each (the suggestion
 cache is bypassed so every request reaches the model). Reports the cold request, p50/p90 of
 the warm ones and of their first token, and the prompt tokens each warm request evaluated.
@@ -14,7 +15,7 @@ advises), in the same run: its cold request, p50/p90, first token (prompt_ms) an
 tokens evaluated per keystroke (prompt_n) are printed beside ours.
 
 Run: .venv/bin/python bench/fim_latency.py [--model qwen2.5-coder-1.5b-instruct|smollm2]
-     [--reuse] [--whole-file] [--anchor PATH/TO/llama-server]
+     [--whole-file] [--anchor PATH/TO/llama-server]
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import tempfile
 import textwrap
 import time
 from contextlib import aclosing
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -120,7 +120,6 @@ def anchor_run(binary: str, model: Path, threads: int) -> dict[str, float]:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="default: the code model (the Qwen starter)")
-    ap.add_argument("--reuse", action="store_true", help="KV reuse of the tail on (off by default)")
     ap.add_argument("--whole-file", action="store_true", help="no local window")
     ap.add_argument("--anchor", help="a llama-server binary to measure beside ours")
     args = ap.parse_args()
@@ -129,7 +128,7 @@ async def main() -> None:
     session = CompletionSession.for_context(ctx, backend, args.model, max_tokens=16)
     if args.whole_file:
         session.window = (0, 0)
-    params = replace(session.params, cache_reuse=args.reuse)
+    params = session.params
     await backend.load(session.model, params)
     prefix, suffix = source_file()
     cold_ms, cold_first, cold_prompt, _ = await request(backend, *session.visible(prefix, suffix),
@@ -148,7 +147,6 @@ async def main() -> None:
     p50, p90 = statistics.median(lat), lat[int(0.9 * (len(lat) - 1))]
     result = {"model": session.model.name, "format": session.model.fim_format,
               "window": "whole file" if args.whole_file else f"{session.window}",
-              "kv_reuse": args.reuse,
               "prompt_tokens_cold": cold_prompt, "cold_ms": cold_ms, "warm_p50_ms": p50,
               "warm_p90_ms": p90, "first_token_p50_ms": statistics.median(first) if first else 0,
               "evaluated_per_warm_max": max(evaluated),
@@ -169,8 +167,7 @@ async def main() -> None:
         print(f"ours p50 / llama-server p50 = {p50 / anchor['warm_p50_ms']:.2f} (target <= 0.3)")
         result["anchor"] = anchor
         result["p50_ratio_to_anchor"] = p50 / anchor["warm_p50_ms"]
-    name = "fim_latency-" + session.model.name + ("-reuse" if args.reuse else "") + \
-        ("-wholefile" if args.whole_file else "")
+    name = "fim_latency-" + session.model.name + ("-wholefile" if args.whole_file else "")
     print(f"wrote {write(name, result | {'requests': warm, 'pass': ok})}")
 
 

@@ -5,13 +5,11 @@ in ../shared/data). Each task's tests run in a subprocess with a timeout.
 (b) the "overshoot" check: the canonical answer followed by the first line of the suffix,
     passed through `postprocess`; target >= 98% of tasks pass.
 
-(c) with --reuse-both: pass@1 while typing (each task asked with its prefix 3 characters short,
-    then whole) with KV reuse on and off; target: within one point.
-(d) with --formats qwen,qwen-psm: pass@1 of each FIM layout, and for the first one also while
+(c) with --formats qwen,qwen-psm: pass@1 of each FIM layout, and for the first one also while
     typing (the whole prompt then reuses the cache of the short one: the suffix-first layout
     reuses it exactly); the suggestion cache is bypassed so every answer is the model's.
 
-Run: .venv/bin/python bench/fim_quality.py [--limit N] [--skip-model] [--reuse-both]
+Run: .venv/bin/python bench/fim_quality.py [--limit N] [--skip-model]
      [--formats qwen,qwen-psm]
 """
 
@@ -60,14 +58,13 @@ def first_suffix_line(suffix: str) -> str:
     return suffix.split("\n", 1)[0] + ("\n" if "\n" in suffix else "")
 
 
-async def model_pass(tasks: list[dict[str, str]], reuse: bool = True,
+async def model_pass(tasks: list[dict[str, str]],
                      typing: bool = False, fim_format: str = "") -> tuple[float, float]:
     """pass@1 of the code model. With `typing`, each task is asked twice, as while typing: the
-    prefix three characters short first, then whole, so KV reuse moves the suffix's cells."""
+    prefix three characters short first, then whole, so the second reuses the first's cache."""
     ctx = AppContext()
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
     session = CompletionSession.for_context(ctx, backend, None, max_tokens=48)
-    session.params = replace(session.params, cache_reuse=reuse)  # on: the experiment
     if fim_format:
         session.model = replace(session.model, fim_format=fim_format)
     ok, t0 = 0, time.perf_counter()
@@ -92,8 +89,6 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--formats", default="", help="FIM layouts to compare, e.g. qwen,qwen-psm")
-    ap.add_argument("--reuse-both", action="store_true",
-                    help="pass@1 while typing with KV reuse on and off (the approximation's cost)")
     args = ap.parse_args()
     with gzip.open(DATA) as fh:
         tasks = [json.loads(line) for line in fh]
@@ -107,17 +102,10 @@ def main() -> None:
             {"check": "overshoot through postprocess", "pass_rate": overshoot}]
     result: dict[str, object] = {"tasks": len(tasks), "canonical": canonical_ok,
                                  "overshoot": overshoot, "overshoot_pass": overshoot >= 0.98}
-    if args.reuse_both:
-        for reuse in (True, False):
-            rate, seconds = asyncio.run(model_pass(tasks, reuse=reuse, typing=True))
-            rows.append({"check": f"code model pass@1 while typing, KV reuse {'on' if reuse else 'off'}",
-                         "pass_rate": rate})
-            result |= {f"typing_pass_at_1_reuse_{'on' if reuse else 'off'}": rate,
-                       f"typing_seconds_reuse_{'on' if reuse else 'off'}": seconds}
-    elif args.formats:
+    if args.formats:
         for i, fmt in enumerate(args.formats.split(",")):
             for typing in ((False, True) if i == 0 else (False,)):
-                rate, seconds = asyncio.run(model_pass(tasks, reuse=False, typing=typing,
+                rate, seconds = asyncio.run(model_pass(tasks, typing=typing,
                                                        fim_format=fmt))
                 label = f"{fmt} pass@1" + (" while typing (cache reused)" if typing else "")
                 rows.append({"check": label, "pass_rate": rate})

@@ -5,6 +5,7 @@ that disconnects, two clients at once, the key, bad bodies, and the Ollama backe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -232,7 +233,9 @@ def test_key_size_and_bad_bodies(served: Served) -> None:
 def test_complete_uses_the_warm_server(served: Served, home: Path, tmp_path: Path) -> None:
     source = tmp_path / "add.py"
     source.write_text("def add(a, b):\n    return \n\n\nprint(add(1, 2))\n", encoding="utf-8")
-    env = {"TRAMONTANE_SERVER": served.url, "TRAMONTANE_SERVE_API_KEY": KEY}
+    # the same user's home: the server proves itself with the secret it wrote there
+    env = {"TRAMONTANE_SERVER": served.url, "TRAMONTANE_SERVE_API_KEY": KEY,
+           "TRAMONTANE_HOME": str(served.home)}
     t0 = time.perf_counter()
     out = tramontane("complete", str(source), "--line", "2", "--col", "12", "--json", env=env)
     elapsed = time.perf_counter() - t0
@@ -307,6 +310,14 @@ async def test_app_starts_and_stops_the_server(home: Path) -> None:
                 except httpx.ConnectError:
                     await pilot.pause(0.02)
             assert health["server"] == "tramontane"
+        from app.session.context import AppContext
+        from app.session.serving import running_server
+
+        os.environ["TRAMONTANE_SERVER"] = url
+        try:  # the app's server proves it is the user's own, as `complete` asks
+            assert await asyncio.to_thread(running_server, AppContext()) == url
+        finally:
+            del os.environ["TRAMONTANE_SERVER"]
         await pilot.press("f9")
         await wait_until(pilot, lambda: not app.server.running)
         assert "serving" not in str(app.query_one("#status").render())

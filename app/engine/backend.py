@@ -7,6 +7,7 @@ whether llama.cpp or an Ollama server produced them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,14 +43,16 @@ class Params:
     ignore_eos: bool = False  # benchmarks: always generate max_tokens
     max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit), as
     # llama.cpp's t_max_predict_ms (the prompt's own time does not count)
-    # FIM: keep and move the KV of the unchanged text after the cursor (engine/llama/reuse.py).
-    # Off: with it on, bench/fim_quality.py --reuse-both shows answers that miss the last edit
-    # (pass@1 0.45 against 0.825), a bug still to find, so it is not used until it is fixed.
-    cache_reuse: bool = False
+    # speculative decoding in the llama.cpp worker: "auto" (prompt lookup where it pays on
+    # this machine, measured per kind of work), "lookup" (always), "off"
+    speculative: str = _DEFAULT["speculative"]
+    stop: tuple[str, ...] = ()  # a client's own stop strings, besides the format's
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Params:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if "stop" in known:
+            known["stop"] = tuple(str(s) for s in known["stop"] or ())
         return cls(**known)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,15 +91,20 @@ class Stats:
     decode_tps: float = 0.0
     total_ms: float = 0.0
     stop_reason: StopReason = "stop"
+    drafted_tokens: int = 0  # speculative decoding: tokens drafted, and kept by the model
+    accepted_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
+        spec = (f" · drafted {self.drafted_tokens}, accepted {self.accepted_tokens} "
+                f"({self.accepted_tokens / self.drafted_tokens:.0%})"
+                if self.drafted_tokens else "")
         return (
             f"prompt {self.prompt_tokens} tok (cached {self.cached_tokens}) · "
             f"generated {self.generated_tokens} tok · first token {self.ttft_ms:.0f} ms · "
-            f"{self.decode_tps:.1f} tok/s"
+            f"{self.decode_tps:.1f} tok/s" + spec
         )
 
 
@@ -108,9 +116,26 @@ class ContextChunk:
     text: str
 
 
+# C0 controls but tab and newline, DEL and C1 controls: ESC starts terminal sequences (a title
+# change, a screen clear) and, in an editor's keystrokes, commands; CR ends them
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Model text made safe for a terminal, an editor or a file: control characters other
+    than newline and tab are dropped (CRLF becomes a newline). Model text is data."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
 @dataclass(frozen=True)
 class Token:
+    """A piece of model text, always `printable`: every backend's text passes here."""
+
     text: str
+
+    def __post_init__(self) -> None:
+        if _CONTROL.search(self.text):
+            object.__setattr__(self, "text", printable(self.text))
 
 
 @dataclass(frozen=True)

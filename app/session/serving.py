@@ -6,10 +6,17 @@ the same session as the code pane, and chat that is kept in the history only whe
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import secrets
+import socket
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from app.config import LOOPBACK
 from app.engine.backend import (
     Backend,
     ContextChunk,
@@ -21,8 +28,110 @@ from app.engine.backend import (
     Params,
     Token,
 )
+from app.errors import TramontaneError
 from app.session.complete import Completion, CompletionSession
 from app.session.context import AppContext
+
+KEY_VARIABLE = "TRAMONTANE_SERVE_API_KEY"
+
+
+class UsageError(Exception):
+    """A serve setting that cannot work: exit code 2, as argparse's own."""
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Where the server listens, its key, and who may talk to it."""
+
+    host: str
+    port: int
+    key: str
+    allowed_hosts: tuple[str, ...] = ()  # Host headers besides loopback names (on loopback)
+    allowed_origins: tuple[str, ...] = ()  # browser origins besides loopback pages
+
+    @classmethod
+    def read(cls, ctx: AppContext, host: str | None = None, port: int | None = None,
+             key: str | None = None) -> ServeSettings:
+        """Host, port and key from the flags, then [serve], then the environment. Any address
+        but this machine's own needs a key: the models and the history are the user's."""
+        host = host or str(ctx.cfg.get("serve", "host") or "127.0.0.1")
+        port = port or int(ctx.cfg.get("serve", "port") or 8012)
+        key = key or str(ctx.cfg.get("serve", "api_key") or "") or os.environ.get(KEY_VARIABLE, "")
+        if host not in LOOPBACK - {"0.0.0.0"} and not key:
+            raise UsageError(f"Serving on {host} lets other machines use your models: give "
+                             f"--api-key KEY (or {KEY_VARIABLE}), or serve on 127.0.0.1.")
+        if not 0 < port < 65536:
+            raise UsageError(f"--port {port} is not a port number.")
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise TramontaneError(f"Cannot listen on {host}:{port} ({exc.strerror}); is a "
+                                      "server already running there? Pick another with --port.") \
+                    from exc
+        hosts = ctx.cfg.get("serve", "allowed_hosts") or []
+        origins = ctx.cfg.get("serve", "allowed_origins") or []
+        return cls(host, port, key, tuple(str(h).lower() for h in hosts),
+                   tuple(str(o).lower().rstrip("/") for o in origins))
+
+
+# -- proving a server is ours -------------------------------------------------------------
+# `serve` writes a random secret to a 0600 file in the data folder when it starts; `complete`
+# sends a fresh nonce to /health and trusts the server only if it answers HMAC(secret, nonce).
+# Another process on the port cannot answer, and never gets the buffer or the key.
+
+def token_file(ctx: AppContext, port: int) -> Path:
+    return ctx.paths.data_dir / f"serve-{port}.token"
+
+
+def write_token(ctx: AppContext, port: int) -> str:
+    """A new secret for the server on `port`, in a file only this user can read."""
+    secret = secrets.token_hex(32)
+    path = token_file(ctx, port)
+    with suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    return secret
+
+
+def remove_token(ctx: AppContext, port: int, secret: str) -> None:
+    path = token_file(ctx, port)
+    with suppress(OSError):
+        if path.read_text() == secret:
+            path.unlink()
+
+
+def proof(secret: str, nonce: str) -> str:
+    return hmac.new(secret.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def running_server(ctx: AppContext) -> str:
+    """The URL of a Tramontane server of this user's that answers now and proves it ("" when
+    none): TRAMONTANE_SERVER or [serve] url (either "off" for never), else the default port
+    on this machine."""
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    url = os.environ.get("TRAMONTANE_SERVER") or str(ctx.cfg.get("serve", "url") or "")
+    if url == "off":
+        return ""
+    url = (url or f"http://127.0.0.1:{ctx.cfg.get('serve', 'port') or 8012}").rstrip("/")
+    try:
+        port = urlsplit(url).port or 80
+        secret = token_file(ctx, port).read_text().strip()
+    except (OSError, ValueError):
+        return ""  # no server of ours was started on that port
+    nonce = secrets.token_hex(16)
+    try:
+        answer = httpx.get(f"{url}/health", params={"nonce": nonce}, timeout=0.3).json()
+    except (httpx.HTTPError, ValueError):
+        return ""
+    if not isinstance(answer, dict) or not isinstance(answer.get("proof"), str):
+        return ""
+    return url if hmac.compare_digest(answer["proof"], proof(secret, nonce)) else ""
 
 
 @dataclass

@@ -13,7 +13,16 @@ from pathlib import Path
 from app import __version__
 from app.errors import TramontaneError
 from app.plugins.manager import get_host
-from app.ui import cli_chat, cli_complete, cli_history, cli_misc, cli_models, cli_serve, cli_tui
+from app.ui import (
+    cli_chat,
+    cli_complete,
+    cli_edit,
+    cli_history,
+    cli_misc,
+    cli_models,
+    cli_serve,
+    cli_tui,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_models.add_parser(sub)
     cli_complete.add_parser(sub)
+    cli_edit.add_parser(sub)
     cli_serve.add_parser(sub)
     get_host().call("register_commands", subparsers=sub, plugins=get_host())
     parser.set_defaults(commands=frozenset(sub.choices))

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.engine.backend import ServerBackend
+from app.engine.backend import ServerBackend, printable
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
 from app.session.context import AppContext
 from app.session.placement import DoesNotFitError
-from app.ui.cli_serve import running_server
+from app.session.serving import KEY_VARIABLE, running_server
 
 
 def add_parser(sub: Any) -> None:
@@ -46,17 +46,25 @@ def _through_server(url: str, prefix: str, suffix: str, args: argparse.Namespace
 
     body = {"input_prefix": prefix, "input_suffix": suffix, "n_predict": args.max_tokens,
             "filename": os.path.abspath(args.file)}
-    key = os.environ.get("TRAMONTANE_SERVE_API_KEY", "")
+    key = os.environ.get(KEY_VARIABLE, "")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         answer = httpx.post(f"{url}/infill", json=body, headers=headers, timeout=120).json()
     except (httpx.HTTPError, ValueError) as exc:
         raise TramontaneError(f"The server at {url} failed: {exc}. Add --no-server to "
                               "complete in this process.") from exc
+    if not isinstance(answer, dict):
+        raise TramontaneError(f"The server at {url} answered something that is not a "
+                              "completion. Add --no-server to complete in this process.")
     if "error" in answer:
-        raise TramontaneError(f"The server at {url}: {answer['error'].get('message')}")
+        error = answer["error"]
+        said = error.get("message") if isinstance(error, dict) else error
+        raise TramontaneError(f"The server at {url}: {printable(str(said))}")
+    answer["content"] = printable(str(answer.get("content", "")))
+    t = answer.get("timings")
+    answer["timings"] = t if isinstance(t, dict) else {}
     if args.json:
-        t = answer.get("timings", {})
+        t = answer["timings"]
         print(json.dumps({
             "text": answer.get("content", ""), "model": answer.get("model", ""),
             "server": url, "backend": "server", "prompt_tokens": answer.get("tokens_evaluated"),

@@ -151,7 +151,7 @@ class LlamaBackend:
                               extra, path)
         pieces = [(p.kind, p.value, p.space_prefix) for p in request.pieces]
         async for event in self._generate(worker, pieces, request.stops, params, add_bos=False,
-                                          fim=True):
+                                          kind="completion"):
             yield event
 
     def _chat_format(self) -> str:
@@ -165,13 +165,13 @@ class LlamaBackend:
 
     async def _generate(
         self, worker: WorkerProcess, text: str | list[Piece], stop: list[str],
-        params: Params, add_bos: bool = True, fim: bool = False,
+        params: Params, add_bos: bool = True, kind: str = "chat",
     ) -> AsyncGenerator[Event, None]:
         async with self._lock:
             req = next(self._ids)
-            opts = params.to_dict() | {"stop": stop,
+            opts = params.to_dict() | {"stop": [*stop, *params.stop],
                                        "add_bos": add_bos and self.loaded.get("add_bos", True),
-                                       "cache_reuse": fim and params.cache_reuse}
+                                       "kind": kind}
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

@@ -8,17 +8,16 @@ token or chunk; a closed pipe (the app died) ends the worker.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import os
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
 from app.engine.backend import Stats, StopReason
+from app.engine.llama.lookup import PromptLookup
 from app.engine.llama.messages import (
     AskMemory,
     Cancel,
@@ -33,7 +32,8 @@ from app.engine.llama.messages import (
     Piece,
     Text,
 )
-from app.engine.llama.reuse import TailReuse, common_prefix
+from app.engine.llama.speculative import Meter, Payoff
+from app.engine.llama.speculative import decode as _decode
 from app.engine.llama.stops import StopScanner
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
@@ -61,7 +61,7 @@ class Worker:
         self.conn = conn
         self.llm: Any = None
         self.path = ""
-        self.reuse = TailReuse()
+        self.pays = Payoff()
 
     def serve(self) -> None:
         while True:
@@ -91,16 +91,15 @@ class Worker:
         import llama_cpp
 
         self.llm = None
-        self.reuse.forget()
+        self.pays = Payoff()
         try:
-            with _two_sequences(llama_cpp):
-                self.llm = llama_cpp.Llama(
-                    model_path=path,
-                    n_ctx=int(opts.get("context_length", 4096)),
-                    n_threads=int(opts.get("threads", 1)),
-                    n_gpu_layers=int(opts.get("gpu_layers", 0)),
-                    verbose=False,
-                )
+            self.llm = llama_cpp.Llama(
+                model_path=path,
+                n_ctx=int(opts.get("context_length", 4096)),
+                n_threads=int(opts.get("threads", 1)),
+                n_gpu_layers=int(opts.get("gpu_layers", 0)),
+                verbose=False,
+            )
         except (ValueError, RuntimeError, OSError) as exc:
             self.conn.send(LoadFailed(f"llama.cpp could not load {path}: {exc}"))
             return
@@ -145,12 +144,9 @@ class Worker:
                                   f"context length of {n_ctx}. Start a new chat or raise the "
                                   "context length."))
             return
-        reused = self.reuse.prepare(llm, llama_cpp, tokens) if opts.get("cache_reuse") else 0
-        cached = reused or common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        cached = min(cached, len(tokens) - 1)
-        # with reuse, the cache already holds all but the last token (head, new middle, tail)
-        if not self._evaluate(req, llm, tokens, llm.n_tokens if reused else cached):
-            self.reuse.forget()
+        cached = min(common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens),
+                     len(tokens) - 1)
+        if not self._evaluate(req, llm, tokens, cached):
             self.conn.send(Finished(req, Stats(
                 prompt_tokens=len(tokens), cached_tokens=cached, stop_reason="cancelled",
                 total_ms=(time.perf_counter() - t0) * 1000)))
@@ -163,19 +159,18 @@ class Worker:
         vocab = llm._model.vocab
         ignore_eos = bool(opts.get("ignore_eos", False))
         budget_s = float(opts.get("max_time_ms", 0)) / 1000
+        kind = str(opts.get("kind", "chat"))
+        lookup = PromptLookup() if self.pays.wants_lookup(str(opts.get("speculative", "auto")),
+                                                          kind) else None
+        if lookup is not None:
+            lookup.start(tokens)
+        meter = Meter()
         generated = 0
         reason: StopReason = "stop"
         outbox, sent_at = "", 0.0
         t_first = t_last = 0.0
         try:
-            for token in llm.generate(
-                tokens,
-                top_k=int(opts["top_k"]),  # every request carries all of Params
-                top_p=float(opts["top_p"]),
-                min_p=0.0,
-                temp=float(opts["temperature"]),
-                repeat_penalty=float(opts["repeat_penalty"]),
-            ):
+            for token in _decode(llm, tokens[-1], opts, lookup, n_ctx, meter):
                 if not ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1
@@ -201,22 +196,21 @@ class Worker:
                     reason = "cancelled"
                     break
         except RuntimeError as exc:
-            self.reuse.forget()
+            llm.n_tokens = 0  # the cache's state is unknown: the next prompt is evaluated anew
             self.conn.send(Failed(req, f"llama.cpp failed while generating: {exc}"))
             return
-        if opts.get("cache_reuse"):
-            self.reuse.evaluated(tokens)
-        else:
-            self.reuse.forget()
         rest = outbox + scanner.flush() + decoder.decode(b"", final=True)
         if rest:
             self.conn.send(Text(req, rest))
         decode_s = t_last - t_first
+        tps = (generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0
+        self.pays.record(kind, meter)
         self.conn.send(Finished(req, Stats(
             prompt_tokens=len(tokens), cached_tokens=cached, generated_tokens=generated,
-            ttft_ms=(t_first - t0) * 1000 if generated else 0.0,
-            decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
-            total_ms=(time.perf_counter() - t0) * 1000, stop_reason=reason)))
+            ttft_ms=(t_first - t0) * 1000 if generated else 0.0, decode_tps=tps,
+            total_ms=(time.perf_counter() - t0) * 1000, stop_reason=reason,
+            drafted_tokens=lookup.drafted if lookup else 0,
+            accepted_tokens=lookup.accepted if lookup else 0)))
 
     def _evaluate(self, req: int, llm: Any, tokens: list[int], cached: int) -> bool:
         """Evaluate the prompt after the `cached` tokens (all but its last token, which
@@ -235,26 +229,6 @@ class Worker:
         if isinstance(msg, Exit):
             raise SystemExit(0)
         return isinstance(msg, Cancel) and msg.req == req
-
-
-@contextlib.contextmanager
-def _two_sequences(llama_cpp: Any) -> Iterator[None]:
-    """Contexts made meanwhile hold two sequences in one unified KV cache (same memory): the
-    second parks a moved FIM tail (see reuse.py). llama-cpp-python has no argument for it."""
-    module = llama_cpp.llama_cpp
-    default = module.llama_context_default_params
-
-    def two() -> Any:
-        params = default()
-        params.n_seq_max = 2
-        params.kv_unified = True
-        return params
-
-    module.llama_context_default_params = two
-    try:
-        yield
-    finally:
-        module.llama_context_default_params = default
 
 
 _MARK = "☺"  # a character no code starts with: encoded in front of a piece, then dropped
@@ -278,6 +252,15 @@ def _tokenize_pieces(llm: Any, pieces: list[tuple[str, str, bool]]) -> list[int]
             tokens += marked[len(mark):] if marked[: len(mark)] == mark else \
                 llm.tokenize(value.encode(), add_bos=False, special=False)
     return tokens
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _usable_ctx(llm: Any) -> int:

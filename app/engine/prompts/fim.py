@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from app.engine.backend import ContextChunk
+from app.engine.backend import ContextChunk, printable
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,8 @@ def postprocess(text: str, prefix: str, suffix: str) -> str:
     """Make a raw completion fit the place it is inserted: cut where it starts repeating the
     suffix, drop whitespace-only results, one line when text follows the cursor on its line,
     stop at a line indented less than both the cursor's block and the suffix's first line,
-    balance the brackets it opened."""
+    balance the brackets it opened. Control characters never survive (model text is data)."""
+    text = printable(text)
     if not text.strip():
         return ""
     at_line_start = prefix == "" or prefix.endswith("\n")

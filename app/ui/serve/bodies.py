@@ -22,7 +22,7 @@ class BadRequest(Exception):
         self.message, self.param, self.status = message, param, status
 
     def body(self) -> dict[str, Any]:
-        kind = "authentication_error" if self.status == 401 else "invalid_request_error"
+        kind = "authentication_error" if self.status in (401, 403) else "invalid_request_error"
         return {"error": {"message": self.message, "type": kind, "param": self.param,
                           "code": self.status}}
 

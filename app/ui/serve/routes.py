@@ -3,8 +3,11 @@ by uvicorn): llama.cpp's `/infill` as llama.vim and llama.vscode call it, the Op
 `/v1/models`, `/v1/chat/completions` and `/v1/completions` (streamed as server-sent events or
 not), and `/health`.
 
-Every request is checked before it costs anything: the key (when the server has one), the body
-size, the JSON and each field. A client that goes away (llama.vim kills its curl on every
+Every request is checked before it costs anything: who is asking (a `Host` that is this
+machine's own name when listening on loopback, so DNS rebinding fails; a browser `Origin` only
+from loopback pages or `[serve] allowed_origins`; a JSON content type on every body, so a web
+page cannot send a "simple" cross-site POST), the key (when the server has one), the body size,
+the JSON and each field. A client that goes away (llama.vim kills its curl on every
 keystroke) cancels its generation at once: the work runs beside a watch on the connection.
 """
 
@@ -31,7 +34,7 @@ from app import __version__
 from app.engine.backend import Done, Error, Params, Stats, Token
 from app.errors import TramontaneError
 from app.session.complete import Completion
-from app.session.serving import ServeSession
+from app.session.serving import ServeSession, ServeSettings, proof
 from app.ui.serve import bodies
 from app.ui.serve.bodies import BadRequest
 
@@ -119,12 +122,60 @@ def timings(stats: Stats, elapsed_ms: float) -> dict[str, Any]:
             "predicted_per_second": round(stats.decode_tps, 3)}
 
 
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+# origins a browser gives pages that are no web site's: local files and editor webviews
+LOCAL_SCHEMES = ("file:", "vscode-webview:", "app:", "tauri:")
+
+
+def _host_name(netloc: str) -> str:
+    """'localhost:8012' -> 'localhost', '[::1]:8012' -> '::1'."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1:netloc.find("]")] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+def refusal(request: Request, settings: ServeSettings) -> BadRequest | None:
+    """Why a request from a web page (or to a name that is not this machine) is refused, as
+    Ollama refuses them: before any work is done."""
+    if settings.host in LOOPBACK_NAMES:
+        host = _host_name(request.headers.get("host", ""))
+        if host not in LOOPBACK_NAMES and host not in settings.allowed_hosts and \
+                not host.endswith(".localhost"):
+            return BadRequest(f"Host {host!r} is not this machine: add it to [serve] "
+                              "allowed_hosts to serve it.", status=403)
+    origin = request.headers.get("origin", "").strip().lower().rstrip("/")
+    if origin and origin != "null":
+        from urllib.parse import urlsplit
+
+        try:
+            origin_host = urlsplit(origin).hostname or ""
+        except ValueError:
+            origin_host = ""
+        local = origin_host in LOOPBACK_NAMES or origin.startswith(LOCAL_SCHEMES)
+        if not local and origin not in settings.allowed_origins and \
+                "*" not in settings.allowed_origins:
+            return BadRequest(f"Origin {origin!r} may not use this server: add it to [serve] "
+                              "allowed_origins to allow it.", status=403)
+    elif origin == "null":
+        return BadRequest("Pages with no origin (sandboxed frames) may not use this server.",
+                          status=403)
+    if request.method == "POST":
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/json":
+            return BadRequest("Send the body as JSON, with `Content-Type: application/json`.",
+                              status=415)
+    return None
+
+
 class Server:
     """The routes around one ServeSession."""
 
-    def __init__(self, serve: ServeSession, api_key: str = "") -> None:
+    def __init__(self, serve: ServeSession, settings: ServeSettings, secret: str = "") -> None:
         self.serve = serve
-        self.api_key = api_key
+        self.settings = settings
+        self.api_key = settings.key
+        self.secret = secret  # proves to `complete` that this server is the user's own
 
     def app(self) -> Starlette:
         guard = self.guard
@@ -142,6 +193,9 @@ class Server:
 
         async def guarded(request: Request) -> Response:
             try:
+                refused = refusal(request, self.settings)
+                if refused is not None:
+                    raise refused
                 if auth and self.api_key:
                     given = request.headers.get("authorization", "")
                     if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
@@ -162,9 +216,13 @@ class Server:
         return guarded
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "server": "tramontane", "version": __version__,
-                             "backend": self.serve.backend_name,
-                             "models": self.serve.model_names()})
+        answer: dict[str, Any] = {"status": "ok", "server": "tramontane",
+                                  "version": __version__, "backend": self.serve.backend_name,
+                                  "models": self.serve.model_names()}
+        nonce = request.query_params.get("nonce", "")
+        if nonce and self.secret and len(nonce) <= 128:
+            answer["proof"] = proof(self.secret, nonce)
+        return JSONResponse(answer)
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [

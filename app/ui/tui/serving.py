@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 from app.errors import TramontaneError
 from app.session.context import AppContext
-from app.session.serving import ServeSession
+from app.session.serving import (
+    ServeSession,
+    ServeSettings,
+    UsageError,
+    remove_token,
+    write_token,
+)
 
 
 class AppServer:
@@ -20,6 +26,7 @@ class AppServer:
         self._server: object | None = None
         self._task: asyncio.Task[None] | None = None
         self._serve: ServeSession | None = None
+        self._secret, self._port = "", 0
 
     @property
     def running(self) -> bool:
@@ -30,12 +37,13 @@ class AppServer:
         the address, or a TramontaneError / UsageError saying why not."""
         import uvicorn
 
-        from app.ui.cli_serve import settings
         from app.ui.serve.routes import Server
 
-        host, port, key = settings(self.ctx)
+        settings = ServeSettings.read(self.ctx)
+        host, port = settings.host, settings.port
         self._serve = ServeSession.start(self.ctx)
-        app = Server(self._serve, key).app()
+        self._secret, self._port = write_token(self.ctx, port), port
+        app = Server(self._serve, settings, self._secret).app()
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                lifespan="off", timeout_graceful_shutdown=1))
         # the app owns the terminal's signals: the server must not take Ctrl+C or SIGTERM
@@ -48,8 +56,6 @@ class AppServer:
     async def toggle(self, notify: Callable[..., None]) -> None:
         """Start the server, or stop it if it runs; `notify` tells the user (the address, or
         why it cannot start)."""
-        from app.ui.cli_serve import UsageError
-
         if self.running:
             await self.stop()
             notify("The server is stopped.")
@@ -68,5 +74,7 @@ class AppServer:
             await self._task
         if self._serve is not None and self._serve.chat_backend is not self.ctx.backend:
             await self._serve.chat_backend.unload()
+        if self._secret:
+            remove_token(self.ctx, self._port, self._secret)
         self._server = self._task = self._serve = None
-        self.url = ""
+        self._secret, self.url = "", ""

@@ -1,0 +1,153 @@
+"""Speculative decoding in the worker: check a draft of several tokens in one pass of the model.
+
+On a CPU, decoding one token reads every weight once; a pass over 16 tokens costs little more
+(the weights are read once for all of them). So the worker asks `PromptLookup` for a draft,
+evaluates the last token and the draft in one batch with logits at every position, and samples
+position by position with the request's own sampler chain: while the sampled token equals the
+drafted one it is kept, and the first that differs is kept too and ends the pass; the KV cells of
+the rejected rest are removed. Greedy output is therefore the model's own, token for token. With
+sampling, a drafted token is kept exactly when the model's sample equals it (probability p(x)),
+and otherwise the sample itself is used, drawn from p without x: the standard accept/reject rule
+for a deterministic draft, which keeps the model's distribution.
+
+Only the rows of the batch have logits (llama.cpp's output buffer holds the batch's outputs),
+never the whole context: llama-cpp-python's own `draft_model` hook needs `logits_all`, a
+context x vocabulary array (2.5 GB for Qwen at 4k tokens), so it is not used.
+
+`Payoff` decides, per kind of work (chat, edit, completion), whether drafting pays on this
+machine: it times every pass, compares tokens per second with drafts against single-token
+passes, and turns lookup off for a kind that does not gain (trying again now and then).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine.llama.lookup import PromptLookup
+
+MODES = ("auto", "off", "lookup")
+RETRY_EVERY = 8  # requests of a kind run plain before lookup is tried again
+
+
+@dataclass
+class Meter:
+    """Time spent in passes with and without a draft, this request."""
+
+    single_s: float = 0.0
+    single_n: int = 0
+    spec_s: float = 0.0
+    spec_tokens: int = 0  # tokens produced by passes that checked a draft
+
+
+
+def _eval_all(llm: Any, batch: list[int]) -> None:
+    """Evaluate `batch` after the cached tokens, with logits for each of its positions."""
+    n_past = llm.n_tokens
+    llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+    llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+    llm._ctx.decode(llm._batch)
+    llm.input_ids[n_past:n_past + len(batch)] = batch
+    llm.n_tokens += len(batch)
+    llm._requires_eval = False
+
+
+def logits(llm: Any, row: int) -> Any:
+    """The logits of output `row` of the last pass (negative: from the end)."""
+    import numpy as np
+
+    return np.ctypeslib.as_array(llm._ctx.get_logits_ith(row), shape=(llm.n_vocab(),))
+
+
+def margin(row_logits: Any, recent: list[int], penalty: float) -> float:
+    """How far the greedy choice is ahead of the next best token, after the repetition
+    penalty the sampler applies to the recent tokens: a near-tie (a small margin) is where
+    llama.cpp's batch and one-token passes may choose differently."""
+    import numpy as np
+
+    row = np.array(row_logits, dtype=np.float32)
+    if penalty != 1.0 and recent:
+        seen = np.fromiter(set(recent), dtype=np.int64)
+        vals = row[seen]
+        row[seen] = np.where(vals <= 0, vals * penalty, vals / penalty)
+    top = np.partition(row, -2)[-2:]
+    return float(top[1] - top[0])
+
+
+def decode(llm: Any, pending: int, opts: dict[str, Any], lookup: PromptLookup | None,
+           n_ctx: int, meter: Meter | None = None) -> Iterator[int]:
+    """The tokens the model generates after the cached prompt and `pending` (its last token,
+    not yet evaluated), checking `lookup`'s drafts when given."""
+    sampler = llm._init_sampler(top_k=int(opts["top_k"]), top_p=float(opts["top_p"]),
+                                min_p=0.0, temp=float(opts["temperature"]),
+                                repeat_penalty=float(opts["repeat_penalty"]))
+    meter = meter if meter is not None else Meter()
+    while True:
+        room = n_ctx - llm.n_tokens - 2
+        draft = lookup.draft(room) if lookup is not None else []
+        batch = [pending, *draft]
+        t0 = time.perf_counter()
+        _eval_all(llm, batch)
+        kept: list[int] = []
+        token = pending
+        for j in range(len(batch)):
+            token = sampler.sample(llm._ctx, j - len(batch))
+            if j < len(draft) and token == draft[j]:
+                kept.append(token)
+                continue
+            break
+        spent = time.perf_counter() - t0
+        if draft:
+            meter.spec_s += spent
+            meter.spec_tokens += len(kept) + 1
+        else:
+            meter.single_s += spent
+            meter.single_n += 1
+        rejected = len(draft) - len(kept)
+        if rejected:
+            llm.n_tokens -= rejected
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        if lookup is not None:
+            lookup.extend([*kept, token])
+            lookup.result(len(draft), len(kept), token)
+        yield from kept
+        yield token
+        pending = token
+
+
+@dataclass
+class Payoff:
+    """Whether lookup pays, per kind of work, from what it gained in this worker so far."""
+
+    gains: dict[str, float] = field(default_factory=dict)  # running gain per kind
+    single_tps: float = 0.0  # tokens per second of single-token passes, this model, this machine
+    plain_since: dict[str, int] = field(default_factory=dict)  # requests run plain since off
+
+    def wants_lookup(self, mode: str, kind: str) -> bool:
+        if mode == "lookup":
+            return True
+        if mode != "auto":
+            return False
+        gain = self.gains.get(kind)
+        if gain is None or gain >= 0.97:
+            return True
+        waited = self.plain_since.get(kind, 0) + 1
+        self.plain_since[kind] = waited
+        if waited >= RETRY_EVERY:  # the work may have changed: measure again
+            self.plain_since[kind] = 0
+            self.gains.pop(kind, None)
+            return True
+        return False
+
+    def record(self, kind: str, meter: Meter) -> None:
+        """Fold one request's passes in: the single-pass speed, and the gain of drafting."""
+        if meter.single_n >= 4 and meter.single_s > 0:
+            tps = meter.single_n / meter.single_s
+            self.single_tps = tps if not self.single_tps else 0.7 * self.single_tps + 0.3 * tps
+        if not (self.single_tps and meter.spec_tokens >= 8 and meter.spec_s > 0):
+            return
+        gain = meter.spec_tokens / meter.spec_s / self.single_tps
+        old = self.gains.get(kind)
+        self.gains[kind] = gain if old is None else 0.5 * old + 0.5 * gain
