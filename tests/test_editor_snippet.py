@@ -49,4 +49,4 @@ def test_the_readme_vim_function_inserts_text(tmp_path: Path, answer: str,
         capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "PWNED").exists()
-    assert source.read_text().split("\n")[:-1] == expected
+    assert source.read_bytes().decode().split("\n")[:-1] == expected
