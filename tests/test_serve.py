@@ -214,7 +214,7 @@ def test_key_size_and_bad_bodies(served: Served) -> None:
     none = httpx.post(url, json={"messages": []})
     assert none.status_code == 401 and none.json()["error"]["type"] == "authentication_error"
     assert httpx.post(url, json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
-    h = served.headers()
+    h = served.headers() | {"Content-Type": "application/json"}
     big = httpx.post(f"{served.url}/infill", content=b"{" + b" " * (9 * 2**20) + b"}",
                      headers=h)
     assert big.status_code == 413
@@ -243,6 +243,27 @@ def test_complete_uses_the_warm_server(served: Served, home: Path, tmp_path: Pat
     data = json.loads(out.stdout)
     assert data["server"] == served.url and data["text"].strip().startswith("a + b")
     assert elapsed < 10  # the figure (<= 1 s) is bench/serve_latency.py's
+
+
+def test_stop_and_n_predict_are_honoured(served: Served) -> None:
+    """`stop` ends a reply (it was parsed and dropped); llama-server's `n_predict` limits a
+    chat; `n_predict: 0` is llama.vim's warm-up of an instruction edit: answered at once,
+    nothing generated."""
+    h = served.headers()
+    counted = httpx.post(f"{served.url}/v1/completions", headers=h, timeout=120, json={
+        "prompt": "1, 2, 3, 4,", "stop": [","], "max_tokens": 16, "temperature": 0}).json()
+    assert "," not in counted["choices"][0]["text"]
+    assert counted["choices"][0]["text"].strip() == "5"
+    chat = {"messages": [{"role": "user", "content": "Count from 1 to 50."}], "temperature": 0}
+    short = httpx.post(f"{served.url}/v1/chat/completions", headers=h, timeout=120,
+                       json=chat | {"n_predict": 3}).json()
+    assert short["usage"]["completion_tokens"] == 3
+    warm = {"id_slot": 0, "messages": [{"role": "system", "content": "You edit text."},
+                                       {"role": "user", "content": ""}],
+            "samplers": [], "n_predict": 0, "stream": False, "cache_prompt": True,
+            "response_fields": [""]}
+    warmed = httpx.post(f"{served.url}/v1/chat/completions", headers=h, timeout=120, json=warm)
+    assert warmed.status_code == 200 and warmed.json()["usage"]["completion_tokens"] == 0
 
 
 def test_non_loopback_needs_a_key(home: Path) -> None:

@@ -130,10 +130,13 @@ def _indent_range(lines: list[str], line: int) -> tuple[int, int]:
 
 
 def unified(old: str, new: str, path: str) -> str:
+    """A unified diff `patch` applies (a last line without a newline is marked so)."""
     name = path or "buffer"
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True),
-                                        new.splitlines(keepends=True),
-                                        f"a/{name}", f"b/{name}"))
+    out = []
+    for line in difflib.unified_diff(old.splitlines(keepends=True),
+                                     new.splitlines(keepends=True), f"a/{name}", f"b/{name}"):
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ async def run(session: CompletionSession, instruction: str, where: Span, path: s
                 stats = event.stats
             elif isinstance(event, Error):
                 raise TramontaneError(event.message)
-    answer = prompts.extract(text, where.code)
+    answer = prompts.extract(text, where.code, where.before, where.after)
     if stats.stop_reason == "length" and answer.code is not None and \
             len(prompts.code_blocks(text)) == 0:
         answer = prompts.Answer(None, text)

@@ -188,7 +188,8 @@ class ServeSession:
     async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
         """A reply from the chat model; saved as a new chat in the history when asked."""
         await self.chat_backend.load(self.chat_model, params)
-        saved = self._save_question(messages) if self.save_chats else None
+        saved = self._save_question(messages) if self.save_chats and params.max_tokens > 0 \
+            else None  # a warm-up (n_predict 0) is no chat
         text, last = "", None
         async with aclosing(self.chat_backend.chat(messages, params)) as stream:
             async for event in stream:

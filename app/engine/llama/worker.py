@@ -151,6 +151,11 @@ class Worker:
                 prompt_tokens=len(tokens), cached_tokens=cached, stop_reason="cancelled",
                 total_ms=(time.perf_counter() - t0) * 1000)))
             return
+        if int(opts.get("max_tokens", 512)) <= 0:  # a warm-up (llama.vim's n_predict 0):
+            self.conn.send(Finished(req, Stats(  # the prompt is cached, nothing is generated
+                prompt_tokens=len(tokens), cached_tokens=cached, stop_reason="length",
+                total_ms=(time.perf_counter() - t0) * 1000)))
+            return
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
         max_tokens = int(opts.get("max_tokens", 512))

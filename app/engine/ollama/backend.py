@@ -64,6 +64,8 @@ def options(params: Params) -> dict[str, Any]:
         out["seed"] = params.seed
     if params.threads:
         out["num_thread"] = params.threads
+    if params.stop:
+        out["stop"] = list(params.stop)
     return out
 
 
@@ -178,7 +180,7 @@ class OllamaBackend:
         else:
             req = fim.request(self.model.fim_format if self.model else "", prefix, suffix,
                               params.context_length, params, extra, path)
-            opts["stop"] = [s for s in req.stops if s]
+            opts["stop"] = [s for s in [*req.stops, *params.stop] if s]
 
             async def start() -> Any:
                 return await self.client.generate(model=model, prompt=req.text, raw=True,

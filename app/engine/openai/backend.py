@@ -74,6 +74,8 @@ def sampling(params: Params) -> dict[str, Any]:
                                           "repeat_penalty": params.repeat_penalty}}
     if params.seed >= 0:
         out["seed"] = params.seed
+    if params.stop:
+        out["stop"] = list(params.stop)[:4]  # the API takes up to 4
     return out
 
 
@@ -202,7 +204,7 @@ class OpenAIBackend:
                 return
             req = fim.request(fmt, prefix, suffix, params.context_length, params, extra, path)
             prompt = req.text
-            body["stop"] = [s for s in req.stops if s][:4]  # the API takes up to 4
+            body["stop"] = [s for s in [*params.stop, *req.stops] if s][:4]  # the API takes 4
 
         def start() -> Awaitable[Any]:
             return self.client.completions.create(

@@ -112,20 +112,56 @@ def code_blocks(text: str) -> list[str]:
     return blocks
 
 
-def extract(answer: str, original: str) -> Answer:
+def extract(answer: str, original: str, before: str = "", after: str = "") -> Answer:
     """The rewritten range from the model's answer: the first closed code block, fences
-    stripped, re-indented when the model dropped the range's common indentation, with the
-    original's trailing newline. Anything else is not code and is never applied."""
+    stripped, without the context lines around the range that a small model copies in,
+    re-indented when the model dropped the range's common indentation, with the original's
+    trailing newline. Anything else is not code and is never applied."""
     blocks = code_blocks(answer)
     if not blocks or not blocks[0].strip():
         return Answer(None, answer.strip())
-    code = blocks[0]
+    code = _without_context(blocks[0], original, before, after)
+    if not code.strip():
+        return Answer(None, answer.strip())
     code = _reindent(code, original)
     if original.endswith("\n") and not code.endswith("\n"):
         code += "\n"
     elif not original.endswith("\n") and code.endswith("\n"):
         code = code[:-1]
     return Answer(code, answer.strip())
+
+
+def _overlap(lines: list[str], context: list[str], at_start: bool) -> int:
+    """How many of `lines`' first (or last) lines repeat `context`'s last (or first) lines;
+    only runs holding a non-blank line count."""
+    best = 0
+    for k in range(1, min(len(lines), len(context)) + 1):
+        mine = lines[:k] if at_start else lines[-k:]
+        theirs = context[-k:] if at_start else context[:k]
+        if [ln.rstrip() for ln in mine] == [ln.rstrip() for ln in theirs] and \
+                any(ln.strip() for ln in mine):
+            best = k
+    return best
+
+
+def _without_context(code: str, original: str, before: str, after: str) -> str:
+    """`code` without the lines before or after the range that the model repeated (the
+    prompt shows AROUND lines each side), unless the range itself starts or ends that way."""
+    lines = code.splitlines(keepends=True)
+    orig = original.splitlines(keepends=True)
+    head = before.splitlines(keepends=True)[-AROUND:]
+    tail = after.splitlines(keepends=True)[:AROUND]
+    k = _overlap(lines, head, at_start=True)
+    if k and [ln.rstrip() for ln in lines[:k]] != [ln.rstrip() for ln in orig[:k]]:
+        lines = lines[k:]
+        while lines and not lines[0].strip() and (not orig or orig[0].strip()):
+            lines = lines[1:]
+    k = _overlap(lines, tail, at_start=False)
+    if k and [ln.rstrip() for ln in lines[-k:]] != [ln.rstrip() for ln in orig[-k:]]:
+        lines = lines[:-k]
+        while lines and not lines[-1].strip() and (not orig or orig[-1].strip()):
+            lines = lines[:-1]
+    return "".join(lines)
 
 
 def _indent_of(text: str) -> int:

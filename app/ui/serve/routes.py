@@ -264,13 +264,16 @@ class Server:
 
     def _params(self, s: bodies.Sampling, base: Params) -> Params:
         return replace(base, max_tokens=s.max_tokens, temperature=s.temperature,
-                       top_p=s.top_p, top_k=s.top_k, seed=s.seed)
+                       top_p=s.top_p, top_k=s.top_k, seed=s.seed, stop=tuple(s.stop))
 
     async def chat(self, request: Request) -> Response:
         body = bodies.parse_json(await read_body(request))
         messages = bodies.messages(body)
         base = self.serve.ctx.default_params()
-        params = self._params(bodies.sampling(body, "max_tokens", base.max_tokens,
+        # llama-server's own name for the limit (llama.vim's instruction edit sends it)
+        limit = "max_tokens" if body.get("max_tokens") is not None or \
+            body.get("n_predict") is None else "n_predict"
+        params = self._params(bodies.sampling(body, limit, base.max_tokens,
                                               base.temperature, base), base)
         stream = bool(bodies.get(body, "stream", bool, False))
         options = bodies.get(body, "stream_options", dict, {})
