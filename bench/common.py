@@ -65,3 +65,76 @@ async def token_rate(events: Any) -> float:
                 t_last = time.perf_counter()
                 t_first = t_first or t_last
     return (n - 1) / (t_last - t_first) if n > 1 and t_last > t_first else 0.0
+
+
+LLAMA_SERVER_HELP = ("llama.cpp's llama-server, built from the llama-cpp-python sdist's "
+                     "vendor/llama.cpp (cmake -B build && cmake --build build --target "
+                     "llama-server)")
+
+
+class LlamaServer:
+    """llama.cpp's own server beside us, on a free port, for the duration of a `with`."""
+
+    def __init__(self, binary: str, model: Path, *args: str, threads: int = 2,
+                 ctx: int = 4096) -> None:
+        self.cmd = [binary, "-m", str(model), "-c", str(ctx), "-t", str(threads),
+                    "--host", "127.0.0.1", *args]
+        self.url = ""
+        self.proc: Any = None
+
+    def __enter__(self) -> LlamaServer:
+        import subprocess
+
+        import httpx
+
+        from tests.fixtures.openai_server import free_port
+
+        port = free_port()
+        self.proc = subprocess.Popen([*self.cmd, "--port", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited: {' '.join(self.cmd)}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)  # polling for the server to come up, not timing anything
+        raise RuntimeError("llama-server did not come up")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def chat(self, body: dict[str, Any]) -> tuple[str, dict[str, Any], float]:
+        """One non-streamed chat reply: its text, llama-server's timings, the wall time."""
+        import httpx
+
+        t0 = time.perf_counter()
+        r = httpx.post(f"{self.url}/v1/chat/completions", json=body, timeout=600).json()
+        return (r["choices"][0]["message"]["content"] or "", r.get("timings", {}),
+                time.perf_counter() - t0)
+
+    def first_token_s(self, body: dict[str, Any]) -> tuple[float, str]:
+        """Streamed: seconds to the first text, and the whole text."""
+        import json
+
+        import httpx
+
+        t0 = time.perf_counter()
+        first, text = 0.0, ""
+        with httpx.stream("POST", f"{self.url}/v1/chat/completions",
+                          json=body | {"stream": True}, timeout=600) as r:
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                for choice in chunk.get("choices", []):
+                    piece = (choice.get("delta") or {}).get("content") or ""
+                    if piece:
+                        first = first or time.perf_counter() - t0
+                        text += piece
+        return first, text

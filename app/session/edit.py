@@ -77,15 +77,50 @@ def parse_lines(value: str) -> tuple[int, int]:
 
 def range_at(text: str, line: int, path: str = "") -> tuple[int, int]:
     """The function, method or class around `line` (the innermost), else its indentation
-    block: Python's own parser for .py files, indentation for the rest."""
+    block: Python's own parser for .py files, tree-sitter's for the languages Textual's
+    syntax extra installs, indentation for the rest."""
     lines = text.splitlines()
     if not 1 <= line <= max(1, len(lines)):
         raise TramontaneError(f"Line {line} is outside the file (it has {len(lines)} lines).")
-    if path.endswith(".py") or not path:
-        found = _python_range(text, line)
-        if found:
-            return found
-    return _indent_range(lines, line)
+    suffix = os.path.splitext(path)[1].lower()
+    found = _python_range(text, line) if suffix in ("", ".py", ".pyi") else \
+        _tree_sitter_range(text, line, suffix)
+    return found or _indent_range(lines, line)
+
+
+_GRAMMARS = {".js": "tree_sitter_javascript", ".jsx": "tree_sitter_javascript",
+             ".mjs": "tree_sitter_javascript", ".go": "tree_sitter_go",
+             ".rs": "tree_sitter_rust", ".java": "tree_sitter_java", ".sh": "tree_sitter_bash",
+             ".bash": "tree_sitter_bash"}
+_DEFINITIONS = {"function_declaration", "function_definition", "method_definition",
+                "method_declaration", "class_declaration", "function_item", "impl_item",
+                "struct_item", "enum_item", "trait_item", "interface_declaration",
+                "constructor_declaration", "generator_function_declaration", "type_declaration",
+                "enum_declaration"}
+
+
+def _tree_sitter_range(text: str, line: int, suffix: str) -> tuple[int, int] | None:
+    import importlib
+
+    try:
+        import tree_sitter
+
+        grammar = importlib.import_module(_GRAMMARS[suffix])
+        parser = tree_sitter.Parser(tree_sitter.Language(grammar.language()))
+    except (KeyError, ImportError, ValueError, TypeError):
+        return None
+    tree = parser.parse(text.encode("utf-8"))
+    best: tuple[int, int] | None = None
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        first, last = node.start_point[0] + 1, node.end_point[0] + 1
+        if not first <= line <= last:
+            continue
+        if node.type in _DEFINITIONS and (best is None or last - first < best[1] - best[0]):
+            best = (first, last)
+        stack.extend(node.children)
+    return best
 
 
 def _python_range(text: str, line: int) -> tuple[int, int] | None:
@@ -126,6 +161,9 @@ def _indent_range(lines: list[str], line: int) -> tuple[int, int]:
         end += 1
     while end > start and not lines[end].strip():
         end -= 1
+    if end + 1 < len(lines) and indent(lines[end + 1]) == base and \
+            lines[end + 1].strip().startswith(("}", ")", "]", "end", "fi", "done")):
+        end += 1  # the line that closes the block
     return start + 1, end + 1
 
 
@@ -170,6 +208,18 @@ async def stream(session: CompletionSession, instruction: str, where: Span, path
     async with aclosing(session.backend.chat(messages, params)) as events:
         async for event in events:
             yield event
+
+
+async def warm(session: CompletionSession, where: Span, path: str = "",
+               extra: Sequence[ContextChunk] = ()) -> None:
+    """While the user types the instruction: load the model and evaluate the prompt up to
+    the instruction (it comes last), so the edit starts at once (as llama.vim's warm-up)."""
+    messages = prompts.edit_messages("", where.before, where.code, where.after, path, extra)
+    params = replace(session.params, max_tokens=0)
+    await session.backend.load(session.model, params)
+    async with aclosing(session.backend.chat(messages, params)) as events:
+        async for _ in events:
+            pass
 
 
 async def run(session: CompletionSession, instruction: str, where: Span, path: str = "",

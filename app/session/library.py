@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.atomic import atomic_write
@@ -11,6 +11,7 @@ from app.engine.backend import Backend, ModelRef, Params, ServerBackend
 from app.errors import TramontaneError
 from app.models.local import LocalModel
 from app.session.chat import ChatSession
+from app.session.complete import CompletionSession
 from app.session.context import AppContext, model_ref, stored_name
 from app.store.history import Chat, ChatStore, StoredMessage
 
@@ -45,6 +46,19 @@ class ChatLibrary:
             self.ctx.cfg.get("chat", "system_prompt"))
         chat = self.store.create_chat(name, self.backend.name, system, params.to_dict())
         return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
+
+    def ask_about(self, code: CompletionSession, path: str, question: str) -> ChatSession:
+        """A chat about code in a file (the code pane's Ctrl+L), kept in the history like any
+        chat, titled with the file's name; it runs on the code model."""
+        from app.engine.prompts.edit import ASK_SYSTEM
+
+        title = f"{Path(path).name}: {question.strip().splitlines()[0][:60]}"
+        params = replace(code.params, max_tokens=self.ctx.default_params().max_tokens,
+                         temperature=0.2)
+        chat = self.store.create_chat(code.model.name, code.backend.name, ASK_SYSTEM,
+                                      params.to_dict(), title=title)
+        return ChatSession(self.store, code.backend, chat, code.model, params,
+                           self.ctx.plugins)
 
     def open(self, chat_id: int) -> ChatSession:
         """A saved chat. If its model is gone, the chat still opens with the default model."""

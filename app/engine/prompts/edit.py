@@ -120,7 +120,7 @@ def extract(answer: str, original: str, before: str = "", after: str = "") -> An
     blocks = code_blocks(answer)
     if not blocks or not blocks[0].strip():
         return Answer(None, answer.strip())
-    code = _without_context(blocks[0], original, before, after)
+    code = _one_block(_without_context(blocks[0], original, before, after), original)
     if not code.strip():
         return Answer(None, answer.strip())
     code = _reindent(code, original)
@@ -131,17 +131,27 @@ def extract(answer: str, original: str, before: str = "", after: str = "") -> An
     return Answer(code, answer.strip())
 
 
-def _overlap(lines: list[str], context: list[str], at_start: bool) -> int:
-    """How many of `lines`' first (or last) lines repeat `context`'s last (or first) lines;
-    only runs holding a non-blank line count."""
-    best = 0
-    for k in range(1, min(len(lines), len(context)) + 1):
-        mine = lines[:k] if at_start else lines[-k:]
-        theirs = context[-k:] if at_start else context[:k]
-        if [ln.rstrip() for ln in mine] == [ln.rstrip() for ln in theirs] and \
-                any(ln.strip() for ln in mine):
-            best = k
-    return best
+def _solid(lines: list[str]) -> list[tuple[int, str]]:
+    return [(i, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
+
+
+def _head_echo(lines: list[str], context: list[str]) -> int:
+    """How many of `lines`' first lines repeat the end of `context` (blank lines aside): the
+    index of the first line after the echo, or 0."""
+    mine, theirs = _solid(lines), [t for _, t in _solid(context)]
+    for k in range(min(len(mine), len(theirs)), 0, -1):
+        if [t for _, t in mine[:k]] == theirs[-k:]:
+            return mine[k - 1][0] + 1
+    return 0
+
+
+def _tail_echo(lines: list[str], context: list[str]) -> int:
+    """Where the repeat of `context`'s first lines at the end of `lines` starts, or len."""
+    mine, theirs = _solid(lines), [t for _, t in _solid(context)]
+    for k in range(min(len(mine), len(theirs)), 0, -1):
+        if [t for _, t in mine[-k:]] == theirs[:k]:
+            return mine[-k][0]
+    return len(lines)
 
 
 def _without_context(code: str, original: str, before: str, after: str) -> str:
@@ -151,17 +161,58 @@ def _without_context(code: str, original: str, before: str, after: str) -> str:
     orig = original.splitlines(keepends=True)
     head = before.splitlines(keepends=True)[-AROUND:]
     tail = after.splitlines(keepends=True)[:AROUND]
-    k = _overlap(lines, head, at_start=True)
-    if k and [ln.rstrip() for ln in lines[:k]] != [ln.rstrip() for ln in orig[:k]]:
-        lines = lines[k:]
+    cut = _head_echo(lines, head)
+    if cut and _head_echo(orig, head) == 0:
+        lines = lines[cut:]
         while lines and not lines[0].strip() and (not orig or orig[0].strip()):
             lines = lines[1:]
-    k = _overlap(lines, tail, at_start=False)
-    if k and [ln.rstrip() for ln in lines[-k:]] != [ln.rstrip() for ln in orig[-k:]]:
-        lines = lines[:-k]
+    cut = _tail_echo(lines, tail)
+    if cut < len(lines) and _tail_echo(orig, tail) == len(orig):
+        lines = lines[:cut]
         while lines and not lines[-1].strip() and (not orig or orig[-1].strip()):
             lines = lines[:-1]
     return "".join(lines)
+
+
+_OPENER = re.compile(r"^\s*(?:async\s+def|def|class)\s+(\w+)")
+
+
+def _one_block(code: str, original: str) -> str:
+    """When the range is one Python definition (decorators, `def`/`class`, its body), so is
+    the answer: lines the model wrote before the definition's first line or after its body
+    (more of the file, copied from the context) are dropped."""
+    orig = original.splitlines(keepends=True)
+    head = next((i for i, ln in enumerate(orig) if _OPENER.match(ln)), None)
+    if head is None or any(ln.strip() and not ln.lstrip().startswith("@")
+                           for ln in orig[:head]):
+        return code
+    opener = _OPENER.match(orig[head])
+    assert opener is not None
+    base = len(orig[head]) - len(orig[head].lstrip())
+    if any(ln.strip() and len(ln) - len(ln.lstrip()) <= base and
+           not ln.lstrip().startswith((")", "]", "}"))
+           for ln in orig[head + 1:]):
+        return code  # more than one statement at the definition's level
+    lines = code.splitlines(keepends=True)
+    first = next((i for i, ln in enumerate(lines)
+                  if (m := _OPENER.match(ln)) and m.group(1) == opener.group(1)), None)
+    if first is None:
+        return code
+    indent = len(lines[first]) - len(lines[first].lstrip())
+    end = first + 1
+    while end < len(lines) and (not lines[end].strip() or
+                                len(lines[end]) - len(lines[end].lstrip()) > indent or
+                                lines[end].lstrip().startswith((")", "]", "}"))):
+        end += 1
+    begin = first
+    while begin > 0 and lines[begin - 1].lstrip().startswith("@"):
+        begin -= 1
+    kept = lines[begin:end]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    if original.endswith("\n") and kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+    return "".join(kept)
 
 
 def _indent_of(text: str) -> int:

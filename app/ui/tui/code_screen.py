@@ -23,8 +23,10 @@ from textual.widgets import Footer, Label, TextArea
 from app.atomic import atomic_write
 from app.engine.backend import Backend
 from app.errors import TramontaneError
+from app.session import edit
 from app.session.complete import CompletionSession, read_text_file
 from app.session.context import AppContext
+from app.session.library import ChatLibrary
 from app.session.recovery import RecoveryStore
 from app.ui.tui.code_editor import LANGUAGES, CodeEditor
 from app.ui.tui.dialogs import ChoiceDialog, ConfirmDialog, unsaved_question
@@ -53,11 +55,16 @@ class CodeScreen(Screen[None]):
         Binding("ctrl+space,ctrl+@", "suggest", "Suggest", priority=True),
         Binding("ctrl+w", "close", "Close file", priority=True),
         Binding("ctrl+o", "open_other", "Open file", priority=True),
+        # priority: TextArea's own Ctrl+K deletes to the end of the line
+        Binding("ctrl+k", "edit", "Edit by instruction", priority=True),
+        Binding("ctrl+l", "ask", "Ask about the code", priority=True),
     ]
 
     def __init__(self, path: Path, session: CompletionSession, debounce_ms: int = 250,
-                 recovery: RecoveryStore | None = None, quiet: set[str] | None = None) -> None:
+                 recovery: RecoveryStore | None = None, quiet: set[str] | None = None,
+                 library: ChatLibrary | None = None) -> None:
         super().__init__()
+        self.library = library
         self.path = path
         self.session = session
         self.debounce_s = debounce_ms / 1000
@@ -77,7 +84,8 @@ class CodeScreen(Screen[None]):
         """The pane for `path` with the code model and the [code] settings of config.toml."""
         code = ctx.cfg.section("code")
         return cls(path, CompletionSession.for_context(ctx, backend), int(code["debounce_ms"]),
-                   RecoveryStore(ctx.paths.recovery_dir), quiet=set(code["auto_suggest_off"]))
+                   RecoveryStore(ctx.paths.recovery_dir), quiet=set(code["auto_suggest_off"]),
+                   library=ChatLibrary(ctx, backend))
 
     @property
     def changed_on_disk(self) -> bool:
@@ -206,6 +214,85 @@ class CodeScreen(Screen[None]):
         # meanwhile, the one after accepting it (a keystroke's next request cancels this)
         with contextlib.suppress(TramontaneError):  # a head start: the real request says why
             await self.session.speculate(prefix, suffix, result.text, str(self.path.resolve()))
+
+    # -- edit and ask ----------------------------------------------------------------------------
+
+    def target(self) -> edit.Span:
+        """The selected lines, else the function, method or class at the cursor."""
+        text = self.editor.text
+        start, end = sorted([self.editor.selection.start, self.editor.selection.end])
+        if start != end:
+            last = end[0] if end[1] > 0 or end[0] == start[0] else end[0] - 1
+            first, last = start[0] + 1, last + 1
+        else:
+            first, last = edit.range_at(text, start[0] + 1, str(self.path))
+        last = min(last, max(1, len(text.splitlines())))
+        return edit.span(text, first, min(max(first, last), max(1, len(text.splitlines()))))
+
+    def _replace(self, where: edit.Span, code: str) -> None:
+        """Put `code` in place of the range: one edit, so one undo step."""
+        editor = self.editor
+        if editor.text != where.text:
+            self.notify("The buffer changed during the review; the edit was not applied.",
+                        severity="warning")
+            return
+        lines = where.text.split("\n")
+        end = (where.end, 0) if where.end < len(lines) else (where.end - 1,
+                                                              len(lines[where.end - 1]))
+        new = code if where.end < len(lines) or where.code.endswith("\n") else code.rstrip("\n")
+        editor.replace(new, (where.start - 1, 0), end)
+        self.status(f"edited lines {where.start}-{where.end} (Ctrl+Z undoes it)")
+
+    def _review(self, where: edit.Span, instruction: str, code: str | None = None) -> None:
+        from app.ui.tui.edit_review import EditReview
+
+        def done(result: str | None) -> None:
+            if result is not None:
+                self._replace(where, result)
+
+        self.app.push_screen(EditReview(self.session, where, str(self.path), instruction,
+                                        code), done)
+
+    def action_edit(self) -> None:
+        from app.ui.tui.dialogs import TextDialog
+
+        try:
+            where = self.target()
+        except TramontaneError as exc:
+            self.status(str(exc))
+            return
+        self.warm_edit(where)
+
+        def given(instruction: str | None) -> None:
+            if instruction and instruction.strip():
+                self._review(where, instruction.strip())
+
+        self.app.push_screen(TextDialog(
+            f"Edit lines {where.start}-{where.end}: what should change?", ""), given)
+
+    @work(exclusive=True, group="suggest")
+    async def warm_edit(self, where: edit.Span) -> None:
+        """While the instruction is typed, evaluate the edit's prompt up to it."""
+        with contextlib.suppress(TramontaneError):
+            await edit.warm(self.session, where, str(self.path))
+
+    def action_ask(self) -> None:
+        from app.ui.tui.ask_screen import AskScreen
+
+        if self.library is None:
+            return
+        try:
+            where = self.target()
+        except TramontaneError as exc:
+            self.status(str(exc))
+            return
+
+        def answered(code: str | None) -> None:
+            if code is not None:
+                self._review(where, "the code from the answer", code)
+
+        self.app.push_screen(AskScreen(self.library, self.session, where, str(self.path)),
+                             answered)
 
     # -- saving ----------------------------------------------------------------------------------
 
