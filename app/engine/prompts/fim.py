@@ -12,6 +12,12 @@ everything up to the cursor with the previous one and evaluates only the typed t
 prefix-first layouts (Qwen, StarCoder2, ...) the suffix comes after the typed text and is
 evaluated again on each request.
 
+Moving the suffix's KV cells instead (keep the evaluated tail, shift its positions after the
+typed text) was tried and measured not to work: the model then answered as if the last edit
+had not happened (pass@1 0.45 against 0.825 while typing). Prefix-first layouts cannot reuse
+the tail; suffix-first layouts get exact reuse, which is why Qwen's format here puts the suffix
+first (StarCoder's SPM order).
+
 Chunks of other files (from plugins) come first, so they stay a stable start of the prompt:
 with the format's file separator where it has one (Qwen, StarCoder2's repository-level
 layout), else as comment lines at the start of the prefix. They get what the prefix and suffix

@@ -208,8 +208,10 @@ class ChatScreen(Screen[None]):
                             "them, the context would be full.", severity="warning")
         if stats is not None and session is not None:
             used = stats.prompt_tokens + stats.generated_tokens
+            drafted = (f" · drafted {stats.drafted_tokens}, kept {stats.accepted_tokens}"
+                       if stats.drafted_tokens else "")
             self.last_stats = (f"context {used}/{session.params.context_length} · "
-                               f"{stats.decode_tps:.1f} tok/s")
+                               f"{stats.decode_tps:.1f} tok/s{drafted}")
             self.update_status()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
