@@ -69,11 +69,12 @@ def smollm2() -> Path:
 
 
 def tramontane(*args: str, input: str | None = None, timeout: float = 120,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+               env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed `tramontane` command."""
     return subprocess.run(
         [str(BIN / "tramontane"), *args], input=input, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
+        timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
     )
 
 

@@ -105,7 +105,9 @@ def shown_path(path: str) -> str:
     if not path:
         return ""
     rel = os.path.relpath(path)
-    return Path(path).name if rel.startswith("..") else rel
+    shown = Path(path).name if rel.startswith("..") else rel
+    # a name that is not UTF-8 (bytes Python keeps as surrogates) shows with U+FFFD
+    return shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class CompletionSession:

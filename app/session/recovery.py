@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ class RecoveryStore:
         self.folder = folder
 
     def _file(self, path: Path) -> Path:
-        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+        key = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:32]
         return self.folder / f"{key}.json"
 
     def save(self, path: Path, text: str) -> bool:

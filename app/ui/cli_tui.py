@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from app.errors import TramontaneError
 from app.session.complete import read_text_file
 from app.session.context import AppContext
 from app.session.library import ChatLibrary
@@ -14,12 +15,20 @@ def run(args: argparse.Namespace) -> int:
     from app.ui.tui.app import TramontaneApp
 
     path = Path(args.file) if getattr(args, "file", None) else None
+    if path is not None:
+        try:
+            path.stat()
+        except FileNotFoundError:
+            pass  # a new file
+        except OSError as exc:  # a symlink loop, a folder it may not enter, ...
+            raise TramontaneError(f"Cannot open {path}: {exc.strerror or exc}.") from None
     if path is not None and path.exists():
         read_text_file(path)  # a binary or non-UTF-8 file is refused before the app starts
     ctx = AppContext()
     ctx.backend_choice = getattr(args, "backend", None)
     try:
-        TramontaneApp(ChatLibrary(ctx), getattr(args, "chat", None), open_file=path).run()
+        app = TramontaneApp(ChatLibrary(ctx), getattr(args, "chat", None), open_file=path)
+        app.run()
     finally:
         ctx.close()
-    return 0
+    return app.return_code or 0  # a crash (Textual shows the traceback) is not a success

@@ -141,6 +141,10 @@ def from_template(
     except _TooSlow as exc:
         raise BackendError(f"The model's chat template ran for over {RENDER_LIMIT_S:.0f} s "
                            "and was stopped; use another file of this model.") from exc
+    except (OverflowError, MemoryError, ValueError, TypeError, ArithmeticError) as exc:
+        # the sandbox's own limits (range(10**9) is an OverflowError) and plain bugs
+        raise BackendError(f"The model's chat template failed: {exc!r}; use another file of "
+                           "this model.") from exc
     stop = [eos_token] if eos_token else []
     return ChatPrompt(text, stop=stop)
 

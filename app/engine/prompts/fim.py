@@ -344,7 +344,7 @@ def approx_tokens(text: str) -> int:
     """A safe over-count for budgeting: code runs 3-4 bytes a token, but Qwen's and Llama's
     vocabularies give each digit a token of its own (a data file of numbers would overflow)."""
     digits = sum(ch.isdigit() for ch in text)
-    return digits + (len(text.encode("utf-8")) - digits) // 3 + 1
+    return digits + (len(text.encode("utf-8", "surrogatepass")) - digits) // 3 + 1
 
 
 def request(format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any,

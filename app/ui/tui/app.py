@@ -10,6 +10,7 @@ from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 
 from app.engine.backend import Backend
 from app.errors import TramontaneError
@@ -39,6 +40,12 @@ class TramontaneApp(App[None]):
         self.add_mode("chat", lambda: self.chat)  # the first screen (a mode's CSS loads with it)
         self._saved_theme: str | None = None
         self.hub_endpoint: str | None = None  # a Hugging Face mirror (tests use a local one)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notice holds text (file names, chat titles, server messages), never markup,
+        whatever a screen's `notify` passes on."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     async def on_mount(self) -> None:
         ctx = self.library.ctx

@@ -324,7 +324,7 @@ class ChatScreen(Screen[None]):
             if self.session and self.session.chat_id == chat_id:
                 await self.action_new_chat()
             self.refresh_chats()
-            self.notify(f"Deleted “{title}”.")
+            self.notify(f"Deleted “{title}”.", markup=False)
 
         self.app.push_screen(ConfirmDialog(f"Delete the chat “{title}” and all its messages?"),
                              done)

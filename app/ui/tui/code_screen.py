@@ -100,9 +100,9 @@ class CodeScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         language = LANGUAGES.get(self.path.suffix.lower())
         with Vertical(id="code-pane"):
-            yield Label(self._title(), id="code-title")
+            yield Label(self._title(), id="code-title", markup=False)
             yield CodeEditor(self.text, language, id="editor")
-            yield Label("", id="code-status")
+            yield Label("", id="code-status", markup=False)
         yield Footer()
 
     def _title(self) -> str:

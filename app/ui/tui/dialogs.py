@@ -30,7 +30,7 @@ class ConfirmDialog(Dialog[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Label(self.question, markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(self.yes, variant="error", id="yes")
                 yield Button("Cancel", id="no")
@@ -52,7 +52,7 @@ class ChoiceDialog(Dialog[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Label(self.question, markup=False)
             with Horizontal(classes="buttons"):
                 for i, (answer, label) in enumerate(self.choices):
                     yield Button(label, id=answer, variant="primary" if i == 0 else "default")
@@ -80,7 +80,7 @@ class TextDialog(Dialog[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text)
+            yield Label(self.title_text, markup=False)
             yield Input(self.value, id="value")
 
     @on(Input.Submitted)
@@ -172,7 +172,7 @@ class FilePicker(Dialog[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="file-picker"):
-            yield Label(f"Open a file from {self.root}")
+            yield Label(f"Open a file from {self.root}", markup=False)
             yield DirectoryTree(self.root, id="files")
 
     @on(DirectoryTree.FileSelected)

@@ -114,10 +114,10 @@ class EditReview(Screen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="review"):
-            yield Label("", id="review-title")
+            yield Label("", id="review-title", markup=False)
             with VerticalScroll(id="review-body"):
                 yield Static(id="review-diff")
-            yield Label("", id="review-status")
+            yield Label("", id="review-status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:

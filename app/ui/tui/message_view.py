@@ -88,7 +88,7 @@ class MessageView(Vertical, can_focus=True):
         yield Label(self._title(), classes="message-title")
         yield RenderedMarkdown(split_segments(self.text) if self.text else [],
                                classes="message-body")
-        yield Label(self.note, classes="message-note")
+        yield Label(self.note, classes="message-note", markup=False)
 
     def _title(self) -> str:
         note = STATE_NOTES.get(self.state, "")

@@ -46,9 +46,9 @@ class ModelsScreen(Screen[None]):
             yield Label("Looking at this machine…", id="hardware")
             yield Label("", id="recommend")
             yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
-            yield Label("", id="model-detail")
+            yield Label("", id="model-detail", markup=False)
             yield ProgressBar(id="pull-progress", show_eta=True)
-            yield Label("", id="pull-status")
+            yield Label("", id="pull-status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:

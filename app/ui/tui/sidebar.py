@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -35,7 +36,7 @@ class ChatList(Vertical):
         options = self.options
         options.clear_options()
         options.add_options(
-            [Option(c.title or "(untitled)", id=str(c.id)) for c in chats]
+            [Option(Text(c.title or "(untitled)"), id=str(c.id)) for c in chats]
         )
         ids = [c.id for c in chats]
         if ids:
