@@ -116,11 +116,15 @@ def test_apply_writes_through_a_link_keeps_the_mode_and_refuses_a_changed_file(
 
 
 @pytest.mark.qwen
-def test_tramontane_edit_fixes_the_off_by_one(tmp_path: Path, home: Path) -> None:
+def test_tramontane_edit_fixes_the_off_by_one(tmp_path: Path, home: Path, qwen_file: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI on the Qwen starter: a diff, then --apply, and the file's test passes."""
     from tests.conftest import BIN
 
-    os.environ.pop("TRAMONTANE_DEFAULT_MODEL", None)
+    models = home / "data" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    os.link(qwen_file, models / qwen_file.name)
+    monkeypatch.delenv("TRAMONTANE_DEFAULT_MODEL")
     source = tmp_path / "calc.py"
     source.write_text(SOURCE)
     run = [str(BIN / "tramontane"), "edit", str(source), "--line", "7", "fix the off-by-one"]

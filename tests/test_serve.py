@@ -266,6 +266,20 @@ def test_stop_and_n_predict_are_honoured(served: Served) -> None:
     assert warmed.status_code == 200 and warmed.json()["usage"]["completion_tokens"] == 0
 
 
+def test_edit_uses_the_warm_server(served: Served, tmp_path: Path) -> None:
+    source = tmp_path / "calc.py"
+    source.write_text("def mean(values):\n    total = 0\n    for i in range(len(values) - 1):\n"
+                      "        total += values[i]\n    return total / len(values)\n")
+    env = {"TRAMONTANE_SERVER": served.url, "TRAMONTANE_SERVE_API_KEY": KEY,
+           "TRAMONTANE_HOME": str(served.home)}
+    out = tramontane("edit", str(source), "--line", "3", "--json", "fix the off-by-one",
+                     env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["server"] == served.url and data["lines"] == [1, 5]
+    assert "range(len(values) - 1)" not in data["new_text"]
+
+
 def test_non_loopback_needs_a_key(home: Path) -> None:
     out = tramontane("serve", "--host", "0.0.0.0", "--port", str(free_port()))
     assert out.returncode == 2 and "--api-key" in out.stderr and "Traceback" not in out.stderr

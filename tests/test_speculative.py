@@ -11,35 +11,56 @@ from typing import Any
 
 import pytest
 
-from app.engine.llama.lookup import MAX_DRAFT, MIN_DRAFT, PromptLookup
+from app.engine.llama.lookup import MAX_DRAFT, MAX_WAIT, PROBE, PromptLookup
 from app.engine.llama.speculative import RETRY_EVERY, Meter, Payoff
 
 
 def test_lookup_drafts_what_followed_the_last_ngram() -> None:
     lk = PromptLookup()
     lk.start([1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3])
-    assert lk.draft(100)[:6] == [4, 5, 6, 7, 8, 9]
+    assert lk.draft(100) == [4, 5, 6]
     assert lk.draft(2) == [4, 5]  # never past the room left in the context
     assert PromptLookup(history=[]).draft(10) == []
 
 
 def test_lookup_follows_its_source_and_adapts_its_length() -> None:
-    lk = PromptLookup(length=4)
+    lk = PromptLookup()
     lk.start(list(range(100)) + [10, 11, 12])
     first = lk.draft(100)
-    assert first == [13, 14, 15, 16]
-    lk.extend(first + [17])
-    lk.result(4, 4, 17)  # all kept, and the next token follows the source too
-    assert lk.length == 8
-    assert lk.draft(100) == list(range(18, 26))  # no search: the copy goes on
-    lk.extend([18, 99])
-    lk.result(8, 1, 99)  # cut short: shorter drafts, and a new search
-    assert lk.length == MIN_DRAFT
-    assert lk.draft(100) == []  # nothing ever followed ...18, 99
-    assert (lk.drafted, lk.accepted) == (12, 5)
+    assert first == [13, 14, 15]  # a fresh search drafts a short probe
+    lk.extend(first + [16])
+    lk.result(3, 3, 16)  # all kept, and the next token follows the source too
+    assert lk.length == 2 * PROBE
+    assert lk.draft(100) == list(range(17, 17 + 2 * PROBE))  # no search: the copy goes on
+    lk.extend([17, 99])
+    lk.result(2 * PROBE, 1, 99)  # the output diverges from the source
+    assert lk.draft(100) == []  # nothing ever followed ...17, 99
+    assert (lk.drafted, lk.accepted) == (3 + 2 * PROBE, 4)
+
+
+def test_lookup_resyncs_after_a_changed_line_and_waits_after_misses() -> None:
+    source = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    lk = PromptLookup()
+    lk.start([50, *source, 60, 1, 2, 3, 4])  # the answer copies the source so far
+    assert lk.draft(100) == [5, 6, 7]
+    lk.extend([5, 77])  # ...then changes a token (an edited line)
+    lk.result(3, 1, 77)
+    lk.extend([7, 8])  # and goes on as the source did
+    assert lk.draft(100)[:3] == [9, 10, 11]  # found again, past where the copy got to
+    quiet = PromptLookup()
+    quiet.start([1, 2, 3, 9, 1, 2, 3])
+    assert quiet.draft(100) == [9, 1, 2]
+    quiet.extend([5])
+    quiet.result(3, 0, 5)  # rejected outright: wait a token before searching again
+    quiet.extend([1, 2, 3])
+    assert quiet.draft(100) == []
+    assert quiet.draft(100) == [9, 1, 2]
     for _ in range(10):
-        lk.result(4, 4, -1)
-    assert lk.length == MAX_DRAFT
+        quiet.result(3, 0, -1)
+    assert quiet._wait == MAX_WAIT
+    for _ in range(10):
+        quiet.result(MAX_DRAFT, MAX_DRAFT, -1)
+    assert quiet.length <= MAX_DRAFT
 
 
 def test_payoff_turns_lookup_off_where_it_does_not_pay_and_retries() -> None:

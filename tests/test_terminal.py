@@ -173,3 +173,45 @@ def test_code_pane_keeps_typed_edits_in_a_real_terminal(home: Path, tmp_path: Pa
         wait_until(lambda: not tmux.alive(), what="the app to quit without a question")
     finally:
         tmux.kill()
+
+
+@pytest.mark.qwen
+def test_edit_by_instruction_in_a_real_terminal(home: Path, tmp_path: Path,
+                                                qwen_file: Path) -> None:
+    """Issue 26's walk-through: a file with a bug in `tramontane code`, Ctrl+K on the
+    function, "fix the off-by-one", the diff on screen, accepted, saved, and the test passes."""
+    models = home / "data" / "models"
+    models.mkdir(parents=True)
+    os.link(qwen_file, models / qwen_file.name)
+    src = tmp_path / "calc.py"
+    src.write_text("import math\n\n\ndef mean(values):\n    total = 0\n"
+                   "    for i in range(len(values) - 1):\n        total += values[i]\n"
+                   "    return total / len(values)\n")
+    command = app_command(home, 256, env="TRAMONTANE_DEFAULT_MODEL=qwen2.5-coder-1.5b-instruct"
+                          ) + f" code {src}"
+    tmux = Tmux("edit")
+    try:
+        tmux.start(command)
+        wait_until(lambda: "completion by" in tmux.screen(), what="the code pane")
+        for _ in range(5):
+            tmux.keys("Down")  # into mean()
+        tmux.keys("C-k")
+        wait_until(lambda: "what should change?" in tmux.screen(), what="the instruction box")
+        tmux.keys("-l", "fix the off-by-one")
+        tmux.keys("Enter")
+        wait_until(lambda: "Enter accepts all" in tmux.screen(), timeout=120,
+                   what="the diff, complete")
+        screen = tmux.screen()
+        assert "- " in screen and "range(len(values) - 1)" in screen and "+ " in screen
+        tmux.keys("Enter")
+        wait_until(lambda: "edited lines" in tmux.screen(), what="the edit applied")
+        tmux.keys("C-s")
+        wait_until(lambda: "- 1)" not in src.read_text(), what="the save")
+        check = subprocess.run([str(BIN / "python"), "-c",
+                                "from calc import mean; assert mean([1, 2, 3]) == 2"],
+                               cwd=tmp_path, capture_output=True, text=True)
+        assert check.returncode == 0, src.read_text()
+        tmux.keys("C-q")
+        wait_until(lambda: not tmux.alive(), what="the app to quit")
+    finally:
+        tmux.kill()

@@ -47,6 +47,7 @@ class Params:
     # this machine, measured per kind of work), "lookup" (always), "off"
     speculative: str = _DEFAULT["speculative"]
     stop: tuple[str, ...] = ()  # a client's own stop strings, besides the format's
+    work: str = "chat"  # the kind of work ("chat", "edit"): speculation pays differently
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Params:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.atomic import atomic_write
-from app.engine.backend import ContextChunk, Done, Error, Stats, Token
+from app.engine.backend import ContextChunk, Done, Error, Stats, Token, printable
 from app.engine.prompts import edit as prompts
 from app.engine.prompts.fim import approx_tokens
 from app.errors import TramontaneError
@@ -203,7 +203,7 @@ async def stream(session: CompletionSession, instruction: str, where: Span, path
     messages = prompts.edit_messages(said, where.before, where.code, where.after, path, extra)
     budget = min(ANSWER_TOKENS, 2 * approx_tokens(where.code) + 128)
     params = replace(session.params, max_tokens=max(session.params.max_tokens, budget),
-                     temperature=0.0, seed=1)
+                     temperature=0.0, seed=1, work="edit")
     await session.backend.load(session.model, params)
     async with aclosing(session.backend.chat(messages, params)) as events:
         async for event in events:
@@ -215,7 +215,7 @@ async def warm(session: CompletionSession, where: Span, path: str = "",
     """While the user types the instruction: load the model and evaluate the prompt up to
     the instruction (it comes last), so the edit starts at once (as llama.vim's warm-up)."""
     messages = prompts.edit_messages("", where.before, where.code, where.after, path, extra)
-    params = replace(session.params, max_tokens=0)
+    params = replace(session.params, max_tokens=0, work="edit")
     await session.backend.load(session.model, params)
     async with aclosing(session.backend.chat(messages, params)) as events:
         async for _ in events:
@@ -246,6 +246,41 @@ async def run(session: CompletionSession, instruction: str, where: Span, path: s
         answer = prompts.Answer(None, text)
     new = where.replaced(answer.code) if answer.code is not None else None
     return EditResult(where, answer, new, stats, (time.perf_counter() - t0) * 1000, first)
+
+
+def through_server(url: str, key: str, instruction: str, where: Span, path: str = ""
+                   ) -> EditResult:
+    """The edit from a running `tramontane serve` (its chat model is warm): the same prompt,
+    sent to its /v1/chat/completions."""
+    import httpx
+
+    messages = prompts.edit_messages(instruction, where.before, where.code, where.after, path)
+    budget = min(ANSWER_TOKENS, 2 * approx_tokens(where.code) + 128)
+    body = {"messages": [{"role": m.role, "content": m.content} for m in messages],
+            "temperature": 0.0, "seed": 1, "max_tokens": budget}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    t0 = time.perf_counter()
+    try:
+        served = httpx.get(f"{url}/health", timeout=5).json().get("models") or []
+        if served:
+            body["model"] = served[-1]  # the code model (listed after the chat model)
+        answer = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers,
+                            timeout=600).json()
+        text = str(answer["choices"][0]["message"]["content"] or "")
+        usage = answer.get("usage", {})
+        finish = answer["choices"][0].get("finish_reason")
+    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise TramontaneError(f"The server at {url} failed: {exc}. Add --no-server to edit in "
+                              "this process.") from exc
+    elapsed = (time.perf_counter() - t0) * 1000
+    timings = answer.get("timings") if isinstance(answer.get("timings"), dict) else {}
+    stats = Stats(prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                  generated_tokens=int(usage.get("completion_tokens", 0)),
+                  decode_tps=float(timings.get("predicted_per_second", 0.0)),
+                  total_ms=elapsed, stop_reason="length" if finish == "length" else "stop")
+    found = prompts.extract(printable(text), where.code, where.before, where.after)
+    new = where.replaced(found.code) if found.code is not None else None
+    return EditResult(where, found, new, stats, elapsed, 0.0)
 
 
 def apply(path: Path, new_text: str, read_text: str) -> Path:

@@ -185,8 +185,19 @@ class ServeSession:
             async for event in stream:
                 yield event
 
-    async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
-        """A reply from the chat model; saved as a new chat in the history when asked."""
+    async def chat(self, messages: list[Message], params: Params,
+                   code_model: bool = False) -> AsyncGenerator[Event, None]:
+        """A reply from the chat model (or the code model, when a client names it: edits);
+        saved as a new chat in the history when asked."""
+        if code_model:
+            params = replace(params, context_length=self.code.params.context_length,
+                             threads=self.code.params.threads,
+                             gpu_layers=self.code.params.gpu_layers)
+            await self.code.backend.load(self.code.model, params)
+            async with aclosing(self.code.backend.chat(messages, params)) as stream:
+                async for event in stream:
+                    yield event
+            return
         await self.chat_backend.load(self.chat_model, params)
         saved = self._save_question(messages) if self.save_chats and params.max_tokens > 0 \
             else None  # a warm-up (n_predict 0) is no chat

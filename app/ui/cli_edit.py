@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from app.session import edit
 from app.session.complete import CompletionSession, decode_text, read_text_file
 from app.session.context import AppContext
 from app.session.placement import DoesNotFitError
+from app.session.serving import KEY_VARIABLE, running_server
 
 
 def add_parser(sub: Any) -> None:
@@ -34,6 +36,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stats", action="store_true", help="speed and drafted tokens on stderr")
     p.add_argument("--force", action="store_true",
                    help="load the model even when it does not fit this machine's memory")
+    p.add_argument("--no-server", action="store_true",
+                   help="load the model here even when `tramontane serve` is running")
     p.set_defaults(func=run)
 
 
@@ -51,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     ctx = AppContext()
     ctx.backend_choice = args.backend
     try:
+        if not (args.no_server or args.force or args.model or args.backend):
+            url = running_server(ctx)  # its model is warm, and it proved it is ours
+            if url:
+                result = edit.through_server(url, os.environ.get(KEY_VARIABLE, ""),
+                                             args.instruction, where, edit.shown(str(path)))
+                return _report(args, path, text, result, server=url)
         session = CompletionSession.for_code(ctx, args.model)
         if session.model.fit_warning and not args.force:
             raise DoesNotFitError(f"{session.model.fit_warning} Add --force to load it anyway.")
@@ -63,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     return _report(args, path, text, result)
 
 
-def _report(args: argparse.Namespace, path: Path, text: str, result: edit.EditResult) -> int:
+def _report(args: argparse.Namespace, path: Path, text: str, result: edit.EditResult,
+            server: str = "") -> int:
     s = result.stats
     if args.stats:
         rate = f", {s.accepted_tokens}/{s.drafted_tokens} drafted tokens accepted" \
@@ -79,7 +90,7 @@ def _report(args: argparse.Namespace, path: Path, text: str, result: edit.EditRe
             "file": str(path), "lines": [result.span.start, result.span.end],
             "applied": False if result.new_text is None else bool(args.apply),
             "code": result.answer.code, "answer": result.answer.text, "diff": diff,
-            "new_text": result.new_text,
+            "new_text": result.new_text, "server": server or None,
             "stats": s.to_dict() | {"first_token_ms": round(result.first_token_ms, 1),
                                     "total_ms": round(result.elapsed_ms, 1)}}))
     if result.new_text is None:

@@ -134,7 +134,8 @@ class LlamaBackend:
         except BackendError as exc:
             yield Error(str(exc))
             return
-        async for event in self._generate(worker, prompt.text, prompt.stop, params):
+        async for event in self._generate(worker, prompt.text, prompt.stop, params,
+                                          kind=params.work):
             yield event
 
     async def complete(self, prefix: str, suffix: str, params: Params,

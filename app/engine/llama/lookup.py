@@ -8,9 +8,11 @@ from the same place without searching, as a copy would. The big model checks a d
 batch and keeps the longest prefix it agrees with (worker.py), so the output is the one it
 would have written alone.
 
-The draft length adapts, as llama.cpp's speculative decoding does: it grows while whole drafts
-are accepted and shrinks when they are cut short, between MIN_DRAFT and MAX_DRAFT tokens.
-Pure Python over token ids: tested without a model.
+The draft length adapts: a draft from a fresh search is a short probe (PROBE tokens), and it
+doubles while the model keeps following the same source, up to MAX_DRAFT; a probe the model
+rejects outright makes the drafter wait before the next search (1, 2, 4 ... up to MAX_WAIT
+tokens), so text that copies nothing (an explanation in the model's own words) costs little
+more than plain decoding. Pure Python over token ids: tested without a model.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 NGRAMS = (4, 3, 2)  # the longest match wins: fewer false starts than a 1-gram
-MIN_DRAFT, MAX_DRAFT = 4, 32
+PROBE, MAX_DRAFT = 3, 32
+MAX_WAIT = 16
 
 
 @dataclass
@@ -26,16 +29,20 @@ class PromptLookup:
     """Drafts from n-grams of `history` (the prompt, then each accepted token)."""
 
     history: list[int] = field(default_factory=list)
-    length: int = 12  # the next draft's length
+    length: int = PROBE  # the next draft's length
     drafted: int = 0  # totals for the stats
     accepted: int = 0
-    _index: dict[tuple[int, ...], int] = field(default_factory=dict)  # n-gram -> its end
+    _index: dict[tuple[int, ...], list[int]] = field(default_factory=dict)  # n-gram -> ends
     _source: int = -1  # where the last draft was copied from, while the model follows it
+    _anchor: int = -1  # how far the copying got in the source, kept across a divergence
+    _misses: int = 0  # probes rejected in a row
+    _wait: int = 0  # tokens to go before the next search
 
     def start(self, tokens: list[int]) -> None:
         self.history = []
         self._index.clear()
-        self._source = -1
+        self._source = self._anchor = -1
+        self.length, self._misses, self._wait = PROBE, 0, 0
         self.extend(tokens)
 
     def extend(self, tokens: list[int]) -> None:
@@ -47,7 +54,7 @@ class PromptLookup:
             for n in NGRAMS:
                 if end > n:  # the n-gram ending just before `end`'s token, not the last one
                     key = tuple(self.history[end - n - 1:end - 1])
-                    self._index[key] = end - 1
+                    self._index.setdefault(key, []).append(end - 1)
 
     def draft(self, room: int) -> list[int]:
         """Up to `length` tokens (at most `room`) that may come next, or none."""
@@ -57,22 +64,35 @@ class PromptLookup:
         h = self.history
         start = self._source
         if start < 0 or start >= len(h):
+            if self._wait > 0:
+                self._wait -= 1
+                return []
             start = -1
+            self.length = PROBE
             for n in NGRAMS:
                 if len(h) <= n:
                     continue
-                pos = self._index.get(tuple(h[-n:]), -1)
-                if pos >= 0:
-                    start = pos
+                places = self._index.get(tuple(h[-n:]))
+                if places:
+                    start = self._nearest(places)
                     break
         if start < 0:
             return []
         self._source = start
         return h[start:start + limit]
 
+    def _nearest(self, places: list[int]) -> int:
+        """Where to copy from: after a divergence, the first place past where the copy had
+        got to (an edit goes on copying its range after the changed line); else the latest."""
+        if self._anchor >= 0:
+            ahead = [p for p in places if p >= self._anchor]
+            if ahead:
+                return ahead[0]
+        return places[-1]
+
     def result(self, drafted: int, accepted: int, next_token: int) -> None:
         """The model kept `accepted` of `drafted` tokens, then chose `next_token`: follow the
-        source further while it agrees, and adapt the length."""
+        source further while it agrees (longer drafts), wait after a rejected probe."""
         self.drafted += drafted
         self.accepted += accepted
         if drafted == 0:
@@ -80,10 +100,16 @@ class PromptLookup:
         src = self._source + accepted
         agrees = 0 <= src < len(self.history) and self.history[src] == next_token
         self._source = src + 1 if agrees else -1
-        if accepted == drafted:
+        self._anchor = src + 1 if agrees else src
+        if accepted == 0:
+            self._misses += 1
+            self._wait = min(MAX_WAIT, 2 ** (self._misses - 1))
+        else:
+            self._misses = 0
+        if agrees and accepted == drafted:
             self.length = min(MAX_DRAFT, self.length * 2)
-        elif accepted < drafted // 2:
-            self.length = max(MIN_DRAFT, self.length // 2)
+        elif agrees:
+            self.length = max(PROBE, self.length)
 
     @property
     def rate(self) -> float:

@@ -278,8 +278,11 @@ class Server:
         stream = bool(bodies.get(body, "stream", bool, False))
         options = bodies.get(body, "stream_options", dict, {})
         usage_wanted = bool(options.get("include_usage", False))
-        name, cid = self.serve.chat_model.name, f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        events = self.serve.chat(messages, params)
+        asked = bodies.get(body, "model", str, "")
+        code = bool(asked) and asked == self.serve.code.model.name != self.serve.chat_model.name
+        name = asked if code else self.serve.chat_model.name
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        events = self.serve.chat(messages, params, code_model=code)
         if stream:
             head = {"id": cid, "object": "chat.completion.chunk",
                     "created": int(time.time()), "model": name}
