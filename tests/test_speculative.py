@@ -11,56 +11,58 @@ from typing import Any
 
 import pytest
 
-from app.engine.llama.lookup import MAX_DRAFT, MAX_WAIT, PROBE, PromptLookup
+from app.engine.llama.lookup import LENGTHS, PromptLookup, expected_kept
 from app.engine.llama.speculative import RETRY_EVERY, Meter, Payoff
 
+SOURCE = list(range(100, 160))  # a range of 60 tokens, copied by the answer
 
-def test_lookup_drafts_what_followed_the_last_ngram() -> None:
+
+def test_lookup_drafts_a_long_copy_but_not_a_guess() -> None:
     lk = PromptLookup()
-    lk.start([1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3])
-    assert lk.draft(100) == [4, 5, 6]
-    assert lk.draft(2) == [4, 5]  # never past the room left in the context
-    assert PromptLookup(history=[]).draft(10) == []
+    lk.start([1, *SOURCE, 2, *SOURCE[:20]])  # the answer has copied 20 tokens so far
+    draft = lk.draft(1000)
+    assert draft[:8] == SOURCE[20:28] and len(draft) in LENGTHS
+    guess = PromptLookup()
+    guess.start([5, 6, 7, 8, 9, 1, 2, 7, 8])  # a 2-token match: not worth a pass's price
+    assert guess.draft(1000) == []
+    assert lk.draft(3) == []  # never past the room left in the context
 
 
-def test_lookup_follows_its_source_and_adapts_its_length() -> None:
+def test_lookup_follows_its_source_and_learns_acceptance() -> None:
     lk = PromptLookup()
-    lk.start(list(range(100)) + [10, 11, 12])
-    first = lk.draft(100)
-    assert first == [13, 14, 15]  # a fresh search drafts a short probe
-    lk.extend(first + [16])
-    lk.result(3, 3, 16)  # all kept, and the next token follows the source too
-    assert lk.length == 2 * PROBE
-    assert lk.draft(100) == list(range(17, 17 + 2 * PROBE))  # no search: the copy goes on
-    lk.extend([17, 99])
-    lk.result(2 * PROBE, 1, 99)  # the output diverges from the source
-    assert lk.draft(100) == []  # nothing ever followed ...17, 99
-    assert (lk.drafted, lk.accepted) == (3 + 2 * PROBE, 4)
+    lk.start([1, *SOURCE, 2, *SOURCE[:20]])
+    first = lk.draft(1000)
+    lk.extend([*first, SOURCE[20 + len(first)]])
+    lk.result(len(first), len(first), SOURCE[20 + len(first)])  # kept, and on it goes
+    follow = lk.draft(1000)
+    assert follow[0] == SOURCE[21 + len(first)]  # no search: the copy goes on
+    before = lk.p("follow")
+    lk.extend([follow[0], 999])
+    lk.result(len(follow), 1, 999)  # the output diverges (a changed line)
+    assert lk.p("follow") < before
+    assert lk.draft(1000) == []  # nothing ever followed ...999
+    assert lk.drafted == len(first) + len(follow) and lk.accepted == len(first) + 1
 
 
-def test_lookup_resyncs_after_a_changed_line_and_waits_after_misses() -> None:
-    source = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+def test_lookup_resyncs_past_the_changed_line() -> None:
     lk = PromptLookup()
-    lk.start([50, *source, 60, 1, 2, 3, 4])  # the answer copies the source so far
-    assert lk.draft(100) == [5, 6, 7]
-    lk.extend([5, 77])  # ...then changes a token (an edited line)
-    lk.result(3, 1, 77)
-    lk.extend([7, 8])  # and goes on as the source did
-    assert lk.draft(100)[:3] == [9, 10, 11]  # found again, past where the copy got to
-    quiet = PromptLookup()
-    quiet.start([1, 2, 3, 9, 1, 2, 3])
-    assert quiet.draft(100) == [9, 1, 2]
-    quiet.extend([5])
-    quiet.result(3, 0, 5)  # rejected outright: wait a token before searching again
-    quiet.extend([1, 2, 3])
-    assert quiet.draft(100) == []
-    assert quiet.draft(100) == [9, 1, 2]
-    for _ in range(10):
-        quiet.result(3, 0, -1)
-    assert quiet._wait == MAX_WAIT
-    for _ in range(10):
-        quiet.result(MAX_DRAFT, MAX_DRAFT, -1)
-    assert quiet.length <= MAX_DRAFT
+    lk.start([1, *SOURCE, 2, *SOURCE[:20]])
+    draft = lk.draft(1000)
+    lk.extend([*draft[:5], 777])  # a changed token
+    lk.result(len(draft), 5, 777)
+    lk.extend(SOURCE[26:40])  # then the answer goes on as the source did
+    again = lk.draft(1000)
+    assert again[:4] == SOURCE[40:44]  # found again, past where the copy got to
+
+
+def test_draft_length_follows_the_price_of_a_pass() -> None:
+    cheap = PromptLookup(costs=lambda n: 1.0 + 0.05 * (n - 1))  # a GPU: batches nearly free
+    dear = PromptLookup(costs=lambda n: float(n))  # a pass costs as much as n single ones
+    for lk in (cheap, dear):
+        lk.start([1, *SOURCE, 2, *SOURCE[:20]])
+    assert len(cheap.draft(1000)) >= 15
+    assert dear.draft(1000) == []
+    assert expected_kept(0.5, 8) < 1 < expected_kept(0.9, 8) < 8
 
 
 def test_payoff_turns_lookup_off_where_it_does_not_pay_and_retries() -> None:
@@ -129,7 +131,9 @@ def _run(llm: Any, prompt: str, lookup: bool, n: int, temp: float = 0.0,
     llm._ctx.kv_cache_seq_rm(-1, cached, -1)
     llm.eval(tokens[cached:-1])
     llm.set_seed(seed)
-    lk = PromptLookup() if lookup else None
+    # drafts whatever it finds (as on a machine where a batch costs what one token does): the
+    # point here is the check of drafts, not the choice of when to make them
+    lk = PromptLookup(costs=lambda n: 1.0) if lookup else None
     if lk is not None:
         lk.start(tokens)
     opts = {"top_k": 40, "top_p": 1.0, "temperature": temp, "repeat_penalty": 1.0}
@@ -164,7 +168,7 @@ def test_greedy_output_is_the_models_own(llm: Any) -> None:
             same += 1
         else:
             assert margins[first] < 1.0, (prompt, first, margins[first])
-    assert accepted >= 500 and accepted / drafted >= 0.3, (drafted, accepted)
+    assert accepted >= 500, (drafted, accepted)  # many drafted tokens checked and kept
     assert same >= 60, same
 
 
@@ -186,3 +190,23 @@ def test_sampled_output_keeps_the_distribution(llm: Any) -> None:
     tv = sum(abs(counts[False][k] - counts[True][k]) for k in keys) / 600
     assert kept > 0  # drafts were checked and kept
     assert tv < 0.15, (tv, counts)
+
+
+@pytest.mark.model
+def test_the_greedy_pick_is_llama_cpps(llm: Any) -> None:
+    """The worker's greedy choice (numpy, repetition penalty included) equals llama.cpp's
+    penalties + greedy sampler chain on every row of a real pass."""
+    from app.engine.llama.speculative import greedy, logits
+
+    tokens = llm.tokenize(PROMPTS_SOURCE.encode(), add_bos=False)
+    llm.n_tokens = 0
+    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    llm.eval(tokens[:-32])
+    llm._batch.set_batch(batch=tokens[-32:], n_past=llm.n_tokens, logits_all=True)
+    llm._ctx.decode(llm._batch)
+    sampler = llm._init_sampler(top_k=40, top_p=0.95, min_p=0.0, temp=0.0, repeat_penalty=1.3)
+    recent: list[int] = []
+    for j in range(32):
+        theirs = sampler.sample(llm._ctx, j - 32)
+        assert greedy(logits(llm, j - 32), recent[-64:], 1.3) == theirs, j
+        recent.append(theirs)

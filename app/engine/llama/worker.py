@@ -165,8 +165,8 @@ class Worker:
         ignore_eos = bool(opts.get("ignore_eos", False))
         budget_s = float(opts.get("max_time_ms", 0)) / 1000
         kind = str(opts.get("kind", "chat"))
-        lookup = PromptLookup() if self.pays.wants_lookup(str(opts.get("speculative", "auto")),
-                                                          kind) else None
+        wanted = self.pays.wants_lookup(str(opts.get("speculative", "auto")), kind)
+        lookup = PromptLookup(costs=self.pays.costs.relative) if wanted else None
         if lookup is not None:
             lookup.start(tokens)
         meter = Meter()
@@ -175,7 +175,8 @@ class Worker:
         outbox, sent_at = "", 0.0
         t_first = t_last = 0.0
         try:
-            for token in _decode(llm, tokens[-1], opts, lookup, n_ctx, meter):
+            for token in _decode(llm, tokens[-1], opts, lookup, n_ctx, meter,
+                                 self.pays.costs):
                 if not ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1
