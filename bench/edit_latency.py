@@ -95,18 +95,20 @@ async def ours(items: list[EditTask]) -> list[dict[str, object]]:
     return rows
 
 
-def anchor(binary: str, items: list[EditTask]) -> list[float]:
+def _body(t: EditTask, text: str) -> dict[str, object]:
     from app.engine.prompts.edit import edit_messages
 
+    msgs = edit_messages(text, t.before, t.buggy, t.after, f"{t.module}.py")
+    return {"messages": [{"role": m.role, "content": m.content} for m in msgs],
+            "temperature": 0.0, "cache_prompt": True}
+
+
+def anchor(binary: str, items: list[EditTask]) -> list[float]:
     out = []
     with LlamaServer(binary, starter_path(MODEL)) as server:
         for t in items:
-            def body(text: str) -> dict[str, object]:
-                msgs = edit_messages(text, t.before, t.buggy, t.after, f"{t.module}.py")
-                return {"messages": [{"role": m.role, "content": m.content} for m in msgs],
-                        "temperature": 0.0, "cache_prompt": True}
-            server.chat(body("") | {"n_predict": 0})  # llama.vim's warm-up
-            _, _, seconds = server.chat(body(instruction(t)))
+            server.chat(_body(t, "") | {"n_predict": 0})  # llama.vim's warm-up
+            _, _, seconds = server.chat(_body(t, instruction(t)))
             out.append(round(seconds, 2))
     return out
 
@@ -126,7 +128,8 @@ def main() -> None:
     speed = statistics.median(float(r["x_raw"]) for r in rows)  # type: ignore[arg-type]
     print(f"median first diff line {first:.2f} s (target <= 1 s); median speed {speed:.2f}x raw "
           f"(target >= 2.5x)")
-    print(f"wrote {write('edit_latency', {'rows': rows, 'first_line_median_s': first, 'x_raw_median': speed})}")
+    data = {"rows": rows, "first_line_median_s": first, "x_raw_median": speed}
+    print(f"wrote {write('edit_latency', data)}")
 
 
 if __name__ == "__main__":
