@@ -174,7 +174,11 @@ def test_models_list_shows_speed_and_recommends_the_qwen_starter_for_code() -> N
     assert qwen["speed"]["decode_tps"] > 10 and qwen["speed"]["calibrated"]
     assert all(r["speed"] for r in data["models"] if r["fit"] and r["fit"]["verdict"] != "no")
     code = next(r for r in data["recommended"] if r["purpose"] == "code")
-    assert code["model"] == "qwen2.5-coder-1.5b-instruct"
+    # the 1.5B where its cold 2k prompt is predicted within target, else the 0.5B starter
+    passed = " ".join(code.get("passed_over", []))
+    expected = "qwen2.5-coder-0.5b-instruct" if "qwen2.5-coder-1.5b-instruct" in passed \
+        else "qwen2.5-coder-1.5b-instruct"
+    assert code["model"] == expected, code
     text = tramontane("models", "fit", "mistral-7b-instruct", "--quant", "Q4_K_M")
     assert "fits in RAM · ~" in text.stdout and "tok/s · 2k-token prompt in ~" in text.stdout
 

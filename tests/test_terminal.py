@@ -193,10 +193,15 @@ def test_edit_by_instruction_in_a_real_terminal(home: Path, tmp_path: Path,
     try:
         tmux.start(command)
         wait_until(lambda: "completion by" in tmux.screen(), what="the code pane")
-        for _ in range(5):
-            tmux.keys("Down")  # into mean()
-        tmux.keys("C-k")
-        wait_until(lambda: "what should change?" in tmux.screen(), what="the instruction box")
+        for _ in range(5):  # keys sent before the editor has focus are lost: ask again
+            tmux.keys("C-Home", "Down", "Down", "Down", "Down", "Down")  # into mean()
+            tmux.keys("C-k")
+            wait_until(lambda: "what should change?" in tmux.screen(), what="the instruction box")
+            if "Edit lines 4-8" in tmux.screen():
+                break
+            tmux.keys("Escape")
+            wait_until(lambda: "what should change?" not in tmux.screen(), what="the box gone")
+        assert "Edit lines 4-8" in tmux.screen()
         tmux.keys("-l", "fix the off-by-one")
         tmux.keys("Enter")
         wait_until(lambda: "Enter accepts all" in tmux.screen(), timeout=120,
