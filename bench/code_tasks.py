@@ -168,7 +168,7 @@ def _neighbours(module: Any, src: str) -> tuple[str, str]:
 
 def tasks(limit: int = 0) -> list[EditTask]:
     """The edit tasks, in a fixed order: up to PER_FUNCTION mutants a function, spread over
-    its lines."""
+    its lines; `limit` takes that many spread over the whole set."""
     found: list[EditTask] = []
     for module, name, owner, src in _candidates():
         mutants = _mutants(src)
@@ -179,7 +179,10 @@ def tasks(limit: int = 0) -> list[EditTask]:
             found.append(EditTask(f"{module.__name__}.{owner + '.' if owner else ''}{name}",
                                   module.__name__, f"{owner}.{name}" if owner else name, src,
                                   mutant, before, after, why))
-    return found[:limit] if limit else found
+    if limit and limit < len(found):  # spread over the whole set, not its first modules
+        step = len(found) / limit
+        return [found[int(i * step)] for i in range(limit)]
+    return found
 
 
 def fixed(task: EditTask, source: str) -> bool:

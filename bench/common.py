@@ -138,3 +138,15 @@ class LlamaServer:
                         first = first or time.perf_counter() - t0
                         text += piece
         return first, text
+
+
+def code_session(model: str) -> Any:
+    """A completion session on `model` through its own llama.cpp worker (the benches' model,
+    whatever config.toml says): `session.backend` is the worker."""
+    from app.engine.llama.backend import LlamaBackend
+    from app.session.complete import CompletionSession
+    from app.session.context import AppContext
+
+    ctx = AppContext()
+    backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
+    return CompletionSession.for_context(ctx, backend, model)

@@ -27,21 +27,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.code_tasks import EditTask, fixed, tasks  # noqa: E402
-from bench.common import LlamaServer, starter_path, table, write  # noqa: E402
+from bench.common import LlamaServer, code_session, starter_path, table, write  # noqa: E402
 
 INSTRUCTION = "Fix the bug."
 MODEL = "qwen2.5-coder-1.5b-instruct"
 
 
 async def ours(items: list[EditTask]) -> list[dict[str, object]]:
-    from app.engine.llama.backend import LlamaBackend
     from app.session import edit
-    from app.session.complete import CompletionSession
-    from app.session.context import AppContext
 
-    ctx = AppContext()
-    backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
-    session = CompletionSession.for_context(ctx, backend, MODEL)
+    session = code_session(MODEL)
+    backend = session.backend
     rows = []
     try:
         for i, task in enumerate(items, 1):

@@ -20,3 +20,16 @@ def write_machine_speed(data_dir: Path, figures: speed.MachineSpeed = RECORDED) 
     from dataclasses import replace
 
     speed.save(data_dir, replace(figures, cpu=cpu()[0]))
+
+
+# A file with an off-by-one in mean(), for the edit tests (CLI, code pane, terminal).
+BUGGY_MEAN = '''import math
+
+
+def mean(values):
+    """The arithmetic mean of a non-empty list."""
+    total = 0
+    for i in range(len(values) - 1):
+        total += values[i]
+    return total / len(values)
+'''

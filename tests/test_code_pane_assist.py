@@ -14,18 +14,10 @@ from app.ui.tui.code_editor import CodeEditor
 from app.ui.tui.code_screen import CodeScreen
 from app.ui.tui.edit_review import EditReview, hunks, merged, partial_code
 from tests.fixtures.scripted import ScriptedBackend
+from tests.helpers import BUGGY_MEAN
 from tests.ui_helpers import make_app, wait_until
 
-SOURCE = '''import math
-
-
-def mean(values):
-    """The arithmetic mean of a non-empty list."""
-    total = 0
-    for i in range(len(values) - 1):
-        total += values[i]
-    return total / len(values)
-
+SOURCE = BUGGY_MEAN + '''
 
 def half(x):
     return x / 2

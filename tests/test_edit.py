@@ -13,17 +13,9 @@ import pytest
 from app.engine.prompts.edit import edit_messages, extract
 from app.errors import TramontaneError
 from app.session import edit
+from tests.helpers import BUGGY_MEAN
 
-SOURCE = '''import math
-
-
-def mean(values):
-    """The arithmetic mean of a non-empty list."""
-    total = 0
-    for i in range(len(values) - 1):
-        total += values[i]
-    return total / len(values)
-
+SOURCE = BUGGY_MEAN + '''
 
 class Shape:
     def area(self):

@@ -119,7 +119,9 @@ def timings(stats: Stats, elapsed_ms: float) -> dict[str, Any]:
             "prompt_per_second": round(prompt_n / prompt_ms * 1000, 3) if prompt_ms else 0.0,
             "predicted_n": n, "predicted_ms": round(predicted_ms, 3),
             "predicted_per_token_ms": round(predicted_ms / n, 3) if n else 0.0,
-            "predicted_per_second": round(stats.decode_tps, 3)}
+            "predicted_per_second": round(stats.decode_tps, 3),
+            **({"draft_n": stats.drafted_tokens, "draft_n_accepted": stats.accepted_tokens}
+               if stats.drafted_tokens else {})}
 
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
