@@ -380,3 +380,50 @@ async def test_api_chats_saved_only_when_asked(home: Path) -> None:
     assert [(m.role, m.content, m.state) for m in ctx.store.messages(chat.id)] == [
         ("user", "Name a colour.", "complete"), ("assistant", "Blue.", "complete")]
     ctx.close()
+
+
+def test_llama_vim_instruction_edit(served: Served) -> None:
+    """llama.vim's `<leader>lli` as it sends it (autoload/llama.vim, inst_build/inst_send): a
+    warm-up with the selection and an empty instruction, then the instruction, streamed, with
+    min_p and its samplers list; the reply streams back as OpenAI chunks."""
+    rule = "-" * 40
+    system = ("You are a text-editing assistant. Respond ONLY with the result of applying "
+              "INSTRUCTION to SELECTION given the CONTEXT. Maintain the existing text "
+              "indentation. Do not add extra code blocks. Respond only with the modified block."
+              f"\n\n--- CONTEXT     {rule}\n\n--- PREFIX      {rule}\nimport math\n"
+              f"--- SELECTION   {rule}\ndef area(r):\n    return 3.14 * r\n"
+              f"--- SUFFIX      {rule}\n\n")
+    messages = [{"role": "system", "content": system}]
+    warm = httpx.post(f"{served.url}/v1/chat/completions", headers=served.headers(), json={
+        "id_slot": 0, "messages": [*messages, {"role": "user", "content": ""}],
+        "samplers": [], "n_predict": 0, "stream": False, "cache_prompt": True,
+        "response_fields": [""]}, timeout=120)
+    assert warm.status_code == 200
+    body = {"id_slot": 0, "messages": [*messages, {"role": "user", "content":
+            "INSTRUCTION: use math.pi and square r"}], "min_p": 0.1, "temperature": 0.1,
+            "samplers": ["min_p", "temperature"], "stream": True, "cache_prompt": True,
+            "n_predict": 64}
+    text = ""
+    with httpx.stream("POST", f"{served.url}/v1/chat/completions", json=body,
+                      headers=served.headers() | {"Content-Type": "application/json"},
+                      timeout=120) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                for choice in json.loads(line[6:]).get("choices", []):
+                    text += (choice.get("delta") or {}).get("content") or ""
+    assert "def area" in text or "math.pi" in text, text
+
+
+def test_edit_on_an_ollama_server(smollm2: Path, home: Path, tmp_path: Path) -> None:
+    """`tramontane edit --backend ollama`: the edit prompt goes to Ollama's chat API."""
+    source = tmp_path / "half.py"
+    source.write_text("def half(x):\n    return x / 3\n")
+    with OllamaFixture({"smollm2:135m": smollm2}) as ollama:
+        out = tramontane("edit", str(source), "--backend", "ollama", "-m", "smollm2:135m",
+                         "--json", "divide by 2", env={"OLLAMA_HOST": ollama.host}, timeout=120)
+    assert out.returncode in (0, 1), out.stderr  # a 135M model may answer with prose
+    data = json.loads(out.stdout)
+    assert data["lines"] == [1, 2] and "answer" in data
+    assert any(path == "/api/chat" for path, _ in ollama.requests)
+    assert source.read_text() == "def half(x):\n    return x / 3\n"  # no --apply: unchanged
