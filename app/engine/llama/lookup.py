@@ -30,9 +30,9 @@ LENGTHS = (7, 15, 31, 47)
 MAX_DRAFT = LENGTHS[-1]
 MAX_MATCH = 64  # how far back a match is measured
 # relative cost of a pass over 1 + k tokens, until the worker has measured its own (2 cores)
-DEFAULT_COSTS = {1: 1.0, 8: 4.25, 16: 5.2, 32: 9.2, 48: 12.8}
+DEFAULT_COSTS = {1: 1.0, 8: 4.9, 16: 6.3, 32: 11.3, 48: 15.3}  # 2 cores, 1k-token context
 # prior acceptance per kind of draft: (kept, rejected) pseudo-counts
-PRIORS = {"follow": (9.0, 1.0), "long": (19.0, 1.0), "mid": (4.0, 1.0), "short": (1.0, 3.0)}
+PRIORS = {"follow": (9.0, 1.0), "long": (19.0, 1.0), "mid": (9.0, 1.0), "short": (1.0, 3.0)}
 
 
 def default_costs(batch: int) -> float:
