@@ -135,3 +135,65 @@ def test_the_health_answer_proves_the_server(home: Path) -> None:
     answer = c.get("/health", params={"nonce": "abc"}).json()
     assert answer["proof"] == proof("secret", "abc") and answer["proof"] != proof("other", "abc")
     assert "proof" not in c.get("/health").json()
+
+
+class _Odd(BaseHTTPRequestHandler):
+    """A server of ours (it knows the secret) whose /infill answers in odd shapes."""
+
+    secret = ""
+    answer: object = None
+
+    def do_GET(self) -> None:  # noqa: N802
+        from urllib.parse import parse_qs, urlsplit
+
+        from app.session.serving import proof
+
+        nonce = parse_qs(urlsplit(self.path).query).get("nonce", [""])[0]
+        self._send({"status": "ok", "server": "tramontane", "models": ["m"],
+                    "proof": proof(type(self).secret, nonce)})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._send(type(self).answer)
+
+    def _send(self, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answer", ["text", [1, 2], 42, {"error": "busy"},
+                                    {"content": "x", "timings": [1]},
+                                    {"content": "\x1b]0;owned\x07ok"}])
+def test_complete_through_a_server_answering_odd_shapes(home: Path, tmp_path: Path,
+                                                        answer: object) -> None:
+    """Medium 6: each shape is one line (or a clean answer), never a traceback."""
+    import subprocess
+
+    from tests.conftest import BIN
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    try:
+        _Odd.secret = write_token(AppContext(), port)
+        _Odd.answer = answer
+        source = tmp_path / "a.py"
+        source.write_text("x = \n")
+        import os
+
+        out = subprocess.run([str(BIN / "tramontane"), "complete", str(source), "--line", "1",
+                              "--col", "5"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "TRAMONTANE_SERVER": f"http://127.0.0.1:{port}"})
+    finally:
+        httpd.shutdown()
+    assert "Traceback" not in out.stderr
+    if isinstance(answer, dict) and "content" in answer:
+        assert out.returncode == 0 and "\x1b" not in out.stdout and out.stdout.endswith(("x", "ok"))
+    else:
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
