@@ -193,6 +193,8 @@ def test_edit_by_instruction_in_a_real_terminal(home: Path, tmp_path: Path,
     try:
         tmux.start(command)
         wait_until(lambda: "completion by" in tmux.screen(), what="the code pane")
+        # the editor's own keys are in the footer once it has the focus
+        wait_until(lambda: "Accept suggestion" in tmux.screen(), what="the editor focused")
         for _ in range(5):  # keys sent before the editor has focus are lost: ask again
             tmux.keys("C-Home", "Down", "Down", "Down", "Down", "Down")  # into mean()
             tmux.keys("C-k")
@@ -200,7 +202,7 @@ def test_edit_by_instruction_in_a_real_terminal(home: Path, tmp_path: Path,
             if "Edit lines 4-8" in tmux.screen():
                 break
             tmux.keys("Escape")
-            wait_until(lambda: "what should change?" not in tmux.screen(), what="the box gone")
+            wait_until(lambda: "Accept suggestion" in tmux.screen(), what="the editor again")
         assert "Edit lines 4-8" in tmux.screen()
         tmux.keys("-l", "fix the off-by-one")
         tmux.keys("Enter")
