@@ -204,7 +204,14 @@ def test_edit_by_instruction_in_a_real_terminal(home: Path, tmp_path: Path,
             tmux.keys("Escape")
             wait_until(lambda: "Accept suggestion" in tmux.screen(), what="the editor again")
         assert "Edit lines 4-8" in tmux.screen()
-        tmux.keys("-l", "fix the off-by-one")
+        for _ in range(5):  # typed before the box has the focus, the text is lost: again
+            tmux.keys("-l", "fix the off-by-one")
+            try:
+                wait_until(lambda: "fix the off-by-one" in tmux.screen(), timeout=5,
+                           what="the instruction typed")
+                break
+            except AssertionError:
+                continue
         tmux.keys("Enter")
         wait_until(lambda: "Enter accepts all" in tmux.screen(), timeout=120,
                    what="the diff, complete")
