@@ -78,15 +78,14 @@ def llama_vim_messages(task: EditTask, instruction: str) -> list[dict[str, str]]
 
 def anchor(binary: str, items: list[EditTask]) -> list[dict[str, object]]:
     from app.engine.prompts.edit import code_blocks
-    from app.engine.prompts.fim import approx_tokens
-    from app.session.edit import ANSWER_TOKENS
+    from app.session.edit import answer_budget
 
     rows = []
     with LlamaServer(binary, starter_path(MODEL)) as server:
         for i, task in enumerate(items, 1):
             # llama.vim sends no limit; a 1.5B model that loops would then run to the end of
             # the context (minutes a task here): the same cap as ours
-            budget = min(ANSWER_TOKENS, 2 * approx_tokens(task.buggy) + 128)
+            budget = answer_budget(task.buggy)
             body = {"messages": llama_vim_messages(task, INSTRUCTION), "min_p": 0.1,
                     "temperature": 0.1, "samplers": ["min_p", "temperature"],
                     "cache_prompt": True, "seed": 1, "n_predict": budget}

@@ -186,9 +186,11 @@ class EditResult:
     elapsed_ms: float
     first_token_ms: float
 
-    @property
-    def diff(self) -> str:
-        return unified(self.span.text, self.new_text, "") if self.new_text is not None else ""
+
+
+def answer_budget(code: str) -> int:
+    """Tokens an answer may take: the range rewritten, with room to grow, bounded."""
+    return min(ANSWER_TOKENS, 2 * approx_tokens(code) + 128)
 
 
 async def stream(session: CompletionSession, instruction: str, where: Span, path: str = "",
@@ -201,8 +203,8 @@ async def stream(session: CompletionSession, instruction: str, where: Span, path
     said = "\n".join([*(f"Earlier: {h}" for h in history), instruction]) if history \
         else instruction
     messages = prompts.edit_messages(said, where.before, where.code, where.after, path, extra)
-    budget = min(ANSWER_TOKENS, 2 * approx_tokens(where.code) + 128)
-    params = replace(session.params, max_tokens=max(session.params.max_tokens, budget),
+    params = replace(session.params,
+                     max_tokens=max(session.params.max_tokens, answer_budget(where.code)),
                      temperature=0.0, seed=1, work="edit")
     await session.backend.load(session.model, params)
     async with aclosing(session.backend.chat(messages, params)) as events:
@@ -240,10 +242,8 @@ async def run(session: CompletionSession, instruction: str, where: Span, path: s
                 stats = event.stats
             elif isinstance(event, Error):
                 raise TramontaneError(event.message)
+    # an answer cut off by the limit has no closed block: `extract` calls it not code
     answer = prompts.extract(text, where.code, where.before, where.after)
-    if stats.stop_reason == "length" and answer.code is not None and \
-            len(prompts.code_blocks(text)) == 0:
-        answer = prompts.Answer(None, text)
     new = where.replaced(answer.code) if answer.code is not None else None
     return EditResult(where, answer, new, stats, (time.perf_counter() - t0) * 1000, first)
 
@@ -255,9 +255,8 @@ def through_server(url: str, key: str, instruction: str, where: Span, path: str 
     import httpx
 
     messages = prompts.edit_messages(instruction, where.before, where.code, where.after, path)
-    budget = min(ANSWER_TOKENS, 2 * approx_tokens(where.code) + 128)
     body = {"messages": [{"role": m.role, "content": m.content} for m in messages],
-            "temperature": 0.0, "seed": 1, "max_tokens": budget}
+            "temperature": 0.0, "seed": 1, "max_tokens": answer_budget(where.code)}
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     t0 = time.perf_counter()
     try:

@@ -153,7 +153,3 @@ class PromptLookup:
         agrees = 0 <= src < len(self.history) and self.history[src] == next_token
         self._source = src + 1 if agrees else -1
         self._anchor = src + 1 if agrees else src
-
-    @property
-    def rate(self) -> float:
-        return self.accepted / self.drafted if self.drafted else 0.0

@@ -221,13 +221,11 @@ class CodeScreen(Screen[None]):
         """The selected lines, else the function, method or class at the cursor."""
         text = self.editor.text
         start, end = sorted([self.editor.selection.start, self.editor.selection.end])
-        if start != end:
-            last = end[0] if end[1] > 0 or end[0] == start[0] else end[0] - 1
-            first, last = start[0] + 1, last + 1
-        else:
-            first, last = edit.range_at(text, start[0] + 1, str(self.path))
-        last = min(last, max(1, len(text.splitlines())))
-        return edit.span(text, first, min(max(first, last), max(1, len(text.splitlines()))))
+        if start == end:
+            return edit.span(text, *edit.range_at(text, start[0] + 1, str(self.path)))
+        # a selection ending at the start of a line does not take that line
+        last = end[0] if end[1] > 0 or end[0] == start[0] else end[0] - 1
+        return edit.span(text, start[0] + 1, min(last + 1, max(1, len(text.splitlines()))))
 
     def _replace(self, where: edit.Span, code: str) -> None:
         """Put `code` in place of the range: one edit, so one undo step."""

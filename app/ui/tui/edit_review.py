@@ -20,8 +20,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from app.engine.backend import Done, Error, Token
-from app.engine.prompts.edit import Answer, code_blocks, extract
+from app.engine.prompts.edit import Answer
 from app.errors import TramontaneError
 from app.session import edit
 from app.session.complete import CompletionSession
@@ -140,30 +139,22 @@ class EditReview(Screen[str | None]):
     async def run_edit(self) -> None:
         self.answer, self.changes, self.new = None, [], []
         self.status(f"{self.session.model.name} is rewriting the range…")
-        text, stats = "", None
-        history, instruction = self.instructions[:-1], self.instructions[-1]
+
+        def streamed(text: str) -> None:  # the diff so far, as the code comes
+            code = partial_code(text)
+            if code:
+                self.new = code.splitlines(keepends=True)
+                self._draw(hunks(self.old, self.new))
+
         try:
-            async for event in edit.stream(self.session, instruction, self.where, self.path,
-                                           history=history):
-                if isinstance(event, Token):
-                    text += event.text
-                    code = partial_code(text)
-                    if code:
-                        self.new = code.splitlines(keepends=True)
-                        self._draw(hunks(self.old, self.new))
-                elif isinstance(event, Done):
-                    stats = event.stats
-                elif isinstance(event, Error):
-                    self.status(f"The edit failed: {event.message} (Esc closes)")
-                    return
+            result = await edit.run(self.session, self.instructions[-1], self.where, self.path,
+                                    history=self.instructions[:-1], on_text=streamed)
         except TramontaneError as exc:
             self.status(f"The edit failed: {exc} (Esc closes)")
             return
-        answer = extract(text, self.where.code, self.where.before, self.where.after)
-        if stats is not None and stats.stop_reason == "length" and not code_blocks(text):
-            answer = Answer(None, text.strip())
-        self._show_answer(answer)
-        if stats is not None and stats.drafted_tokens:
+        self._show_answer(result.answer)
+        stats = result.stats
+        if stats.drafted_tokens:
             self.status(f"{self.status_text} · {stats.decode_tps:.0f} tok/s, "
                         f"{stats.accepted_tokens}/{stats.drafted_tokens} drafted tokens kept")
 
