@@ -20,6 +20,7 @@ token ids: tested without a model.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,9 +134,9 @@ class PromptLookup:
         """Where to copy from: after a divergence, the first place past where the copy had
         got to (an edit goes on copying its range after the changed line); else the latest."""
         if self._anchor >= 0:
-            ahead = [p for p in places if p >= self._anchor]
-            if ahead:
-                return ahead[0]
+            at = bisect_left(places, self._anchor)  # places are appended in order
+            if at < len(places):
+                return places[at]
         return places[-1]
 
     def result(self, drafted: int, accepted: int, next_token: int) -> None:
