@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRAMONTANE_HOME", tempfile.mkdtemp(prefix="tram-bench-"))
 
 from app.engine.backend import Done, Event, Message, Params, Stats, Token  # noqa: E402
-from app.session.context import AppContext  # noqa: E402
-from app.session.library import ChatLibrary  # noqa: E402
+from app.session.front import Tramontane  # noqa: E402
 from app.ui.tui.app import TramontaneApp  # noqa: E402
 from bench.common import table, write  # noqa: E402
 from tests.fixtures.scripted import ScriptedBackend  # noqa: E402
@@ -69,7 +68,7 @@ class FirehoseBackend(ScriptedBackend):
 
 async def firehose(n_tokens: int) -> dict[str, float]:
     backend = FirehoseBackend(markdown_tokens(n_tokens))
-    app = TramontaneApp(ChatLibrary(AppContext(), backend))
+    app = TramontaneApp(Tramontane.open(chat_backend=backend))
     stalls: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         last = time.perf_counter()
@@ -108,9 +107,9 @@ def cli_tps(tokens: int) -> float:
 
 
 async def tui_tps(tokens: int) -> float:
-    ctx = AppContext()
-    ctx.cfg.values["params"].update(max_tokens=tokens, temperature=0.0)
-    app = TramontaneApp(ChatLibrary(ctx))
+    door = Tramontane.open()
+    door.config.values["params"].update(max_tokens=tokens, temperature=0.0)
+    app = TramontaneApp(door)
     async with app.run_test(size=(120, 40)) as pilot:
         app.query_one("#prompt").insert(QUESTION)  # type: ignore[attr-defined]
         await pilot.press("enter")

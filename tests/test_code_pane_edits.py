@@ -202,7 +202,7 @@ async def test_automatic_suggestions_can_be_turned_off(tmp_path: Path, config: d
     path.write_text(SOURCE)
     backend = FimBackend("total")
     app = _app(path, backend)
-    app.library.ctx.cfg.values["code"].update(config)
+    app.door.config.values["code"].update(config)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _typed(pilot, path, "abc")
         screen = app.screen

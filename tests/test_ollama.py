@@ -169,6 +169,49 @@ def test_cli_chat_through_ollama(server: OllamaFixture, home: Path) -> None:
     assert chats[0]["backend"] == "ollama" and chats[0]["model"] == "smollm2:135m"
 
 
+def test_a_chat_saved_on_ollama_continues_on_ollama_from_the_cli(server: OllamaFixture,
+                                                                 home: Path) -> None:
+    """`chat --chat ID` with no --backend goes on where the chat was saved (config.toml still
+    says llama.cpp): the Ollama model never reaches the llama.cpp worker."""
+    env = {"OLLAMA_HOST": server.host}
+    first = tramontane("chat", "--backend", "ollama", "-m", "smollm2:135m", "--max-tokens", "6",
+                       "Say hello.", env=env)
+    assert first.returncode == 0, first.stderr
+    (chat,) = json.loads(tramontane("history", "list", "--json").stdout)
+    again = tramontane("chat", "--chat", str(chat["id"]), "--max-tokens", "6", "And again.",
+                       env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip()
+    shown = json.loads(tramontane("history", "export", str(chat["id"]), "--format", "json").stdout)
+    assert [m["role"] for m in shown["messages"]] == ["user", "assistant"] * 2
+    assert shown["chat"]["backend"] == "ollama" and shown["chat"]["model"] == "smollm2:135m"
+
+
+async def test_a_chat_saved_on_ollama_continues_on_ollama_in_the_app(server: OllamaFixture,
+                                                                    home: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    ) -> None:
+    from app.session.front import Tramontane
+    from app.ui.tui.app import TramontaneApp
+    from tests.ui_helpers import send, views, wait_until
+
+    monkeypatch.setenv("OLLAMA_HOST", server.host)
+    door = Tramontane.open("ollama")
+    saved = door.chats.new("smollm2:135m", overrides={"max_tokens": 6})
+    async with aclosing(saved.send("Say hello.")) as stream:
+        assert [e async for e in stream]
+    await door.unload()
+    door.close()
+    app = TramontaneApp(Tramontane.open(), saved.chat_id)  # config.toml: llama.cpp
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: app.chat.session is not None and len(views(app)) == 2)
+        await send(pilot, "And again.")
+        await wait_until(pilot, lambda: len(views(app)) == 4 and views(app)[-1].state != "streaming",
+                         what="a reply from Ollama")
+        assert views(app)[-1].state == "complete" and views(app)[-1].text.strip()
+        assert app.chat.session is not None and app.chat.session.backend.name == "ollama"
+
+
 def test_cli_ollama_down_is_one_line(home: Path) -> None:
     out = tramontane("chat", "--backend", "ollama", "-m", "mistral:7b", "hi",
                      env={"OLLAMA_HOST": f"127.0.0.1:{_free_port()}"})

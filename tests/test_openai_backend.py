@@ -181,17 +181,14 @@ async def test_doctor_names_the_server_and_its_fim(home: Path, server: LlamaCppS
 async def test_app_chats_through_the_server_and_picks_its_models(
         home: Path, server: LlamaCppServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The app on `--backend openai`: F4 lists the server's /v1/models, and a reply streams."""
-    from app.session.context import AppContext
-    from app.session.library import ChatLibrary
+    from app.session.front import Tramontane
     from app.ui.tui.app import TramontaneApp
     from app.ui.tui.dialogs import ModelPicker
     from tests.ui_helpers import send, wait_until
 
     _configure(home, server)
     monkeypatch.setenv("TRAMONTANE_OPENAI_API_KEY", KEY)
-    ctx = AppContext()
-    ctx.backend_choice = "openai"
-    app = TramontaneApp(ChatLibrary(ctx))
+    app = TramontaneApp(Tramontane.open("openai"))
     async with app.run_test() as pilot:
         await pilot.press("f4")
         await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
@@ -207,4 +204,3 @@ async def test_app_chats_through_the_server_and_picks_its_models(
             m.role == "assistant" and m.state == "complete" and m.content
             for m in store.messages(app.chat.session.chat_id)), timeout=60)  # type: ignore[union-attr]
         assert store.chat(app.chat.session.chat_id).backend == "openai"
-    await ctx.backend.unload()

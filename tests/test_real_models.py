@@ -248,7 +248,7 @@ async def test_the_app_asks_before_loading_a_model_that_does_not_fit() -> None:
     from tests.ui_helpers import make_app, send, views, wait_until
 
     app = make_app(ScriptedBackend())
-    app.library.ctx.cfg.values["params"]["context_length"] = 1_048_576  # a 22 GiB KV cache
+    app.door.config.values["params"]["context_length"] = 1_048_576  # a 22 GiB KV cache
     async with app.run_test() as pilot:
         await send(pilot, "Hello?")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")

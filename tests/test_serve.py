@@ -374,9 +374,10 @@ async def test_api_chats_saved_only_when_asked(home: Path) -> None:
     assert [e async for e in serve.chat(question, Params())]
     assert ctx.store.chats() == []  # the default: nothing kept
     serve.save_chats = True
-    assert [e async for e in serve.chat(question, Params())]
+    assert [e async for e in serve.chat(question, Params(temperature=0.3, max_tokens=9))]
     (chat,) = ctx.store.chats()
     assert chat.title == "Name a colour." and chat.system_prompt == "Be brief."
+    assert chat.params["temperature"] == 0.3 and chat.params["max_tokens"] == 9  # the client's
     assert [(m.role, m.content, m.state) for m in ctx.store.messages(chat.id)] == [
         ("user", "Name a colour.", "complete"), ("assistant", "Blue.", "complete")]
     ctx.close()

@@ -267,13 +267,12 @@ async def test_theme_choice_is_saved(home: Path) -> None:
 
 async def test_real_model_send_stream_stop(home: Path) -> None:
     """The real SmolLM2 worker behind the screen: a reply streams, Esc stops it mid-way."""
-    from app.session.context import AppContext
-    from app.session.library import ChatLibrary
+    from app.session.front import Tramontane
     from app.ui.tui.app import TramontaneApp
 
-    ctx = AppContext()
-    ctx.cfg.values["params"].update(max_tokens=2000, temperature=0.8)
-    app = TramontaneApp(ChatLibrary(ctx))
+    door = Tramontane.open()
+    door.config.values["params"].update(max_tokens=2000, temperature=0.8)
+    app = TramontaneApp(door)
     async with app.run_test() as pilot:
         await send(pilot, "Write a very long story about a lighthouse keeper.")
         await wait_until(pilot, lambda: len(views(app)) == 2 and len(views(app)[-1].text) > 40,
@@ -281,7 +280,7 @@ async def test_real_model_send_stream_stop(home: Path) -> None:
         await pilot.press("escape")
         await wait_until(pilot, lambda: not app.chat.busy and views(app)[-1].state == "partial")
         stopped_text = views(app)[-1].text
-        stored = ctx.store.messages(app.chat.session.chat_id)  # type: ignore[union-attr]
+        stored = app.library.store.messages(app.chat.session.chat_id)  # type: ignore[union-attr]
         assert stored[-1].state == "partial" and stored[-1].content == stopped_text
         await send(pilot, "Thanks.")
         await wait_until(pilot, lambda: len(views(app)) == 4 and views(app)[-1].state != "streaming",

@@ -8,15 +8,14 @@ from collections.abc import Callable
 from textual.pilot import Pilot
 
 from app.engine.backend import Backend
-from app.session.context import AppContext
-from app.session.library import ChatLibrary
+from app.session.front import Tramontane
 from app.ui.tui.app import TramontaneApp
 from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 
 
 def make_app(backend: Backend, chat_id: int | None = None) -> TramontaneApp:
-    return TramontaneApp(ChatLibrary(AppContext(), backend), chat_id)
+    return TramontaneApp(Tramontane.open(chat_backend=backend), chat_id)
 
 
 async def wait_until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 30.0,

@@ -169,11 +169,19 @@ class ChatSession:
         if saver not in self.unsaved:
             self.unsaved.append(saver)
 
-    async def _reply(self, replaces: frozenset[int] = frozenset()) -> AsyncGenerator[Event, None]:
-        """Stream a reply to the history; once it is complete, the messages `replaces` names
-        (an old turn) are deleted, and not before."""
+    async def answer(self, messages: list[Message]) -> AsyncGenerator[Event, None]:
+        """Reply to a conversation a client sent whole (`serve`'s /v1/chat/completions): its
+        turns were saved when the chat was made; the reply is saved as it streams."""
+        async for event in self._reply(messages=messages):
+            yield event
+
+    async def _reply(self, replaces: frozenset[int] = frozenset(),
+                     messages: list[Message] | None = None) -> AsyncGenerator[Event, None]:
+        """Stream a reply (to the saved history, or to `messages`) to the history; once it is
+        complete, the messages `replaces` names (an old turn) are deleted, and not before."""
         self.retry_unsaved()
-        messages = self.fit(self.history(leave_out=replaces))
+        if messages is None:
+            messages = self.fit(self.history(leave_out=replaces))
         reply_id = self.store.add_message(self.chat.id, "assistant", "", state="partial")
         saver = _Autosave(self.store, reply_id)
         finished = False

@@ -35,16 +35,21 @@ def remote_server(backend: Backend) -> str:
     return f"{kind} at {backend.host}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class AppContext:
+    """The wiring behind the front door (`session/front.py`): folders, settings, the history and
+    one backend per name, each made when first used. Built once; nothing in it is reassigned."""
+
     paths: Paths = field(default_factory=paths)
     config: Config | None = None
+    choice: str | None = None  # --backend: "llama.cpp", "ollama", "openai"; None = config.toml
+    _backends: dict[str, Backend] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = self.paths.ensure()
         if self.config is None:
-            self.config = load_config(self.paths)
-        self.config.warnings.extend(problems)
+            object.__setattr__(self, "config", load_config(self.paths))
+        self.cfg.warnings.extend(problems)
 
     @property
     def cfg(self) -> Config:
@@ -55,28 +60,37 @@ class AppContext:
     def store(self) -> ChatStore:
         return ChatStore(self.paths.history_db)
 
-    backend_choice: str | None = None  # "llama.cpp", "ollama", "openai"; None = config.toml
-
     @property
     def backend_name(self) -> str:
-        return self.backend_choice or str(self.cfg.get("chat", "backend") or "llama.cpp")
+        return self.choice or str(self.cfg.get("chat", "backend") or "llama.cpp")
 
     @property
     def uses_server(self) -> bool:
         """The backend is a server with its own models (named as it names them)."""
         return self.backend_name in SERVER_BACKENDS
 
-    @cached_property
+    @property
     def backend(self) -> Backend:
-        if self.backend_name == "ollama":
-            return self.ollama()
-        if self.backend_name == "openai":
-            return self.openai()
-        return LlamaBackend(
-            log_path=self.paths.log_dir / "worker.log"
-        )
+        return self.backend_for(self.backend_name)
 
-    def ollama(self) -> OllamaBackend:
+    def backend_for(self, name: str) -> Backend:
+        """The one backend of that name ("llama.cpp", "ollama", "openai"), made when first
+        asked for; "code" is the second llama.cpp worker, for completion and edits."""
+        if name not in self._backends:
+            if name == "ollama":
+                self._backends[name] = self._ollama()
+            elif name == "openai":
+                self._backends[name] = self._openai()
+            else:
+                log = "code-worker.log" if name == "code" else "worker.log"
+                self._backends[name] = LlamaBackend(log_path=self.paths.log_dir / log)
+        return self._backends[name]
+
+    def backends(self) -> list[Backend]:
+        """Every backend made so far (to unload at exit)."""
+        return list(self._backends.values())
+
+    def _ollama(self) -> OllamaBackend:
         """The Ollama backend; the `ollama` package is imported only now, when it is used."""
         from app.engine.ollama.backend import OllamaBackend
 
@@ -85,7 +99,7 @@ class AppContext:
                              float(o["first_token_timeout"]), float(o["read_timeout"]),
                              o["keep_alive"])
 
-    def openai(self) -> OpenAIBackend:
+    def _openai(self) -> OpenAIBackend:
         """A client of the OpenAI-compatible server in [openai] (key from config or env)."""
         from app.engine.openai.backend import OpenAIBackend
 
@@ -95,13 +109,15 @@ class AppContext:
                              float(o["first_token_timeout"]), float(o["read_timeout"]),
                              str(o["fim"]))
 
-    def server_model(self, name: str | None, purpose: str = "chat") -> ModelRef:
-        """A model on the Ollama or OpenAI-compatible server, by the name the server uses;
-        its FIM format from the catalog entry the name matches (or [openai] fim_format)."""
+    def server_model(self, name: str | None, purpose: str = "chat",
+                     backend: str | None = None) -> ModelRef:
+        """A model on the Ollama or OpenAI-compatible server (`backend`, else the chosen one),
+        by the name the server uses; its FIM format from the catalog entry the name matches (or
+        [openai] fim_format)."""
         from app.models.catalog import load_catalog
         from app.models.local import match_catalog
 
-        section = "ollama" if self.backend_name == "ollama" else "openai"
+        section = "ollama" if (backend or self.backend_name) == "ollama" else "openai"
         configured = ""
         if section == "openai":
             key = "code_model" if purpose == "code" else "model"
@@ -122,11 +138,12 @@ class AppContext:
                         chat_format=entry.chat_format if entry else "auto")
 
     def chat_model(self, name: str | None, params: Params | None = None,
-                   ) -> tuple[ModelRef, str, bool]:
-        """The model to chat with on the chosen backend: (ref, name to save, chat-tuned); for
-        llama.cpp the ref carries the placement and any does-not-fit warning for `params`."""
-        if self.uses_server:
-            ref = self.server_model(name)
+                   backend: str | None = None) -> tuple[ModelRef, str, bool]:
+        """The model to chat with on `backend` (else the chosen one): (ref, name to save,
+        chat-tuned); for llama.cpp the ref carries the placement and any does-not-fit warning
+        for `params`."""
+        if (backend or self.backend_name) in SERVER_BACKENDS:
+            ref = self.server_model(name, backend=backend)
             return ref, ref.name, True
         local = self.resolve_model(name)
         return self.placed(local, params or self.default_params()), stored_name(local), \
@@ -143,12 +160,10 @@ class AppContext:
         return replace(model_ref(local), gpu_layers=plan.gpu_layers,
                        fit_warning=plan.warning(local.name))
 
-    @cached_property
-    def code_backend(self) -> LlamaBackend:
+    @property
+    def code_backend(self) -> Backend:
         """A second worker for completion, so chat and code can use different models."""
-        return LlamaBackend(
-            log_path=self.paths.log_dir / "code-worker.log"
-        )
+        return self.backend_for("code")
 
     @property
     def plugins(self) -> PluginHost:

@@ -63,7 +63,10 @@ async def check_openai(ctx: AppContext) -> dict[str, Any]:
         url, _ = openai_server(ctx.cfg)
     except TramontaneError as exc:
         return {"base_url": "", "remote": False, "answers": False, "error": str(exc)}
-    backend = ctx.openai()
+    from app.engine.openai.backend import OpenAIBackend
+
+    backend = ctx.backend_for("openai")
+    assert isinstance(backend, OpenAIBackend)
     found: dict[str, Any] = {"base_url": shown_host(url), "remote": is_remote(url),
                              "answers": False}
     try:
@@ -73,7 +76,7 @@ async def check_openai(ctx: AppContext) -> dict[str, Any]:
             code = str(ctx.cfg.get("openai", "code_model") or ctx.cfg.get("openai", "model")
                        or (names[0] if names else ""))
             if code:
-                await backend.load(ctx.server_model(code, "code"))
+                await backend.load(ctx.server_model(code, "code", backend="openai"))
                 found |= {"code_model": code, "fim": await backend.fim_mode()}
     except (TramontaneError, TimeoutError) as exc:
         found["error"] = str(exc) or "no answer within 3 s"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.atomic import atomic_write
-from app.engine.backend import Backend, ModelRef, Params, ServerBackend
+from app.engine.backend import Backend, Message, ModelRef, Params, ServerBackend
 from app.errors import TramontaneError
 from app.models.local import LocalModel
 from app.session.chat import ChatSession
 from app.session.complete import CompletionSession
-from app.session.context import AppContext, model_ref, stored_name
+from app.session.context import SERVER_BACKENDS, AppContext, model_ref, stored_name
 from app.store.history import Chat, ChatStore, StoredMessage
 
 __all__ = ["Chat", "ChatLibrary", "ModelChoice", "StoredMessage"]
@@ -27,9 +28,15 @@ class ModelChoice:
     ref: ModelRef
 
 
+BACKENDS = ("llama.cpp", *SERVER_BACKENDS)
+
+
 class ChatLibrary:
+    """Every face starts, opens and lists chats here: the app, `chat`, `history` and `serve`."""
+
     def __init__(self, ctx: AppContext, backend: Backend | None = None) -> None:
         self.ctx = ctx
+        self._given = backend is not None  # a test's backend, used for every chat
         self.backend: Backend = backend if backend is not None else ctx.backend
 
     @property
@@ -39,13 +46,29 @@ class ChatLibrary:
     def chats(self, query: str = "") -> list[Chat]:
         return self.store.search(query) if query.strip() else self.store.chats()
 
-    def new(self, model: str | None = None, system_prompt: str | None = None) -> ChatSession:
-        ref, name, _ = self.ctx.chat_model(model)
-        params = self.ctx.default_params()
+    def new(self, model: str | None = None, system_prompt: str | None = None,
+            overrides: Mapping[str, object] | None = None) -> ChatSession:
+        """A new chat on the chosen backend; `overrides` change the default parameters (and
+        are saved with the chat). A model that does not fit says so in `session.model`."""
+        params = Params.from_dict(self.ctx.default_params().to_dict() | dict(overrides or {}))
+        ref, name, _ = self.ctx.chat_model(model, params)
         system = system_prompt if system_prompt is not None else str(
             self.ctx.cfg.get("chat", "system_prompt"))
         chat = self.store.create_chat(name, self.backend.name, system, params.to_dict())
         return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
+
+    def for_client(self, messages: list[Message], model: ModelRef, backend: Backend,
+                   params: Params) -> ChatSession:
+        """A chat a client sent whole (`serve`), saved with its own parameters: its turns now,
+        the reply as it streams (`ChatSession.answer`)."""
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        first = next((m.content for m in messages if m.role == "user"), "").strip()
+        chat = self.store.create_chat(model.name, backend.name, system, params.to_dict(),
+                                      title=first.splitlines()[0][:60] if first else "API chat")
+        for m in messages:
+            if m.role != "system":
+                self.store.add_message(chat.id, m.role, m.content)
+        return ChatSession(self.store, backend, chat, model, params, self.ctx.plugins)
 
     def ask_about(self, code: CompletionSession, path: str, question: str) -> ChatSession:
         """A chat about code in a file (the code pane's Ctrl+L), kept in the history like any
@@ -60,15 +83,28 @@ class ChatLibrary:
         return ChatSession(self.store, code.backend, chat, code.model, params,
                            self.ctx.plugins)
 
-    def open(self, chat_id: int) -> ChatSession:
-        """A saved chat. If its model is gone, the chat still opens with the default model."""
+    def open(self, chat_id: int, model: str | None = None,
+             overrides: Mapping[str, object] | None = None) -> ChatSession:
+        """A saved chat, on the backend it was saved on (unless --backend chose one): a chat
+        kept on Ollama goes on with Ollama. `model` and `overrides` change it from now on (and
+        are saved). If its own model is gone, the chat still opens with the default model."""
         chat = self.store.chat(chat_id)
-        params = Params.from_dict(self.ctx.default_params().to_dict() | chat.params)
-        try:
-            ref, _, _ = self.ctx.chat_model(chat.model, params)
-        except TramontaneError:
-            ref, _, _ = self.ctx.chat_model(None, params)
-        return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
+        name = chat.backend if (not self._given and self.ctx.choice is None
+                                and chat.backend in BACKENDS) else None
+        backend = self.ctx.backend_for(name) if name else self.backend
+        params = Params.from_dict(self.ctx.default_params().to_dict() | chat.params
+                                  | dict(overrides or {}))
+        if model:
+            ref, stored, _ = self.ctx.chat_model(model, params, backend=name)
+        else:
+            try:
+                ref, stored, _ = self.ctx.chat_model(chat.model, params, backend=name)
+            except TramontaneError:
+                ref, stored, _ = self.ctx.chat_model(None, params, backend=name)
+        if model or overrides:
+            self.store.update_chat(chat.id, params=params.to_dict(), model=stored)
+            chat = self.store.chat(chat_id)
+        return ChatSession(self.store, backend, chat, ref, params, self.ctx.plugins)
 
     def chat(self, chat_id: int) -> Chat:
         return self.store.chat(chat_id)
@@ -103,6 +139,19 @@ class ChatLibrary:
 
     def delete(self, chat_id: int) -> None:
         self.store.delete_chat(chat_id)
+
+    def markdown(self, chat_id: int) -> str:
+        return self.store.export_markdown(chat_id)
+
+    def json(self, chat_id: int) -> str:
+        return self.store.export_json(chat_id)
+
+    def own_files(self) -> set[Path]:
+        """Files an export must never replace: the history and its WAL, config.toml."""
+        db = self.ctx.paths.history_db
+        return {f.resolve() for f in (db, db.with_name(db.name + "-wal"),
+                                      db.with_name(db.name + "-shm"),
+                                      self.ctx.paths.config_file)}
 
     def export_markdown(self, chat_id: int, folder: Path | None = None) -> Path:
         chat = self.store.chat(chat_id)

@@ -20,13 +20,10 @@ from app.config import LOOPBACK
 from app.engine.backend import (
     Backend,
     ContextChunk,
-    Done,
-    Error,
     Event,
     Message,
     ModelRef,
     Params,
-    Token,
 )
 from app.errors import TramontaneError
 from app.session.complete import Completion, CompletionSession
@@ -198,33 +195,22 @@ class ServeSession:
                 async for event in stream:
                     yield event
             return
+        if self.save_chats and params.max_tokens > 0:  # a warm-up (n_predict 0) is no chat
+            from app.session.library import ChatLibrary
+
+            session = ChatLibrary(self.ctx, self.chat_backend).for_client(
+                messages, self.chat_model, self.chat_backend, params)
+            async with aclosing(session.answer(messages)) as saved:
+                async for event in saved:
+                    yield event
+            return
         await self.chat_backend.load(self.chat_model, params)
-        saved = self._save_question(messages) if self.save_chats and params.max_tokens > 0 \
-            else None  # a warm-up (n_predict 0) is no chat
-        text, last = "", None
         async with aclosing(self.chat_backend.chat(messages, params)) as stream:
             async for event in stream:
-                if isinstance(event, Token):
-                    text += event.text
-                last = event
                 yield event
-        if saved is not None:
-            state = "complete" if isinstance(last, Done) else (
-                "error" if isinstance(last, Error) else "partial")
-            self.ctx.store.update_message(saved, content=text, state=state)
 
-    def _save_question(self, messages: list[Message]) -> int:
-        store = self.ctx.store
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
-        first = next((m.content for m in messages if m.role == "user"), "API chat")
-        chat = store.create_chat(self.chat_model.name, self.backend_name, system,
-                                 self.code.params.to_dict())
-        store.update_chat(chat.id, title=first.strip().splitlines()[0][:60] if first.strip()
-                          else "API chat")
-        for m in messages:
-            if m.role != "system":
-                store.add_message(chat.id, m.role, m.content)
-        return store.add_message(chat.id, "assistant", "", state="partial")
+    def default_params(self) -> Params:
+        return self.ctx.default_params()
 
     async def close(self) -> None:
         await self.code.backend.unload()

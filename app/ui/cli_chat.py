@@ -7,10 +7,10 @@ import asyncio
 import os
 import sys
 
-from app.engine.backend import Done, Error, Params, Token
+from app.engine.backend import Done, Error, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
-from app.session.context import SERVER_BACKENDS, AppContext, remote_server
+from app.session.front import Tramontane, remote_server
 from app.session.placement import DoesNotFitError
 from app.session.slash import ChatPrompt
 
@@ -18,37 +18,32 @@ _PARAM_FLAGS = ("temperature", "top_p", "top_k", "repeat_penalty", "seed", "max_
                 "context_length", "threads", "gpu_layers")
 
 
-def warn(ctx: AppContext) -> None:
-    for line in ctx.cfg.warnings:
+def warn(door: Tramontane) -> None:
+    for line in door.warnings:
         print(f"tramontane: warning: {line}", file=sys.stderr)
 
 
-def open_session(ctx: AppContext, args: argparse.Namespace) -> ChatSession:
-    store = ctx.store
+def open_session(door: Tramontane, args: argparse.Namespace) -> ChatSession:
+    """The chat to talk in: a saved one (on the backend it was saved on), or a new one."""
     overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     if args.chat is not None:
-        chat = store.chat(args.chat)
-        if args.backend is None and chat.backend in SERVER_BACKENDS:
-            ctx.backend_choice = chat.backend
-        params = Params.from_dict(ctx.default_params().to_dict() | chat.params | overrides)
-        ref, name, tuned = ctx.chat_model(args.model or chat.model, params)
+        session = door.chats.open(args.chat, args.model, overrides)
     else:
-        params = Params.from_dict(ctx.default_params().to_dict() | overrides)
-        ref, name, tuned = ctx.chat_model(args.model, params)
-        chat = None
+        session = door.chats.new(args.model, args.system, overrides)
+    ref = session.model
     if ref.fit_warning and not args.force:
+        session.drop_if_empty()
         raise DoesNotFitError(f"{ref.fit_warning} Add --force to load it anyway.")
     if ref.fit_warning:
         print(f"tramontane: warning: {ref.fit_warning}", file=sys.stderr)
-    if chat is None:
-        system = args.system if args.system is not None else str(ctx.cfg.get("chat", "system_prompt"))
-        chat = store.create_chat(name, ctx.backend.name, system, params.to_dict())
-    elif overrides or args.model:
-        store.update_chat(chat.id, params=params.to_dict(), model=name)
-    if not tuned:
+    remote = remote_server(session.backend)
+    if remote:
+        print(f"tramontane: note: using {remote}, not this machine; your messages go there.",
+              file=sys.stderr)
+    if not ref.chat_tuned:
         print(f"tramontane: note: {ref.name} is a base model, not tuned for chat; "
               "replies may wander.", file=sys.stderr)
-    return ChatSession(store, ctx.backend, chat, ref, params, ctx.plugins)
+    return session
 
 
 async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
@@ -105,15 +100,14 @@ def prompt_text(arg: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    ctx = AppContext()
-    ctx.backend_choice = args.backend
-    warn(ctx)
-    remote = remote_server(ctx.backend)
-    if remote:
-        print(f"tramontane: note: using {remote}, not this machine; your messages go there.",
-              file=sys.stderr)
-    session = open_session(ctx, args)
-    prompt = ChatPrompt(ctx.plugins)
+    door = Tramontane.open(args.backend)
+    warn(door)
+    try:
+        session = open_session(door, args)
+    except BaseException:
+        door.close()
+        raise
+    prompt = ChatPrompt(door.plugins)
     with asyncio.Runner() as runner:
         try:
             try:
@@ -133,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
                     return 130
             return repl(runner, session, prompt, args.stats)
         finally:
-            runner.run(ctx.backend.unload())
-            ctx.close()
+            runner.run(door.unload())
+            door.close()
 
 
 def repl(runner: asyncio.Runner, session: ChatSession, prompt: ChatPrompt, show_stats: bool) -> int:

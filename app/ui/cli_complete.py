@@ -13,9 +13,9 @@ from typing import Any
 from app.engine.backend import ServerBackend, printable
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
-from app.session.context import AppContext
+from app.session.front import Tramontane
 from app.session.placement import DoesNotFitError
-from app.session.serving import KEY_VARIABLE, running_server
+from app.session.serving import KEY_VARIABLE
 
 
 def add_parser(sub: Any) -> None:
@@ -93,20 +93,19 @@ def _buffer(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     text = _buffer(args)
     prefix, suffix = split_at(text, args.line, args.col)
-    ctx = AppContext()
-    ctx.backend_choice = args.backend
+    door = Tramontane.open(args.backend)
     try:
         if not (args.no_server or args.show_prompt or args.dry_run or args.force) and \
-                not ctx.uses_server:
-            url = running_server(ctx)
+                not door.uses_server:
+            url = door.serving.running()
             if url:
                 return _through_server(url, prefix, suffix, args)
-        session = CompletionSession.for_code(ctx, args.model, args.max_tokens)
+        session = door.code(args.model, args.max_tokens)
         if session.model.fit_warning and not args.force:  # only llama.cpp's places models
             raise DoesNotFitError(f"{session.model.fit_warning} Add --force to load it anyway.")
         return asyncio.run(_complete(session, prefix, suffix, args))
     finally:
-        ctx.close()
+        door.close()
 
 
 async def _complete(session: CompletionSession, prefix: str, suffix: str,

@@ -13,10 +13,10 @@ from typing import Any
 
 from app.errors import TramontaneError
 from app.session import edit
-from app.session.complete import CompletionSession, decode_text, read_text_file
-from app.session.context import AppContext
+from app.session.complete import decode_text, read_text_file
+from app.session.front import Tramontane
 from app.session.placement import DoesNotFitError
-from app.session.serving import KEY_VARIABLE, running_server
+from app.session.serving import KEY_VARIABLE
 
 
 def add_parser(sub: Any) -> None:
@@ -52,16 +52,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         start, end = edit.range_at(text, args.line or 1, str(path))
     where = edit.span(text, start, end)
-    ctx = AppContext()
-    ctx.backend_choice = args.backend
+    door = Tramontane.open(args.backend)
     try:
         if not (args.no_server or args.force or args.model or args.backend):
-            url = running_server(ctx)  # its model is warm, and it proved it is ours
+            url = door.serving.running()  # its model is warm, and it proved it is ours
             if url:
                 result = edit.through_server(url, os.environ.get(KEY_VARIABLE, ""),
                                              args.instruction, where, edit.shown(str(path)))
                 return _report(args, path, text, result, server=url)
-        session = CompletionSession.for_code(ctx, args.model)
+        session = door.code(args.model)
         if session.model.fit_warning and not args.force:
             raise DoesNotFitError(f"{session.model.fit_warning} Add --force to load it anyway.")
         try:
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             asyncio.run(session.backend.unload())
     finally:
-        ctx.close()
+        door.close()
     return _report(args, path, text, result)
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 from app.atomic import atomic_write
 from app.errors import TramontaneError
-from app.session.context import AppContext
+from app.session.front import Tramontane
 
 
 def run(args: argparse.Namespace) -> int:
-    ctx = AppContext()
+    door = Tramontane.open()
     try:
-        store = ctx.store
+        library = door.chats
         if args.action == "list":
-            chats = store.chats()
+            chats = library.chats()
             if args.json:
                 print(json.dumps([asdict(c) for c in chats], indent=2))
                 return 0
@@ -30,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
                 print("No saved chats yet. Start one with `tramontane chat`.", file=sys.stderr)
             return 0
         if args.action == "show":
-            sys.stdout.write(store.export_markdown(args.id))
+            sys.stdout.write(library.markdown(args.id))
             return 0
         if args.action == "export":
-            text = store.export_json(args.id) if args.format == "json" else store.export_markdown(args.id)
+            text = library.json(args.id) if args.format == "json" else library.markdown(args.id)
             if args.output:
                 out = Path(args.output).expanduser()
-                if out.exists() and out.resolve() in _own_files(ctx):
+                if out.exists() and out.resolve() in library.own_files():
                     raise TramontaneError(f"{out} is Tramontane's own data; export to another "
                                           "file.")
                 if not out.parent.is_dir():
@@ -50,16 +50,9 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
             return 0
         if args.action == "delete":
-            store.delete_chat(args.id)
+            library.delete(args.id)
             print(f"Deleted chat {args.id}.", file=sys.stderr)
             return 0
     finally:
-        ctx.close()
+        door.close()
     return 2
-
-
-def _own_files(ctx: AppContext) -> set[Path]:
-    """Files an export must never replace: the history and its WAL, config.toml."""
-    db = ctx.paths.history_db
-    return {f.resolve() for f in (db, db.with_name(db.name + "-wal"),
-                                  db.with_name(db.name + "-shm"), ctx.paths.config_file)}

@@ -7,15 +7,16 @@ import asyncio
 import json
 from typing import Any
 
-from app.session.context import AppContext
-from app.session.doctor import run_doctor
+from app.session.front import Tramontane
 from app.sizes import human_size
 
 
 def doctor(args: argparse.Namespace) -> int:
-    ctx = AppContext()
-    report = asyncio.run(run_doctor(ctx, measure_speed=not args.quick))
-    ctx.close()
+    door = Tramontane.open()
+    try:
+        report = asyncio.run(door.doctor(measure_speed=not args.quick))
+    finally:
+        door.close()
     if args.json:
         print(json.dumps(report, indent=2))
         return 0 if report["smoke"]["ok"] else 1

@@ -10,8 +10,9 @@ import threading
 from typing import Any
 
 from app.errors import TramontaneError
-from app.session.context import AppContext
+from app.session.front import Tramontane
 from app.session.models import ModelManager, ModelRow, PullProgress
+from app.session.server_models import ServerModels
 from app.sizes import human_size
 
 GiB = 2**30
@@ -70,67 +71,53 @@ def _speed_note(m: ModelManager) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    ctx = AppContext()
-    ctx.backend_choice = getattr(args, "backend", None)
-    if args.action in ("list", "info"):
-        backend = ctx.backend_name  # the configured one unless --backend names another
+    if args.action in ("list", "info"):  # the configured backend unless --backend names another
+        door = Tramontane.open(getattr(args, "backend", None))
+        backend = door.backend_name
     else:
         backend = getattr(args, "backend", None) or "llama.cpp"
-    manager = ModelManager(ctx)
+        door = Tramontane.open(backend)
     try:
-        if backend == "ollama":
-            return asyncio.run(_ollama(ctx, args))
-        if backend == "openai":
-            return asyncio.run(_openai(ctx, args))
-        return _ACTIONS[args.action](manager, args)
+        if backend in ("ollama", "openai"):
+            return asyncio.run(_on_server(door.server_models, backend, args))
+        return _ACTIONS[args.action](door.models, args)
     finally:
-        ctx.close()
+        door.close()
 
 
-async def _ollama(ctx: AppContext, args: argparse.Namespace) -> int:
-    """The same commands against the Ollama server, with models named as Ollama names them."""
-    backend = ctx.ollama()
-    out: Any
-    if args.action == "list":
-        loaded = {m["name"]: m["split"] for m in await backend.loaded()}
-        out = [{"name": m.name, "loaded": loaded.get(m.name, "")} for m in await backend.models()]
-        text = "\n".join(f"{m['name']:<40} {m['loaded']}" for m in out) or "No models pulled."
-    elif args.action == "info":
-        out = await backend.details(args.model)
-        text = "\n".join(f"{k}: {v}" for k, v in out["model_info"].items())
-    elif args.action == "pull":
-        last = ""
-        async for p in backend.pull(args.model):
-            if not args.json and p.status != last:
-                pct = f" {100 * p.completed // p.total}%" if p.total else ""
-                sys.stderr.write(f"\r{p.status}{pct}   ")
-                last = p.status
-        out, text = {"pulled": args.model}, f"\nPulled {args.model} into Ollama."
-    elif args.action == "rm":
-        await backend.delete(args.model)
-        out, text = {"removed": args.model}, f"Deleted {args.model} from Ollama."
-    else:
-        raise TramontaneError(f"`models {args.action}` works on llama.cpp models only.")
-    print(json.dumps(out, indent=2, default=str) if args.json else text)
-    return 0
-
-
-async def _openai(ctx: AppContext, args: argparse.Namespace) -> int:
-    """`models list` and `models info` against the OpenAI-compatible server in [openai]."""
-    ctx.backend_choice = "openai"
-    backend = ctx.openai()
+async def _on_server(models: ServerModels, backend: str, args: argparse.Namespace) -> int:
+    """The same commands against Ollama or the OpenAI-compatible server in [openai], with
+    models named as the server names them."""
     out: Any
     try:
         if args.action == "list":
-            out = [{"name": m.name, "source": m.source} for m in await backend.models()]
-            text = "\n".join(m["name"] for m in out) or "The server lists no models."
+            out = await models.listed(backend)
+            if backend == "ollama":
+                out = [{"name": m["name"], "loaded": m["loaded"]} for m in out]
+                text = "\n".join(f"{m['name']:<40} {m['loaded']}" for m in out) or \
+                    "No models pulled."
+            else:
+                out = [{"name": m["name"], "source": m["source"]} for m in out]
+                text = "\n".join(m["name"] for m in out) or "The server lists no models."
+        elif args.action == "info":
+            out = await models.info(backend, args.model)
+            shown = {k: v for k, v in out.items() if k != "name"} if backend == "ollama" else out
+            text = "\n".join(f"{k}: {v}" for k, v in shown.items())
+        elif args.action == "pull":
+            last = ""
+            async for p in models.pull(backend, args.model):
+                if not args.json and p.status != last:
+                    pct = f" {100 * p.completed // p.total}%" if p.total else ""
+                    sys.stderr.write(f"\r{p.status}{pct}   ")
+                    last = p.status
+            out, text = {"pulled": args.model}, f"\nPulled {args.model} into Ollama."
+        elif args.action == "rm":
+            await models.remove(backend, args.model)
+            out, text = {"removed": args.model}, f"Deleted {args.model} from Ollama."
         else:
-            await backend.load(ctx.server_model(args.model))
-            info = await backend.info()
-            out = {"name": args.model, **info.details}
-            text = "\n".join(f"{k}: {v}" for k, v in out.items())
+            raise TramontaneError(f"`models {args.action}` works on llama.cpp models only.")
     finally:
-        await backend.close()
+        await models.close(backend)
     print(json.dumps(out, indent=2, default=str) if args.json else text)
     return 0
 

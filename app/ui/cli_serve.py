@@ -8,15 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from app.session.context import AppContext
-from app.session.serving import (
-    KEY_VARIABLE,
-    ServeSession,
-    ServeSettings,
-    UsageError,
-    remove_token,
-    write_token,
-)
+from app.session.front import Tramontane
+from app.session.serving import KEY_VARIABLE, UsageError
 
 
 def add_parser(sub: Any) -> None:
@@ -37,15 +30,15 @@ def run(args: argparse.Namespace) -> int:
 
     from app.ui.serve.routes import Server
 
-    ctx = AppContext()
-    ctx.backend_choice = args.backend
+    door = Tramontane.open(args.backend)
     try:
-        settings = ServeSettings.read(ctx, args.host, args.port, args.api_key)
+        settings = door.serving.settings(args.host, args.port, args.api_key)
     except UsageError as exc:
         print(f"tramontane: {exc}", file=sys.stderr)
+        door.close()
         return 2
     host, port = settings.host, settings.port
-    serve = ServeSession.start(ctx, args.model, args.code_model)
+    serve = door.serving.start(args.model, args.code_model)
     for warning in serve.fit_warnings():
         print(f"tramontane: warning: {warning}", file=sys.stderr)
     shown = f"[{host}]" if ":" in host else host
@@ -59,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
         yield
         await serve.close()
 
-    secret = write_token(ctx, port)
+    secret = door.serving.write_token(port)
     app = Server(serve, settings, secret).app()
     app.router.lifespan_context = lifespan
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
     finally:
-        remove_token(ctx, port, secret)
-        ctx.close()
+        door.serving.remove_token(port, secret)
+        door.close()
     return 0

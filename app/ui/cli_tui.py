@@ -7,8 +7,7 @@ from pathlib import Path
 
 from app.errors import TramontaneError
 from app.session.complete import read_text_file
-from app.session.context import AppContext
-from app.session.library import ChatLibrary
+from app.session.front import Tramontane
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,11 +23,10 @@ def run(args: argparse.Namespace) -> int:
             raise TramontaneError(f"Cannot open {path}: {exc.strerror or exc}.") from None
     if path is not None and path.exists():
         read_text_file(path)  # a binary or non-UTF-8 file is refused before the app starts
-    ctx = AppContext()
-    ctx.backend_choice = getattr(args, "backend", None)
+    door = Tramontane.open(getattr(args, "backend", None))
     try:
-        app = TramontaneApp(ChatLibrary(ctx), getattr(args, "chat", None), open_file=path)
+        app = TramontaneApp(door, getattr(args, "chat", None), open_file=path)
         app.run()
     finally:
-        ctx.close()
+        door.close()
     return app.return_code or 0  # a crash (Textual shows the traceback) is not a success

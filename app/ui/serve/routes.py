@@ -224,7 +224,7 @@ class Server:
     async def chat(self, request: Request) -> Response:
         body = bodies.parse_json(await read_body(request))
         messages = bodies.messages(body)
-        base = self.serve.ctx.default_params()
+        base = self.serve.default_params()
         # llama-server's own name for the limit (llama.vim's instruction edit sends it)
         limit = "max_tokens" if body.get("max_tokens") is not None or \
             body.get("n_predict") is None else "n_predict"

@@ -14,8 +14,7 @@ from textual.notifications import SeverityLevel
 
 from app.engine.backend import Backend
 from app.errors import TramontaneError
-from app.session.context import remote_server
-from app.session.library import ChatLibrary
+from app.session.front import Tramontane
 from app.ui.tui.chat_screen import ChatScreen
 from app.ui.tui.code_screen import CodeScreen, OpenFileRequested
 from app.ui.tui.serving import AppServer
@@ -29,14 +28,15 @@ class TramontaneApp(App[None]):
         Binding("f9", "toggle_server", "Serve"),
     ]
 
-    def __init__(self, library: ChatLibrary, chat_id: int | None = None,
+    def __init__(self, door: Tramontane, chat_id: int | None = None,
                  open_file: Path | None = None, code_backend: Backend | None = None) -> None:
         super().__init__()
-        self.library = library
+        self.door = door
+        self.library = door.chats
         self.open_file = open_file
         self._code_backend = code_backend
-        self.server = AppServer(library.ctx)
-        self.chat = ChatScreen(library, self.server, chat_id)
+        self.server = AppServer(door)
+        self.chat = ChatScreen(door, self.server, chat_id)
         self.add_mode("chat", lambda: self.chat)  # the first screen (a mode's CSS loads with it)
         self._saved_theme: str | None = None
         self.hub_endpoint: str | None = None  # a Hugging Face mirror (tests use a local one)
@@ -48,19 +48,19 @@ class TramontaneApp(App[None]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     async def on_mount(self) -> None:
-        ctx = self.library.ctx
-        theme = str(ctx.cfg.get("ui", "theme"))
+        door = self.door
+        theme = str(door.config.get("ui", "theme"))
         if theme in self.available_themes:
             self.theme = theme
         self._saved_theme = self.theme
-        remote = remote_server(self.library.backend)
+        remote = door.remote()
         if remote:
             self.sub_title = f"{remote[0].upper()}{remote[1:]} (remote)"
-        for warning in ctx.cfg.warnings:
+        for warning in door.warnings:
             self.notify(warning, severity="warning", timeout=10)
-        for message in ctx.plugins.reports:
+        for message in door.plugins.reports:
             self.notify(message, severity="error", timeout=10)
-        ctx.plugins.on_report = lambda message: self.notify(message, severity="error", timeout=10)
+        door.plugins.on_report = lambda message: self.notify(message, severity="error", timeout=10)
         if self.open_file is not None:
             self.open_code(self.open_file)
         gc.collect()
@@ -70,19 +70,19 @@ class TramontaneApp(App[None]):
         if self._saved_theme is not None and theme != self._saved_theme:
             self._saved_theme = theme
             try:
-                self.library.ctx.cfg.set("ui", "theme", theme)
+                self.door.config.set("ui", "theme", theme)
             except TramontaneError as exc:
                 self.notify(str(exc), severity="warning", timeout=10)
 
     # -- the models screen and the server ------------------------------------------------------
 
     def action_models(self) -> None:
-        from app.session.models import ModelManager
         from app.ui.tui.models_screen import ModelsScreen
 
         if not isinstance(self.screen, ModelsScreen):
-            self.push_screen(ModelsScreen(ModelManager(self.library.ctx,
-                                                       endpoint=self.hub_endpoint)))
+            if self.hub_endpoint is not None:
+                self.door.models.endpoint = self.hub_endpoint
+            self.push_screen(ModelsScreen(self.door.models))
 
     async def action_toggle_server(self) -> None:
         """F9: serve /infill and /v1 from this app's models (editors, OpenAI clients)."""
@@ -91,16 +91,9 @@ class TramontaneApp(App[None]):
 
     # -- the code pane -------------------------------------------------------------------------
 
-    @property
-    def code_backend(self) -> Backend:
-        """The code worker, shared by every code pane and the in-app server."""
-        if self._code_backend is None:
-            self._code_backend = self.library.ctx.code_backend
-        return self._code_backend
-
     def open_code(self, path: Path) -> None:
         try:
-            screen = CodeScreen.for_file(path, self.library.ctx, self.code_backend)
+            screen = CodeScreen.for_file(path, self.door, self._code_backend)
         except TramontaneError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -132,6 +125,6 @@ class TramontaneApp(App[None]):
     async def on_unmount(self) -> None:
         if self.server.running:
             await self.server.stop()
-        await self.library.backend.unload()
+        await self.door.unload()
         if self._code_backend is not None:
             await self._code_backend.unload()

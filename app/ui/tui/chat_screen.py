@@ -21,7 +21,8 @@ from textual.worker import Worker
 from app.engine.backend import Event, Params
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
-from app.session.library import Chat, ChatLibrary
+from app.session.front import Tramontane
+from app.session.library import Chat
 from app.session.slash import ChatPrompt
 from app.ui.tui.conversation import Conversation
 from app.ui.tui.dialogs import ConfirmDialog, ModelPicker, ParamsDialog, TextDialog
@@ -50,14 +51,15 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+y", "copy_reply", "Copy reply", priority=True),
     ]
 
-    def __init__(self, library: ChatLibrary, server: AppServer,
+    def __init__(self, door: Tramontane, server: AppServer,
                  chat_id: int | None = None) -> None:
         super().__init__()
-        self.library = library
+        self.door = door
+        self.library = door.chats
         self.server = server
         self.start_chat = chat_id
         self.session: ChatSession | None = None
-        self.chat_prompt = ChatPrompt(library.ctx.plugins)
+        self.chat_prompt = ChatPrompt(door.plugins)
         self.editing = False
         self.hinting = False
         self.last_stats = ""
@@ -89,11 +91,11 @@ class ChatScreen(Screen[None]):
         return any(w.group == "reply" and w.is_running for w in self.workers)
 
     def update_status(self) -> None:
-        s, backend = self.session, self.library.backend.name
+        s = self.session
         if s is None:
-            text = f"{self.library.ctx.default_model_name()} · {backend} · new chat"
+            text = f"{self.door.default_model_name()} · {self.library.backend.name} · new chat"
         else:
-            text = f"{s.model.name} · {backend} · {self.last_stats or 'ready'}"
+            text = f"{s.model.name} · {s.backend.name} · {self.last_stats or 'ready'}"
         if self.server.running:
             text += f" · serving {self.server.url}"
         self.query_one("#status", Label).update(text)

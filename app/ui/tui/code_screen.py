@@ -25,7 +25,7 @@ from app.engine.backend import Backend
 from app.errors import TramontaneError
 from app.session import edit
 from app.session.complete import CompletionSession, read_text_file
-from app.session.context import AppContext
+from app.session.front import Tramontane
 from app.session.library import ChatLibrary
 from app.session.recovery import RecoveryStore
 from app.ui.tui.code_editor import LANGUAGES, CodeEditor
@@ -80,12 +80,14 @@ class CodeScreen(Screen[None]):
         self.recovery = recovery
 
     @classmethod
-    def for_file(cls, path: Path, ctx: AppContext, backend: Backend) -> CodeScreen:
-        """The pane for `path` with the code model and the [code] settings of config.toml."""
-        code = ctx.cfg.section("code")
-        return cls(path, CompletionSession.for_context(ctx, backend), int(code["debounce_ms"]),
-                   RecoveryStore(ctx.paths.recovery_dir), quiet=set(code["auto_suggest_off"]),
-                   library=ChatLibrary(ctx, backend))
+    def for_file(cls, path: Path, door: Tramontane, backend: Backend | None = None,
+                 ) -> CodeScreen:
+        """The pane for `path` with the code model on the chosen backend (or `backend`) and
+        the [code] settings of config.toml."""
+        code = door.config.section("code")
+        return cls(path, door.code(backend=backend), int(code["debounce_ms"]),
+                   RecoveryStore(door.paths.recovery_dir), quiet=set(code["auto_suggest_off"]),
+                   library=door.chats)
 
     @property
     def changed_on_disk(self) -> bool:

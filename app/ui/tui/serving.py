@@ -9,19 +9,13 @@ import contextlib
 from collections.abc import Callable
 
 from app.errors import TramontaneError
-from app.session.context import AppContext
-from app.session.serving import (
-    ServeSession,
-    ServeSettings,
-    UsageError,
-    remove_token,
-    write_token,
-)
+from app.session.front import Tramontane
+from app.session.serving import ServeSession, UsageError
 
 
 class AppServer:
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
+    def __init__(self, door: Tramontane) -> None:
+        self.door = door
         self.url = ""
         self._server: object | None = None
         self._task: asyncio.Task[None] | None = None
@@ -39,10 +33,10 @@ class AppServer:
 
         from app.ui.serve.routes import Server
 
-        settings = ServeSettings.read(self.ctx)
+        settings = self.door.serving.settings()
         host, port = settings.host, settings.port
-        self._serve = ServeSession.start(self.ctx)
-        self._secret, self._port = write_token(self.ctx, port), port
+        self._serve = self.door.serving.start()
+        self._secret, self._port = self.door.serving.write_token(port), port
         app = Server(self._serve, settings, self._secret).app()
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                lifespan="off", timeout_graceful_shutdown=1))
@@ -72,9 +66,9 @@ class AppServer:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True  # type: ignore[attr-defined]
             await self._task
-        if self._serve is not None and self._serve.chat_backend is not self.ctx.backend:
+        if self._serve is not None and self._serve.chat_backend is not self.door.chats.backend:
             await self._serve.chat_backend.unload()
         if self._secret:
-            remove_token(self.ctx, self._port, self._secret)
+            self.door.serving.remove_token(self._port, self._secret)
         self._server = self._task = self._serve = None
         self._secret, self.url = "", ""
