@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "speculative": "auto",
     },
     "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8,
-             "auto_suggest_off": []},
+             "auto_suggest_off": [], "max_tokens": 64, "temperature": 0.0, "seed": 1},
     "ui": {"theme": "textual-dark"},
     "ollama": {"host": "", "connect_timeout": 5.0, "first_token_timeout": 120.0,
                "read_timeout": 60.0, "keep_alive": "5m"},
@@ -84,6 +84,11 @@ auto_suggest_off = []  # languages with no automatic suggestion, e.g. ["markdown
 # file come sooner (about 10 tokens a line, and a 1.5B model reads ~80 tokens/s on 2 cores).
 prefix_lines = 24
 suffix_lines = 8
+# Completion's own sampling, for the pane, `complete`, `edit` and `serve` (a client's n_predict
+# or temperature wins for its request): greedy, so the same place gives the same suggestion.
+max_tokens = 64
+temperature = 0.0
+seed = 1
 
 [ui]
 theme = "textual-dark"

@@ -68,12 +68,12 @@ async def main() -> None:
     args = ap.parse_args()
     model = starter_path(args.model)
     params = Params(temperature=0.0, max_tokens=args.tokens, context_length=2048,
-                    ignore_eos=True, seed=1)
+                    seed=1)
 
     import llama_cpp
 
     llm = llama_cpp.Llama(str(model), n_ctx=2048, n_threads=params.thread_count, verbose=False)
-    backend = LlamaBackend()
+    backend = LlamaBackend(measuring=True)
     await backend.load(ModelRef(args.model, model, chat_format="auto"), params)
     meta = backend._template_vars()
     raw_ttft, raw_tps, our_ttft, our_tps = [], [], [], []

@@ -240,6 +240,26 @@ def test_cli_models_and_complete_through_ollama(server: OllamaFixture, tmp_path:
     assert answer["fim"] == "prompt"  # SmolLM2's template has no suffix: our own FIM prompt
 
 
+JSON_KEYS = {"text", "raw", "model", "format", "backend", "fim", "server", "context_files",
+             "prompt_tokens", "cached_tokens", "generated_tokens", "timings"}
+
+
+def test_show_prompt_is_exactly_what_is_sent(server: OllamaFixture, tmp_path: Path) -> None:
+    """`complete --show-prompt` asks the backend what it will send; the server got that."""
+    src = tmp_path / "a.py"
+    src.write_text("def add(a, b):\n    return \n")
+    out = tramontane("complete", str(src), "--line", "2", "--col", "12", "--backend", "ollama",
+                     "-m", "smollm2:135m", "--show-prompt", "--json", "--max-tokens", "4",
+                     env={"OLLAMA_HOST": server.host})
+    assert out.returncode == 0, out.stderr
+    shown = out.stderr.split("\n---\n")[0]
+    (sent,) = [body for path, body in server.requests
+               if path == "/api/generate" and body.get("prompt")]  # not the load or unload
+    assert sent["prompt"] == shown and sent["raw"] is True
+    answer = json.loads(out.stdout)
+    assert set(answer) == JSON_KEYS and answer["fim"] == "prompt"  # one shape (test_serve.py)
+
+
 async def test_complete_with_suffix_template_puts_fitting_chunks_before_the_prefix(
         server: OllamaFixture) -> None:
     from app.engine.backend import ContextChunk

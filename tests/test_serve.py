@@ -242,6 +242,9 @@ def test_complete_uses_the_warm_server(served: Served, home: Path, tmp_path: Pat
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["server"] == served.url and data["text"].strip().startswith("a + b")
+    from tests.test_ollama import JSON_KEYS
+
+    assert set(data) == JSON_KEYS  # the same shape as completing in this process
     assert elapsed < 10  # the figure (<= 1 s) is bench/serve_latency.py's
 
 

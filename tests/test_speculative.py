@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from app.engine.llama.lookup import LENGTHS, PromptLookup, expected_kept
+from app.engine.llama.messages import GenerateOptions
 from app.engine.llama.speculative import RETRY_EVERY, Meter, Payoff
 
 SOURCE = list(range(100, 160))  # a range of 60 tokens, copied by the answer
@@ -136,7 +137,8 @@ def _run(llm: Any, prompt: str, lookup: bool, n: int, temp: float = 0.0,
     lk = PromptLookup(costs=lambda n: 1.0) if lookup else None
     if lk is not None:
         lk.start(tokens)
-    opts = {"top_k": 40, "top_p": 1.0, "temperature": temp, "repeat_penalty": 1.0}
+    opts = GenerateOptions(max_tokens=1024, temperature=temp, top_p=1.0, top_k=40,
+                           repeat_penalty=1.0, seed=seed)
     out: list[int] = []
     margins: list[float] = []
     steps = decode(llm, tokens[-1], opts, lk, 1024)

@@ -40,7 +40,6 @@ class Params:
     context_length: int = _DEFAULT["context_length"]
     threads: int = _DEFAULT["threads"]
     gpu_layers: int = _DEFAULT["gpu_layers"]  # on the GPU; -1 = as the fit verdict plans (ModelRef)
-    ignore_eos: bool = False  # benchmarks: always generate max_tokens
     max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit), as
     # llama.cpp's t_max_predict_ms (the prompt's own time does not count)
     # speculative decoding in the llama.cpp worker: "auto" (prompt lookup where it pays on
@@ -147,7 +146,6 @@ class Done:
 @dataclass(frozen=True)
 class Error:
     message: str
-    recoverable: bool = True
 
 
 Event = Token | Done | Error
@@ -183,6 +181,11 @@ class Backend(Protocol):
     async def load(self, model: ModelRef, params: Params | None = None) -> None: ...
 
     async def unload(self) -> None: ...
+
+    async def fim_prompt(self, prefix: str, suffix: str, params: Params,
+                         extra: Sequence[ContextChunk] = (), path: str = "") -> Any:
+        """What `complete` would send for these arguments (a `prompts.fim.Sent`)."""
+        ...
 
     async def info(self) -> BackendInfo: ...
 

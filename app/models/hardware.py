@@ -44,10 +44,6 @@ class Hardware:
     gpus: list[Gpu] = field(default_factory=list)
 
     @property
-    def vram_free(self) -> int:
-        return max((g.free for g in self.gpus), default=0)
-
-    @property
     def gpu(self) -> Gpu | None:
         return max(self.gpus, key=lambda g: g.free, default=None)
 

@@ -38,7 +38,7 @@ async def measure(backend: LlamaBackend, ctx: AppContext, name: str,
     """Load `name`, run one prompt and decode `decode_tokens`; the figures and its shape."""
     local = ctx.resolve_model(name)
     params = Params(temperature=0.0, max_tokens=decode_tokens, context_length=4096, seed=1,
-                    ignore_eos=True, threads=threads, gpu_layers=0)
+                    threads=threads, gpu_layers=0)
     await backend.load(model_ref(local), params)
     # llama.cpp maps the weights lazily: a first short run pages them in, so the measured run
     # times the model, not the disk. Its prompt differs, so nothing of it is cached.
@@ -69,7 +69,7 @@ async def calibrate(ctx: AppContext, names: tuple[str, ...] = CALIBRATION_STARTE
                     ) -> tuple[speedmod.MachineSpeed, list[Measured]]:
     """Measure bandwidth and the starters that are installed; save and return the figures."""
     base = speedmod.machine_speed(ctx.paths.data_dir, ctx.hardware, remeasure=True)
-    backend = LlamaBackend(log_path=ctx.paths.log_dir / "worker.log")
+    backend = LlamaBackend(log_path=ctx.paths.log_dir / "worker.log", measuring=True)
     runs: list[tuple[speedmod.ModelShape, float, float, int]] = []
     measured: list[Measured] = []
     try:

@@ -110,6 +110,14 @@ def shown_path(path: str) -> str:
     return shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def code_params(ctx: AppContext, max_tokens: int | None = None) -> Params:
+    """Completion's parameters: [params] for the model's context and threads, [code] for its
+    sampling (the one place completion defaults live)."""
+    code = ctx.cfg.section("code")
+    return replace(ctx.default_params(), max_tokens=max_tokens or int(code["max_tokens"]),
+                   temperature=float(code["temperature"]), seed=int(code["seed"]))
+
+
 class CompletionSession:
     def __init__(self, backend: Backend, model: ModelRef, params: Params,
                  plugins: PluginHost | None = None, window: tuple[int, int] = (0, 0)) -> None:
@@ -126,8 +134,7 @@ class CompletionSession:
     def for_context(cls, ctx: AppContext, backend: Backend, model: str | None = None,
                     max_tokens: int | None = None) -> CompletionSession:
         local = ctx.resolve_model(model or ctx.default_model_name("code"))
-        params = ctx.default_params()
-        params = replace(params, temperature=0.0, max_tokens=max_tokens or 64, seed=1)
+        params = code_params(ctx, max_tokens)
         ref = replace(ctx.placed(local, params), fim_format=fim_format_of(local))
         return cls(backend, ref, params, ctx.plugins, code_window(ctx))
 
@@ -146,8 +153,7 @@ class CompletionSession:
         """Completion on the Ollama or OpenAI-compatible server `ctx` is set to (each picks
         how to fill in the middle: the server's own FIM, else our format for the model)."""
         ref = ctx.server_model(model, "code")
-        params = replace(ctx.default_params(), temperature=0.0, max_tokens=max_tokens or 64,
-                         seed=1)
+        params = code_params(ctx, max_tokens)
         return cls(ctx.backend, ref, params, ctx.plugins, code_window(ctx))
 
     def visible(self, prefix: str, suffix: str) -> tuple[str, str]:
@@ -230,11 +236,23 @@ class CompletionSession:
         finally:
             self._last = last
 
+    async def preview(self, prefix: str, suffix: str, path: str = "") -> fim.Sent:
+        """Exactly what the backend will send for a completion here (`complete --show-prompt`);
+        the plugins' chunks gathered now are the ones the next `complete(..., again=True)`
+        sends."""
+        seen_prefix, seen_suffix = await self._prepare(prefix, suffix, path)
+        sent: fim.Sent = await self.backend.fim_prompt(seen_prefix, seen_suffix, self.params,
+                                                       self.last_extra, shown_path(path))
+        return sent
+
     async def _prepare(self, prefix: str, suffix: str, path: str,
-                       extra: Sequence[ContextChunk] = ()) -> tuple[str, str]:
+                       extra: Sequence[ContextChunk] = (), again: bool = False,
+                       ) -> tuple[str, str]:
         """Before asking the model: the other files' chunks (the client's, then the
-        plugins'), the model loaded, and the window of the file it sees."""
-        self.last_extra = [*extra, *await self.gather_context(path, prefix, suffix)]
+        plugins'; `again`: those of the last preview), the model loaded, and the window of the
+        file it sees."""
+        if not again:
+            self.last_extra = [*extra, *await self.gather_context(path, prefix, suffix)]
         await self.backend.load(self.model, self.params)
         return self.visible(prefix, suffix)
 
@@ -248,15 +266,17 @@ class CompletionSession:
     async def complete(self, prefix: str, suffix: str, path: str = "",
                        params: Params | None = None,
                        extra: Sequence[ContextChunk] = (),
-                       first_line: Callable[[str], None] | None = None) -> Completion:
+                       first_line: Callable[[str], None] | None = None,
+                       again: bool = False) -> Completion:
         """A suggestion at the cursor. `params` overrides the session's for this request (a
         server client's n_predict, time cap, sampling); `extra` chunks come from the client
-        (llama.vim's input_extra) and go first, before the plugins' chunks."""
+        (llama.vim's input_extra) and go first, before the plugins' chunks. `again`: with the
+        chunks the last `preview` gathered (the plugins are not asked twice)."""
         t0 = time.perf_counter()
         hit = self.cached(prefix, suffix)
         if hit is not None:
             return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
-        seen_prefix, seen_suffix = await self._prepare(prefix, suffix, path, extra)
+        seen_prefix, seen_suffix = await self._prepare(prefix, suffix, path, extra, again)
         try:
             raw, stats = await self._ask(seen_prefix, seen_suffix, path, params, first_line)
         except TramontaneError:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.engine.backend import ServerBackend, printable
+from app.engine.backend import printable
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, decode_text, read_text_file, split_at
 from app.session.front import Tramontane
@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"],
                    help="default: [chat] backend in config.toml")
     p.add_argument("--json", action="store_true", help="text, timings and cached tokens as JSON")
-    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--max-tokens", type=int, help="default: [code] max_tokens (64)")
     p.add_argument("--force", action="store_true",
                    help="load the model even when it does not fit this machine's memory")
     p.add_argument("--show-prompt", action="store_true", help="print the exact prompt to stderr")
@@ -44,8 +44,9 @@ def _through_server(url: str, prefix: str, suffix: str, args: argparse.Namespace
     editor would ask, with the file's path for its format and plugins."""
     import httpx
 
-    body = {"input_prefix": prefix, "input_suffix": suffix, "n_predict": args.max_tokens,
-            "filename": os.path.abspath(args.file)}
+    body = {"input_prefix": prefix, "input_suffix": suffix, "filename": os.path.abspath(args.file)}
+    if args.max_tokens is not None:
+        body["n_predict"] = args.max_tokens  # else the server's own [code] max_tokens
     key = os.environ.get(KEY_VARIABLE, "")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
@@ -65,23 +66,22 @@ def _through_server(url: str, prefix: str, suffix: str, args: argparse.Namespace
     answer["timings"] = t if isinstance(t, dict) else {}
     if args.json:
         t = answer["timings"]
-        print(json.dumps({
-            "text": answer.get("content", ""), "model": answer.get("model", ""),
-            "server": url, "backend": "server", "prompt_tokens": answer.get("tokens_evaluated"),
-            "cached_tokens": answer.get("tokens_cached"),
-            "generated_tokens": answer.get("tokens_predicted"),
-            "timings": {"first_token_ms": t.get("prompt_ms"),
-                        "tokens_per_s": t.get("predicted_per_second")}}))
+        _print_json(text=answer.get("content", ""), raw=None, model=answer.get("model", ""),
+                    format=None, backend="server", fim="server", server=url, context_files=[],
+                    prompt_tokens=answer.get("tokens_evaluated"),
+                    cached_tokens=answer.get("tokens_cached"),
+                    generated_tokens=answer.get("tokens_predicted"),
+                    first_token_ms=t.get("prompt_ms"), total_ms=None,
+                    tokens_per_s=t.get("predicted_per_second"))
     else:
         sys.stdout.write(str(answer.get("content", "")))
     return 0
 
 
-async def _fim_mode(session: CompletionSession) -> str:
-    """How the server filled in the middle (OpenAI-compatible servers differ), else "prompt":
-    our own FIM format."""
-    backend = session.backend
-    return await backend.fim_mode() if isinstance(backend, ServerBackend) else "prompt"
+def _print_json(**fields: Any) -> None:
+    """`complete --json`: one shape, in-process or through a server (None: not known there)."""
+    timings = {k: fields.pop(k) for k in ("first_token_ms", "total_ms", "tokens_per_s")}
+    print(json.dumps({**fields, "timings": timings}))
 
 
 def _buffer(args: argparse.Namespace) -> str:
@@ -114,31 +114,29 @@ async def _complete(session: CompletionSession, prefix: str, suffix: str,
     session.touched(path, "edited", prefix + suffix)
     if session.plugins is not None:  # each call is a new process: let plugins see it first
         await session.plugins.drain()
-    if args.show_prompt or args.dry_run:
-        extra = await session.gather_context(path, prefix, suffix)
-        prompt = session.prompt(prefix, suffix, extra=extra, path=path).text
-        if args.dry_run:
-            sys.stdout.write(prompt)
-            return 0
-        sys.stderr.write(prompt + "\n---\n")
     try:
-        result = await session.complete(prefix, suffix, path)
-        mode = await _fim_mode(session) if args.json else ""  # asked while the model is loaded
-    except TramontaneError:
+        sent = None
+        if args.show_prompt or args.dry_run or args.json:
+            sent = await session.preview(prefix, suffix, path)  # exactly what will be sent
+        if sent is not None and (args.show_prompt or args.dry_run):
+            shown = sent.prompt if sent.suffix is None else \
+                f"{sent.prompt}\n--- suffix ({sent.mode}) ---\n{sent.suffix}"
+            if args.dry_run:
+                sys.stdout.write(shown)
+                return 0
+            sys.stderr.write(shown + "\n---\n")
+        result = await session.complete(prefix, suffix, path, again=sent is not None)
+    finally:
         await session.backend.unload()
-        raise
-    await session.backend.unload()
     if args.json:
         s = result.stats
-        print(json.dumps({
-            "text": result.text, "raw": result.raw, "model": session.model.name,
-            "format": session.model.fim_format, "prompt_tokens": s.prompt_tokens,
-            "backend": session.backend.name, "fim": mode,
-            "context_files": [c.path for c in session.last_extra],
-            "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens,
-            "timings": {"first_token_ms": round(s.ttft_ms, 1), "total_ms": round(result.elapsed_ms, 1),
-                        "tokens_per_s": round(s.decode_tps, 1)},
-        }))
+        _print_json(text=result.text, raw=result.raw, model=session.model.name,
+                    format=session.model.fim_format, backend=session.backend.name,
+                    fim=sent.mode if sent else "prompt", server=None,
+                    context_files=[c.path for c in session.last_extra],
+                    prompt_tokens=s.prompt_tokens, cached_tokens=s.cached_tokens,
+                    generated_tokens=s.generated_tokens, first_token_ms=round(s.ttft_ms, 1),
+                    total_ms=round(result.elapsed_ms, 1), tokens_per_s=round(s.decode_tps, 1))
     else:
         sys.stdout.write(result.text)
     return 0

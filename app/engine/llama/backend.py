@@ -30,9 +30,11 @@ from app.engine.llama.messages import (
     Failed,
     Finished,
     Generate,
+    GenerateOptions,
     Load,
     Loaded,
     LoadFailed,
+    LoadOptions,
     MemoryUse,
     Piece,
     Text,
@@ -58,8 +60,9 @@ class LlamaBackend:
 
     name = "llama.cpp"
 
-    def __init__(self, log_path: Path | None = None):
+    def __init__(self, log_path: Path | None = None, measuring: bool = False):
         self.log_path = str(log_path) if log_path else None
+        self.measuring = measuring  # speed measurements: every reply runs to max_tokens
         self.model: ModelRef | None = None
         self.worker: WorkerProcess | None = None
         self.loaded: dict[str, Any] = {}
@@ -82,8 +85,7 @@ class LlamaBackend:
         worker = WorkerProcess(self.log_path)
         self.worker = worker
         log_start = log_size(self.log_path)
-        opts = {"context_length": params.context_length, "threads": params.thread_count,
-                "gpu_layers": gpu_layers}
+        opts = LoadOptions(params.context_length, params.thread_count, gpu_layers)
         try:
             worker.send(Load(str(model.path), opts))
             reply = await worker.recv()
@@ -147,13 +149,23 @@ class LlamaBackend:
         except BackendError as exc:
             yield Error(str(exc))
             return
-        request = fim.request(self.model.fim_format if self.model else "", prefix, suffix,
-                              int(self.loaded.get("n_ctx", params.context_length)), params,
-                              extra, path)
+        request = self._fim_request(prefix, suffix, params, extra, path)
         pieces = [(p.kind, p.value, p.space_prefix) for p in request.pieces]
         async for event in self._generate(worker, pieces, request.stops, params, add_bos=False,
                                           kind="completion"):
             yield event
+
+    def _fim_request(self, prefix: str, suffix: str, params: Params,
+                     extra: Sequence[ContextChunk], path: str) -> fim.FimRequest:
+        return fim.request(self.model.fim_format if self.model else "", prefix, suffix,
+                           int(self.loaded.get("n_ctx", params.context_length)), params,
+                           extra, path)
+
+    async def fim_prompt(self, prefix: str, suffix: str, params: Params,
+                         extra: Sequence[ContextChunk] = (), path: str = "") -> fim.Sent:
+        """Exactly what `complete` sends for these arguments (with the loaded context)."""
+        request = self._fim_request(prefix, suffix, params, extra, path)
+        return fim.Sent("prompt", request.text, None, request.stops)
 
     def _chat_format(self) -> str:
         return self.model.chat_format if self.model else "auto"
@@ -170,9 +182,11 @@ class LlamaBackend:
     ) -> AsyncGenerator[Event, None]:
         async with self._lock:
             req = next(self._ids)
-            opts = params.to_dict() | {"stop": [*stop, *params.stop],
-                                       "add_bos": add_bos and self.loaded.get("add_bos", True),
-                                       "kind": kind}
+            opts = GenerateOptions(
+                params.max_tokens, params.temperature, params.top_p, params.top_k,
+                params.repeat_penalty, params.seed, (*stop, *params.stop),
+                add_bos and bool(self.loaded.get("add_bos", True)), kind, params.speculative,
+                params.max_time_ms, self.measuring)
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0
@@ -198,9 +212,7 @@ class LlamaBackend:
                 await self._stop_worker()
                 yield Error(
                     f"The model worker {exc}. The partial reply is kept; the next request "
-                    "starts a fresh worker.",
-                    recoverable=True,
-                )
+                    "starts a fresh worker.")
             finally:
                 if not finished:
                     await self._cancel(worker, req)

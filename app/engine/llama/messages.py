@@ -18,16 +18,39 @@ Piece = tuple[str, str, bool]  # a FIM prompt's piece: kind ("special" or text),
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    context_length: int
+    threads: int
+    gpu_layers: int
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    max_tokens: int  # 0: evaluate the prompt only (a warm-up)
+    temperature: float
+    top_p: float
+    top_k: int
+    repeat_penalty: float
+    seed: int  # -1: a random one
+    stop: tuple[str, ...] = ()
+    add_bos: bool = True
+    kind: str = "chat"  # "chat", "completion", "edit": speculation pays differently
+    speculative: str = "auto"  # "auto", "lookup", "off"
+    max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit)
+    ignore_eos: bool = False  # speed measurements: always generate max_tokens
+
+
+@dataclass(frozen=True)
 class Load:
     path: str
-    opts: dict[str, Any]
+    opts: LoadOptions
 
 
 @dataclass(frozen=True)
 class Generate:
     req: int
     text: str | list[Piece]  # a chat prompt, or a FIM prompt piece by piece
-    opts: dict[str, Any]
+    opts: GenerateOptions
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.llama.lookup import PromptLookup, default_costs
+from app.engine.llama.messages import GenerateOptions
 
 MODES = ("auto", "off", "lookup")
 RETRY_EVERY = 8  # requests of a kind run plain before lookup is tried again
@@ -112,13 +113,13 @@ def margin(row_logits: Any, recent: list[int], penalty: float) -> float:
     return float(top[1] - top[0])
 
 
-def decode(llm: Any, pending: int, opts: dict[str, Any], lookup: PromptLookup | None,
+def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup | None,
            n_ctx: int, meter: Meter | None = None,
            costs: CostTable | None = None) -> Iterator[int]:
     """The tokens the model generates after the cached prompt and `pending` (its last token,
     not yet evaluated), checking `lookup`'s drafts when given."""
-    temp, penalty = float(opts["temperature"]), float(opts["repeat_penalty"])
-    sampler = llm._init_sampler(top_k=int(opts["top_k"]), top_p=float(opts["top_p"]),
+    temp, penalty = opts.temperature, opts.repeat_penalty
+    sampler = llm._init_sampler(top_k=opts.top_k, top_p=opts.top_p,
                                 min_p=0.0, temp=temp, repeat_penalty=penalty)
     window = int(getattr(llm, "last_n_tokens_size", 64))  # the penalty's look-back
     recent: list[int] = []  # the tokens chosen so far: what the penalty sees

@@ -25,9 +25,11 @@ from app.engine.llama.messages import (
     Failed,
     Finished,
     Generate,
+    GenerateOptions,
     Load,
     Loaded,
     LoadFailed,
+    LoadOptions,
     MemoryUse,
     Piece,
     Text,
@@ -87,7 +89,7 @@ class Worker:
                 self.conn.send(Failed(msg.req, failure) if isinstance(msg, Generate)
                                else LoadFailed(failure))
 
-    def load(self, path: str, opts: dict[str, Any]) -> None:
+    def load(self, path: str, opts: LoadOptions) -> None:
         import llama_cpp
 
         self.llm = None
@@ -95,9 +97,9 @@ class Worker:
         try:
             self.llm = llama_cpp.Llama(
                 model_path=path,
-                n_ctx=int(opts.get("context_length", 4096)),
-                n_threads=int(opts.get("threads", 1)),
-                n_gpu_layers=int(opts.get("gpu_layers", 0)),
+                n_ctx=opts.context_length,
+                n_threads=opts.threads,
+                n_gpu_layers=opts.gpu_layers,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -119,7 +121,7 @@ class Worker:
         }
         self.conn.send(Loaded(info))
 
-    def generate(self, req: int, text: str | list[Piece], opts: dict[str, Any]) -> None:
+    def generate(self, req: int, text: str | list[Piece], opts: GenerateOptions) -> None:
         import llama_cpp
 
         llm = self.llm
@@ -132,7 +134,7 @@ class Worker:
         else:
             tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         bos = llm.token_bos()
-        if (opts.get("add_bos", True) or not tokens) and bos >= 0 and \
+        if (opts.add_bos or not tokens) and bos >= 0 and \
                 (not tokens or tokens[0] != bos):
             tokens.insert(0, bos)  # an empty prompt (a completion at the top of an empty file)
         if not tokens:
@@ -151,21 +153,21 @@ class Worker:
                 prompt_tokens=len(tokens), cached_tokens=cached, stop_reason="cancelled",
                 total_ms=(time.perf_counter() - t0) * 1000)))
             return
-        if int(opts.get("max_tokens", 512)) <= 0:  # a warm-up (llama.vim's n_predict 0):
+        if opts.max_tokens <= 0:  # a warm-up (llama.vim's n_predict 0):
             self.conn.send(Finished(req, Stats(  # the prompt is cached, nothing is generated
                 prompt_tokens=len(tokens), cached_tokens=cached, stop_reason="length",
                 total_ms=(time.perf_counter() - t0) * 1000)))
             return
-        seed = int(opts.get("seed", -1))
+        seed = opts.seed
         llm.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
-        max_tokens = int(opts.get("max_tokens", 512))
-        scanner = StopScanner(list(opts.get("stop", [])))
+        max_tokens = opts.max_tokens
+        scanner = StopScanner(list(opts.stop))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
-        ignore_eos = bool(opts.get("ignore_eos", False))
-        budget_s = float(opts.get("max_time_ms", 0)) / 1000
-        kind = str(opts.get("kind", "chat"))
-        wanted = self.pays.wants_lookup(str(opts.get("speculative", "auto")), kind)
+        ignore_eos = opts.ignore_eos
+        budget_s = opts.max_time_ms / 1000
+        kind = opts.kind
+        wanted = self.pays.wants_lookup(opts.speculative, kind)
         lookup = PromptLookup(costs=self.pays.costs.relative) if wanted else None
         if lookup is not None:
             lookup.start(tokens)

@@ -169,25 +169,31 @@ class OllamaBackend:
         except _FAILURES as exc:
             yield Error(self.explain(exc, model))
             return
+        sent = self._sent("suffix" if native else "prompt", prefix, suffix, params, extra, path)
         opts = options(params)
-        if native:
-            head = fim.comment_head(prefix, suffix, params, extra, path)
+        if sent.stops:
+            opts["stop"] = sent.stops
 
-            async def start() -> Any:
-                return await self.client.generate(model=model, prompt=head + prefix, suffix=suffix,
-                                                  stream=True, options=opts,
+        async def start() -> Any:
+            if sent.suffix is not None:
+                return await self.client.generate(model=model, prompt=sent.prompt,
+                                                  suffix=sent.suffix, stream=True, options=opts,
                                                   keep_alive=self.keep_alive)
-        else:
-            req = fim.request(self.model.fim_format if self.model else "", prefix, suffix,
-                              params.context_length, params, extra, path)
-            opts["stop"] = [s for s in [*req.stops, *params.stop] if s]
-
-            async def start() -> Any:
-                return await self.client.generate(model=model, prompt=req.text, raw=True,
-                                                  stream=True, options=opts,
-                                                  keep_alive=self.keep_alive)
+            return await self.client.generate(model=model, prompt=sent.prompt, raw=True,
+                                              stream=True, options=opts,
+                                              keep_alive=self.keep_alive)
         async for event in self._stream(start, lambda p: p.response or "", model):
             yield event
+
+    def _sent(self, mode: str, prefix: str, suffix: str, params: Params,
+              extra: Sequence[ContextChunk], path: str) -> fim.Sent:
+        return fim.for_mode(mode, self.model.fim_format if self.model else "", prefix, suffix,
+                            params.context_length, params, extra, path)
+
+    async def fim_prompt(self, prefix: str, suffix: str, params: Params,
+                         extra: Sequence[ContextChunk] = (), path: str = "") -> fim.Sent:
+        """Exactly what `complete` sends for these arguments."""
+        return self._sent(await self.fim_mode(), prefix, suffix, params, extra, path)
 
     async def fim_mode(self) -> str:
         """"suffix" when the model's template takes one, else "prompt" (see `complete`)."""

@@ -192,26 +192,42 @@ class OpenAIBackend:
             async for event in self._infill(prefix, suffix, params, extra, path):
                 yield event
             return
+        try:
+            sent = self._sent(mode, prefix, suffix, params, extra, path)
+        except BackendError as exc:
+            yield Error(str(exc))
+            return
         body = sampling(params)
-        if mode == "suffix":
-            head = fim.comment_head(prefix, suffix, params, extra, path)
-            prompt, body["suffix"] = head + prefix, suffix
-        else:
-            fmt = self.model.fim_format if self.model else ""
-            if not fmt:
-                yield Error(f"The server at {self.host} takes no `suffix`, and no FIM format is "
-                            f"known for '{model}': set [openai] fim_format (e.g. codestral, qwen).")
-                return
-            req = fim.request(fmt, prefix, suffix, params.context_length, params, extra, path)
-            prompt = req.text
-            body["stop"] = [s for s in [*params.stop, *req.stops] if s][:4]  # the API takes 4
+        if sent.suffix is not None:
+            body["suffix"] = sent.suffix
+        if sent.stops:
+            body["stop"] = sent.stops[:4]  # the API takes 4
 
         def start() -> Awaitable[Any]:
             return self.client.completions.create(
-                model=model, prompt=prompt, stream=True, **body)
+                model=model, prompt=sent.prompt, stream=True, **body)
 
         async for event in self._stream(start, lambda c: c.text or "", model):
             yield event
+
+    def _sent(self, mode: str, prefix: str, suffix: str, params: Params,
+              extra: Sequence[ContextChunk], path: str) -> fim.Sent:
+        fmt = self.model.fim_format if self.model else ""
+        if mode == "prompt" and not fmt:
+            raise BackendError(f"The server at {self.host} takes no `suffix`, and no FIM format "
+                               f"is known for '{self._name()}': set [openai] fim_format (e.g. "
+                               "codestral, qwen).")
+        return fim.for_mode(mode, fmt, prefix, suffix, params.context_length, params, extra,
+                            path)
+
+    async def fim_prompt(self, prefix: str, suffix: str, params: Params,
+                         extra: Sequence[ContextChunk] = (), path: str = "") -> fim.Sent:
+        """Exactly what `complete` sends for these arguments."""
+        try:
+            mode = await self.fim_mode()
+        except _FAILURES as exc:
+            raise BackendError(self.explain(exc, self._name())) from exc
+        return self._sent(mode, prefix, suffix, params, extra, path)
 
     async def _infill(self, prefix: str, suffix: str, params: Params,
                       extra: Sequence[ContextChunk], path: str) -> AsyncGenerator[Event, None]:

@@ -68,11 +68,6 @@ def mistral(messages: Sequence[Message], chat_format: str = "mistral-v3") -> Cha
     return ChatPrompt("".join(out), stop=["</s>", "[INST]"])
 
 
-def mistral_v3(messages: Sequence[Message]) -> ChatPrompt:
-    """Mistral Instruct v0.3 / Codestral."""
-    return mistral(messages, "mistral-v3")
-
-
 def plain(messages: Sequence[Message]) -> ChatPrompt:
     """A transcript for base models that have no chat template."""
     lines = []

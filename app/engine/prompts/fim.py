@@ -369,3 +369,24 @@ def request(format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any,
     else:
         pieces = fmt.build(as_comments(chunks, path) + prefix, suffix)
     return FimRequest(fmt, pieces, stops, prefix, suffix)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a backend sends for one completion: the prompt, the suffix when the server fills in
+    the middle itself (None when the prompt holds it), and the stop strings."""
+
+    mode: str  # "prompt": our FIM format; "suffix": the server's template; "infill": /infill
+    prompt: str
+    suffix: str | None
+    stops: list[str]
+
+
+def for_mode(mode: str, format_name: str, prefix: str, suffix: str, n_ctx: int, params: Any,
+             extra: Sequence[ContextChunk] = (), path: str = "") -> Sent:
+    """The one builder behind every backend: `mode` says who fills in the middle."""
+    if mode in ("suffix", "infill"):  # the server's template (or /infill) takes the suffix
+        head = comment_head(prefix, suffix, params, extra, path) if mode == "suffix" else ""
+        return Sent(mode, head + prefix, suffix, list(params.stop))
+    req = request(format_name, prefix, suffix, n_ctx, params, extra, path)
+    return Sent("prompt", req.text, None, [s for s in [*req.stops, *params.stop] if s])
