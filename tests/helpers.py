@@ -1,11 +1,28 @@
-"""Test helpers shared by several modules (not fixtures): recorded machine figures."""
+"""Test helpers shared by several modules (fixtures live in conftest.py): the real command,
+waiting on a condition instead of sleeping, the app around a backend, recorded machine figures."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.models import speed
 from app.models.hardware import cpu
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from app.engine.backend import Backend
+    from app.ui.tui.app import TramontaneApp
+    from app.ui.tui.message_view import MessageView
+
+BIN = Path(sys.executable).parent
 
 # Figures calibrated on a 2-core AMD EPYC VM (the CI machine's kind) by `tramontane doctor`.
 RECORDED = speed.MachineSpeed(
@@ -33,3 +50,65 @@ def mean(values):
         total += values[i]
     return total / len(values)
 '''
+
+
+def tramontane(*args: str, input: str | None = None, timeout: float = 120,
+               env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `tramontane` command."""
+    return subprocess.run(
+        [str(BIN / "tramontane"), *args], input=input, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Poll a condition (a file, a row, a process) instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def db_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    uri = f"file:{path}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=5) as db:
+        return list(db.execute(sql).fetchall())
+
+
+# -- the app in a pilot ---------------------------------------------------------------------
+
+def make_app(backend: Backend, chat_id: int | None = None) -> TramontaneApp:
+    from app.session.front import Tramontane
+    from app.ui.tui.app import TramontaneApp
+
+    return TramontaneApp(Tramontane.open(chat_backend=backend), chat_id)
+
+
+async def settle(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 30.0,
+                 what: str = "") -> None:
+    """Let the app run until `predicate` holds (workers, streams, screens)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.01)
+
+
+def views(app: TramontaneApp) -> list[MessageView]:
+    from app.ui.tui.message_view import MessageView
+
+    return list(app.query(MessageView))
+
+
+async def send(pilot: Pilot[None], text: str) -> None:
+    from app.ui.tui.app import TramontaneApp
+    from app.ui.tui.prompt import PromptBox
+
+    app = pilot.app
+    assert isinstance(app, TramontaneApp)
+    prompt = app.query_one(PromptBox)
+    prompt.focus()
+    prompt.insert(text)
+    await pilot.press("enter")

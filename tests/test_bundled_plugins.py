@@ -12,8 +12,8 @@ from app.plugins.manager import get_host, reset_host
 from app.session.context import AppContext
 from app.session.library import ChatLibrary
 from app.session.slash import ChatPrompt
-from tests.conftest import tramontane
 from tests.fixtures.scripted import ScriptedBackend
+from tests.helpers import tramontane
 
 tramontane_files = pytest.importorskip("tramontane_files", reason="run `make install`")
 repo_context = pytest.importorskip("tramontane_repo_context", reason="run `make install`")

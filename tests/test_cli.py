@@ -10,8 +10,11 @@ import subprocess
 from pathlib import Path
 
 import psutil
+import pytest
 
-from tests.conftest import BIN, db_rows, tramontane, wait_until
+from tests.helpers import BIN, db_rows, tramontane, wait_until
+
+pytestmark = pytest.mark.model  # the `make test-quick` lane leaves these out
 
 
 def test_version() -> None:

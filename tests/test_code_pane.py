@@ -12,7 +12,7 @@ from app.ui.tui.code_editor import CodeEditor
 from app.ui.tui.code_screen import CodeScreen
 from app.ui.tui.dialogs import ConfirmDialog
 from tests.fixtures.scripted import ScriptedBackend
-from tests.ui_helpers import make_app, wait_until
+from tests.helpers import make_app, settle
 
 SOURCE = "def total(xs):\n    s = 0\n    for x in xs:\n        \n    return s\n"
 
@@ -52,7 +52,7 @@ def _calc(tmp_path: Path, backend: FimBackend):  # type: ignore[no-untyped-def]
 
 async def _open(pilot, path: Path) -> CodeEditor:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+    await settle(pilot, lambda: isinstance(app.screen, CodeScreen)
                      and bool(app.screen.query(CodeEditor)), what="the code pane")
     editor = app.screen.query_one(CodeEditor)
     editor.move_cursor((3, 8))
@@ -65,7 +65,7 @@ async def test_ghost_text_after_a_pause_and_tab_accepts(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("s")
-        await wait_until(pilot, lambda: editor.pending == " += x", what="the ghost text")
+        await settle(pilot, lambda: editor.pending == " += x", what="the ghost text")
         assert editor.suggestion == " += x"
         assert backend.fim_calls[0][0].endswith("        s")
         await pilot.press("tab")
@@ -79,7 +79,7 @@ async def test_typing_the_suggestion_keeps_the_rest_and_word_accept(tmp_path: Pa
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("ctrl+space")
-        await wait_until(pilot, lambda: editor.pending == "s += x * 2")
+        await settle(pilot, lambda: editor.pending == "s += x * 2")
         await pilot.press("s")
         assert editor.pending == " += x * 2"
         calls = len(backend.fim_calls)
@@ -97,12 +97,12 @@ async def test_save_is_atomic_and_keeps_permissions(tmp_path: Path) -> None:
     path.chmod(0o750)
     app = _app(path, FimBackend(""))
     async with app.run_test() as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen))
         editor = app.screen.query_one(CodeEditor)
         editor.move_cursor((1, 0))
         editor.insert("echo bye\n")
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: path.read_text() == "echo hi\necho bye\n")
+        await settle(pilot, lambda: path.read_text() == "echo hi\necho bye\n")
         assert stat.S_IMODE(path.stat().st_mode) == 0o750
         assert not list(tmp_path.glob(".*tramontane-save"))
 
@@ -112,20 +112,20 @@ async def test_changed_on_disk_is_not_overwritten_without_asking(tmp_path: Path)
     path.write_text("a = 1\n")
     app = _app(path, FimBackend(""))
     async with app.run_test() as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen))
         editor = app.screen.query_one(CodeEditor)
         editor.insert("# mine\n")
         path.write_text("a = 2  # someone else\n")
         os.utime(path)
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.click("#no")
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen))
         assert path.read_text() == "a = 2  # someone else\n"
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.click("#yes")
-        await wait_until(pilot, lambda: path.read_text().startswith("# mine"))
+        await settle(pilot, lambda: path.read_text().startswith("# mine"))
 
 
 async def test_binary_file_is_refused_with_a_message(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ async def test_binary_file_is_refused_with_a_message(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_binary_before_starting(tmp_path: Path) -> None:
-    from tests.conftest import tramontane
+    from tests.helpers import tramontane
 
     path = tmp_path / "a.bin"
     path.write_bytes(b"\0\1\2\3")
@@ -170,16 +170,16 @@ async def test_files_opened_in_the_same_repository_feed_the_completion(
     backend.fim_replies = ["s += x"]
     app = _app(repo / "prices.py", backend)  # type: ignore[arg-type]
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
-        await wait_until(pilot, lambda: any(c.path == repo / "prices.py"
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: any(c.path == repo / "prices.py"
                                             for c in repo_context.ring.chunks),
                          what="the opened file in the ring")
         await pilot.press("ctrl+w")
-        await wait_until(pilot, lambda: not isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: not isinstance(app.screen, CodeScreen))
         app.open_code(repo / "calc.py")
         editor = await _open(pilot, repo / "calc.py")
         await pilot.press("ctrl+space")
-        await wait_until(pilot, lambda: bool(backend.fim_prompts), what="a completion request")
+        await settle(pilot, lambda: bool(backend.fim_prompts), what="a completion request")
         request = backend.fim_prompts[-1]
         assert "# prices.py\n# TAX = 0.2" in request and "def with_tax" in request
         assert "# calc.py" not in request  # the file being completed is not repeated
@@ -194,7 +194,7 @@ async def test_multi_line_ghost_text_shows_every_line(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("ctrl+space")
-        await wait_until(pilot, lambda: bool(editor.pending))
+        await settle(pilot, lambda: bool(editor.pending))
         assert editor.suggestion == "s += x"
         screen_text = [editor.render_line(y).text for y in range(7)]
         assert screen_text[4].strip() == "if s > 10:" and screen_text[5].strip() == "break"
@@ -215,11 +215,11 @@ async def test_next_suggestion_is_ready_after_tab(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("s")
-        await wait_until(pilot, lambda: editor.pending == " += x")
-        await wait_until(pilot, lambda: len(backend.fim_calls) == 2, what="the speculation")
+        await settle(pilot, lambda: editor.pending == " += x")
+        await settle(pilot, lambda: len(backend.fim_calls) == 2, what="the speculation")
         assert backend.fim_calls[1][0].endswith("        s += x")
         await pilot.press("tab")
-        await wait_until(pilot, lambda: editor.pending == " += x")  # the cached next one
+        await settle(pilot, lambda: editor.pending == " += x")  # the cached next one
         assert "from cache" in str(app.screen.query_one("#code-status").render())
         assert backend.fim_calls[2][0].endswith("s += x += x")  # and the one after that
 
@@ -231,7 +231,7 @@ async def test_the_cache_is_warmed_where_the_cursor_rests(tmp_path: Path) -> Non
     path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
-        await wait_until(pilot, lambda: len(backend.warm_calls) >= 2, what="the warm-ups")
+        await settle(pilot, lambda: len(backend.warm_calls) >= 2, what="the warm-ups")
         assert backend.warm_calls[0][0] == ""  # at the top, as the file opened
         assert backend.warm_calls[-1][0].endswith("    for x in xs:\n        ")  # (3, 8)
         assert editor.pending == "" and not backend.fim_calls  # no suggestion was shown
@@ -262,7 +262,7 @@ async def test_first_line_shows_before_the_rest(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         editor = await _open(pilot, path)
         await pilot.press("ctrl+space")
-        await wait_until(pilot, lambda: editor.pending == "s += x", what="the first line")
+        await settle(pilot, lambda: editor.pending == "s += x", what="the first line")
         backend.go.set()
-        await wait_until(pilot, lambda: "break" in editor.pending, what="the whole suggestion")
+        await settle(pilot, lambda: "break" in editor.pending, what="the whole suggestion")
         assert editor.pending == "s += x\n        if s > 10:\n            break"

@@ -14,8 +14,7 @@ from app.ui.tui.code_editor import CodeEditor
 from app.ui.tui.code_screen import CodeScreen
 from app.ui.tui.edit_review import EditReview, hunks, merged, partial_code
 from tests.fixtures.scripted import ScriptedBackend
-from tests.helpers import BUGGY_MEAN
-from tests.ui_helpers import make_app, wait_until
+from tests.helpers import BUGGY_MEAN, make_app, settle
 
 SOURCE = BUGGY_MEAN + '''
 
@@ -38,14 +37,14 @@ def _app(tmp_path: Path, reply: str):  # type: ignore[no-untyped-def]
 
 async def _edit(pilot, instruction: str) -> EditReview:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+    await settle(pilot, lambda: isinstance(app.screen, CodeScreen)
                      and bool(app.screen.query(CodeEditor)), what="the code pane")
     app.screen.query_one(CodeEditor).move_cursor((6, 4))  # inside mean()
     await pilot.press("ctrl+k")
-    await wait_until(pilot, lambda: bool(app.screen.query(Input)), what="the instruction box")
+    await settle(pilot, lambda: bool(app.screen.query(Input)), what="the instruction box")
     app.screen.query_one(Input).value = instruction
     await pilot.press("enter")
-    await wait_until(pilot, lambda: isinstance(app.screen, EditReview)
+    await settle(pilot, lambda: isinstance(app.screen, EditReview)
                      and app.screen.answer is not None, what="the model's answer")
     return app.screen  # type: ignore[no-any-return]
 
@@ -64,7 +63,7 @@ async def test_ctrl_k_rewrites_the_function_and_accept_is_one_undo_step(tmp_path
         asked = code.requests[-1][0][-1].content
         assert "fix the off-by-one" in asked and "def mean(values):" in asked
         await pilot.press("enter")  # accept all
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
         editor = app.screen.query_one(CodeEditor)
         assert editor.text == SOURCE.replace("len(values) - 1", "len(values)")
         assert app.screen.dirty  # nothing saved behind the user's back
@@ -79,7 +78,7 @@ async def test_changes_are_accepted_one_by_one(tmp_path: Path) -> None:
         assert len(review.changes) == 2
         await pilot.press("y")  # the fix
         await pilot.press("n")  # not the float
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
         text = app.screen.query_one(CodeEditor).text
         assert "return total / len" in text and "range(len(values))" in text
         assert text.endswith("def half(x):\n    return x / 2\n")
@@ -94,7 +93,7 @@ async def test_an_answer_that_is_not_code_changes_nothing(tmp_path: Path) -> Non
         await pilot.press("enter")  # nothing to accept
         assert isinstance(app.screen, EditReview)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
         assert app.screen.query_one(CodeEditor).text == SOURCE
 
 
@@ -104,10 +103,10 @@ async def test_a_follow_up_refines_the_same_edit(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 40)) as pilot:
         review = await _edit(pilot, "fix the off-by-one")
         await pilot.press("ctrl+k")
-        await wait_until(pilot, lambda: bool(app.screen.query(Input)), what="the refine box")
+        await settle(pilot, lambda: bool(app.screen.query(Input)), what="the refine box")
         app.screen.query_one(Input).value = "also use a float total"
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditReview)
+        await settle(pilot, lambda: isinstance(app.screen, EditReview)
                          and len(app.screen.changes) == 2, what="the refined answer")
         second = code.requests[-1][0][-1].content
         assert "fix the off-by-one" in second and "also use a float total" in second
@@ -118,23 +117,23 @@ async def test_a_follow_up_refines_the_same_edit(tmp_path: Path) -> None:
 async def test_ctrl_l_answers_about_the_code_and_applies_its_block(tmp_path: Path) -> None:
     app, code = _app(tmp_path, f"It averages, but skips the last value:\n\n```python\n{FIXED}```")
     async with app.run_test(size=(100, 40)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen)
                          and bool(app.screen.query(CodeEditor)), what="the code pane")
         app.screen.query_one(CodeEditor).move_cursor((6, 4))
         await pilot.press("ctrl+l")
-        await wait_until(pilot, lambda: isinstance(app.screen, AskScreen), what="the ask pane")
+        await settle(pilot, lambda: isinstance(app.screen, AskScreen), what="the ask pane")
         app.screen.query_one(Input).value = "what does this do?"
         await pilot.press("enter")
         screen = app.screen
-        await wait_until(pilot, lambda: "skips the last value" in screen.answer
+        await settle(pilot, lambda: "skips the last value" in screen.answer
                          and not any(w.is_running for w in screen.workers), what="the answer")
         chats = app.library.chats("skips the last value")
         assert [c.title for c in chats] == ["calc.py: what does this do?"]
         await pilot.press("ctrl+t")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditReview)
+        await settle(pilot, lambda: isinstance(app.screen, EditReview)
                          and bool(app.screen.changes), what="the review")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen), what="the pane")
         assert "range(len(values))" in app.screen.query_one(CodeEditor).text
 
 

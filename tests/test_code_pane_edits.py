@@ -16,13 +16,13 @@ from app.ui.tui.code_editor import CodeEditor
 from app.ui.tui.code_screen import CodeScreen
 from app.ui.tui.dialogs import ChoiceDialog, FilePicker
 from tests.fixtures.scripted import ScriptedBackend
+from tests.helpers import settle
 from tests.test_code_pane import SOURCE, FimBackend, _app
-from tests.ui_helpers import wait_until
 
 
 async def _typed(pilot, path: Path, text: str = "x") -> CodeEditor:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+    await settle(pilot, lambda: isinstance(app.screen, CodeScreen)
                      and bool(app.screen.query(CodeEditor)), what="the code pane")
     editor = app.screen.query_one(CodeEditor)
     assert editor.has_focus
@@ -33,7 +33,7 @@ async def _typed(pilot, path: Path, text: str = "x") -> CodeEditor:  # type: ign
 
 async def _answer(pilot, answer: str) -> None:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the question")
+    await settle(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the question")
     assert "unsaved changes" in app.screen.question
     await pilot.click(f"#{answer}")
 
@@ -46,11 +46,11 @@ async def test_quit_with_unsaved_edits_asks_and_cancel_keeps_them(tmp_path: Path
         editor = await _typed(pilot, path, "# ")
         await pilot.press("ctrl+q")
         await _answer(pilot, "cancel")
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen))
         assert app.is_running and editor.text.startswith("# ")
         await pilot.press("ctrl+q")
         await _answer(pilot, "save")
-        await wait_until(pilot, lambda: not app.is_running, what="the app to quit")
+        await settle(pilot, lambda: not app.is_running, what="the app to quit")
     assert path.read_text() == "# " + SOURCE
 
 
@@ -62,7 +62,7 @@ async def test_quit_and_discard_leaves_the_file_as_it_was(tmp_path: Path) -> Non
         await _typed(pilot, path, "zz")
         await pilot.press("ctrl+q")
         await _answer(pilot, "discard")
-        await wait_until(pilot, lambda: not app.is_running, what="the app to quit")
+        await settle(pilot, lambda: not app.is_running, what="the app to quit")
     assert path.read_text() == SOURCE
 
 
@@ -74,13 +74,13 @@ async def test_close_with_the_editor_focused_asks_then_saves(tmp_path: Path) -> 
         await _typed(pilot, path, "y")
         await pilot.press("ctrl+w")
         await _answer(pilot, "save")
-        await wait_until(pilot, lambda: not app.screen.query(CodeEditor), what="the pane closed")
+        await settle(pilot, lambda: not app.screen.query(CodeEditor), what="the pane closed")
         assert path.read_text() == "y" + SOURCE
         # a clean buffer closes without a question
         app.open_code(path)
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen))
         await pilot.press("ctrl+w")
-        await wait_until(pilot, lambda: not isinstance(app.screen, CodeScreen))
+        await settle(pilot, lambda: not isinstance(app.screen, CodeScreen))
 
 
 async def test_opening_another_file_asks_about_this_one(tmp_path: Path) -> None:
@@ -91,10 +91,10 @@ async def test_opening_another_file_asks_about_this_one(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await _typed(pilot, path, "k")
         await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: isinstance(app.screen, FilePicker))
+        await settle(pilot, lambda: isinstance(app.screen, FilePicker))
         app.screen.dismiss(other)
         await _answer(pilot, "discard")
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen)
                          and app.screen.path == other, what="the other file")
         assert path.read_text() == SOURCE
 
@@ -121,7 +121,7 @@ async def test_every_footer_key_works_with_the_editor_focused(tmp_path: Path, ke
                  and b.show}
         assert key.split(",")[0] in shown or key in ("escape", "ctrl+right", "tab", "ctrl+q",
                                                      "ctrl+down")
-        assert screen.query_one(Footer)
+        assert screen.query_one(Footer).display  # the keys are on screen
         await pilot.press(key)
         checks = {
             "ctrl+s": lambda: path.read_text() == "q" + SOURCE,
@@ -134,7 +134,7 @@ async def test_every_footer_key_works_with_the_editor_focused(tmp_path: Path, ke
             "ctrl+down": lambda: editor.text.startswith("qtotal\n") and editor.pending == "x",
             "ctrl+q": lambda: isinstance(app.screen, ChoiceDialog),
         }
-        await wait_until(pilot, checks[key], what=f"{key} to act")
+        await settle(pilot, checks[key], what=f"{key} to act")
 
 
 async def test_a_recovery_copy_is_offered_back(tmp_path: Path, home: Path) -> None:
@@ -144,7 +144,7 @@ async def test_a_recovery_copy_is_offered_back(tmp_path: Path, home: Path) -> No
     recovery = home / "data" / "recovery"
     async with app.run_test(size=(100, 30)) as pilot:
         await _typed(pilot, path, "lost ")
-        await wait_until(pilot, lambda: any(recovery.glob("*.json")), what="a recovery copy")
+        await settle(pilot, lambda: any(recovery.glob("*.json")), what="a recovery copy")
         # the app dies here without a word (a lost terminal): nothing is saved to the file
     copy = next(recovery.glob("*.json"))
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600 and copy.parent != path.parent
@@ -152,15 +152,15 @@ async def test_a_recovery_copy_is_offered_back(tmp_path: Path, home: Path) -> No
     assert path.read_text() == SOURCE
     again = _app(path, FimBackend(""))
     async with again.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: isinstance(again.screen, ChoiceDialog), what="the offer")
+        await settle(pilot, lambda: isinstance(again.screen, ChoiceDialog), what="the offer")
         assert "Restore them?" in again.screen.question
         await pilot.click("#restore")
-        await wait_until(pilot, lambda: isinstance(again.screen, CodeScreen))
+        await settle(pilot, lambda: isinstance(again.screen, CodeScreen))
         editor = again.screen.query_one(CodeEditor)
         assert editor.text == "lost " + SOURCE and again.screen.dirty
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: path.read_text() == "lost " + SOURCE)
-        await wait_until(pilot, lambda: not any(recovery.glob("*.json")), what="the copy gone")
+        await settle(pilot, lambda: path.read_text() == "lost " + SOURCE)
+        await settle(pilot, lambda: not any(recovery.glob("*.json")), what="the copy gone")
 
 
 async def test_save_through_a_symlink_writes_the_real_file(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ async def test_save_through_a_symlink_writes_the_real_file(tmp_path: Path) -> No
     async with app.run_test(size=(100, 30)) as pilot:
         await _typed(pilot, link, "w")
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: real.read_text() == "w" + SOURCE)
+        await settle(pilot, lambda: real.read_text() == "w" + SOURCE)
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
     assert victim.read_text() == "keep me\n"
@@ -191,7 +191,7 @@ async def test_quitting_from_the_chat_screen_needs_no_question(tmp_path: Path) -
     app._code_backend = ScriptedBackend()
     async with app.run_test() as pilot:
         await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: not app.is_running)
+        await settle(pilot, lambda: not app.is_running)
 
 
 @pytest.mark.parametrize(("config", "name"), [({"debounce_ms": 0}, "calc.py"),
@@ -210,4 +210,4 @@ async def test_automatic_suggestions_can_be_turned_off(tmp_path: Path, config: d
         await pilot.pause()  # the edits' Changed messages are handled: no suggestion is timed
         assert screen._timer is None and backend.fim_calls == [] and editor.pending == ""
         await pilot.press("ctrl+space")  # asking still works
-        await wait_until(pilot, lambda: editor.pending == "total", what="the asked suggestion")
+        await settle(pilot, lambda: editor.pending == "total", what="the asked suggestion")

@@ -111,7 +111,7 @@ def test_apply_writes_through_a_link_keeps_the_mode_and_refuses_a_changed_file(
 def test_tramontane_edit_fixes_the_off_by_one(tmp_path: Path, home: Path, qwen_file: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI on the Qwen starter: a diff, then --apply, and the file's test passes."""
-    from tests.conftest import BIN
+    from tests.helpers import BIN
 
     models = home / "data" / "models"
     models.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,9 @@ import pytest
 from app.engine.llama.backend import LlamaBackend
 from app.session.complete import CompletionSession
 from app.session.context import AppContext
-from tests.conftest import tramontane
+from tests.helpers import tramontane
+
+pytestmark = pytest.mark.model  # the `make test-quick` lane leaves these out
 
 SOURCE = 'def add(a, b):\n    """Add two numbers."""\n    return \n\n\nprint(add(1, 2))\n'
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.session.context import AppContext
-from tests.conftest import tramontane
 from tests.fixtures.scripted import ScriptedBackend
-from tests.ui_helpers import make_app, wait_until
+from tests.helpers import make_app, settle, tramontane
 
 TITLES = ["[/] why does this regex fail?", "[bold red]loud", "[@click=app.quit]click me"]
 
@@ -25,7 +24,7 @@ async def test_markup_in_chat_titles_is_shown_as_text(home: Path) -> None:
         from textual.widgets import OptionList
 
         options = app.screen.query_one("#chats", OptionList)
-        await wait_until(pilot, lambda: options.option_count == 3, what="the chats")
+        await settle(pilot, lambda: options.option_count == 3, what="the chats")
         shown = {str(options.get_option_at_index(i).prompt) for i in range(3)}
         assert shown == set(TITLES)
         app.notify(f"Deleted “{TITLES[0]}”.")  # a notice naming it does not raise

@@ -15,6 +15,8 @@ from app.engine.backend import Done, Error, Event, Message, ModelRef, Params, To
 from app.engine.llama.backend import LlamaBackend
 from app.errors import BackendError
 
+pytestmark = pytest.mark.model  # the `make test-quick` lane leaves these out
+
 GREEDY = Params(temperature=0.0, max_tokens=24, context_length=512, seed=1)
 QUESTION = [Message("user", "Name three French rivers.")]
 

@@ -12,15 +12,15 @@ from app.ui.tui.dialogs import ConfirmDialog
 from app.ui.tui.models_screen import ModelsScreen
 from tests.fixtures.hub_server import HubServer
 from tests.fixtures.scripted import ScriptedBackend
+from tests.helpers import make_app, settle
 from tests.test_models_fit import _catalog_with
-from tests.ui_helpers import make_app, wait_until
 
 
 async def _open_models(pilot) -> ModelsScreen:  # type: ignore[no-untyped-def]
     """F5, then wait for the table to be filled."""
     app = pilot.app
     await pilot.press("f5")
-    await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
+    await settle(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
     assert isinstance(app.screen, ModelsScreen)
     return app.screen
 
@@ -45,7 +45,7 @@ async def test_models_screen_lists_fits_and_sets_defaults(home: Path) -> None:
         await pilot.pause()
         assert 'model = "gemma3-270m"' in (home / "config" / "config.toml").read_text()
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ModelsScreen))
+        await settle(pilot, lambda: not isinstance(app.screen, ModelsScreen))
 
 
 async def test_delete_own_model_after_confirmation(home: Path, smollm2: Path) -> None:
@@ -58,10 +58,10 @@ async def test_delete_own_model_after_confirmation(home: Path, smollm2: Path) ->
         screen = await _open_models(pilot)
         screen.query_one(DataTable).move_cursor(row=_row_index(screen, "my-model"))
         await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.click("#yes")
-        await wait_until(pilot, lambda: not mine.exists())
-        await wait_until(pilot, lambda: all(r.name != "my-model" for r in screen.rows))
+        await settle(pilot, lambda: not mine.exists())
+        await settle(pilot, lambda: all(r.name != "my-model" for r in screen.rows))
 
 
 async def test_pull_with_progress(home: Path, smollm2: Path) -> None:
@@ -74,7 +74,7 @@ async def test_pull_with_progress(home: Path, smollm2: Path) -> None:
             screen.query_one(DataTable).move_cursor(row=_row_index(screen, "tiny-test"))
             await pilot.press("p")
             target = home / "data" / "models" / "tiny-test.Q4_1.gguf"
-            await wait_until(pilot, lambda: any(r.name == "tiny-test.Q4_1" and r.installed
+            await settle(pilot, lambda: any(r.name == "tiny-test.Q4_1" and r.installed
                                                 for r in screen.rows), what="the pulled model")
             assert target.read_bytes() == smollm2.read_bytes()
             assert "Downloaded" in str(screen.query_one("#pull-status").render())
@@ -88,11 +88,11 @@ async def test_highlighted_mixture_of_experts_explained(home: Path) -> None:
         table = screen.query_one(DataTable)
         table.move_cursor(row=_row_index(screen, "mixtral-8x7b-instruct", "Q8_0"))
         detail = screen.query_one("#model-detail")
-        await wait_until(pilot, lambda: "Mixture of experts" in str(detail.render()))
+        await settle(pilot, lambda: "Mixture of experts" in str(detail.render()))
         text = str(detail.render())
         assert "47 B in memory, ~13 B read per token" in text
         assert "does not fit" not in text or "RAM gives" in text
         table.move_cursor(row=_row_index(screen, "mistral-nemo-12b-instruct", "Q4_K_M"))
-        await wait_until(pilot, lambda: "Context: 4k: KV 640 MiB" in str(detail.render()))
+        await settle(pilot, lambda: "Context: 4k: KV 640 MiB" in str(detail.render()))
         assert "128k: KV 20.00 GiB" in str(detail.render())
         assert "Mixture" not in str(detail.render())

@@ -16,8 +16,10 @@ from app.engine.ollama.backend import OllamaBackend, is_remote, options
 from app.errors import BackendError
 from app.session.chat import ChatSession
 from app.store.history import ChatStore
-from tests.conftest import tramontane
 from tests.fixtures.ollama_server import OllamaFixture
+from tests.helpers import tramontane
+
+pytestmark = pytest.mark.model  # the `make test-quick` lane leaves these out
 
 GREEDY = Params(temperature=0.0, max_tokens=12, context_length=1024, seed=1)
 ASK = [Message("user", "Name three French rivers.")]
@@ -57,7 +59,7 @@ async def test_a_remote_server_is_named_in_the_app_and_never_with_its_password(
         home: Path) -> None:
     from app.engine.openai.backend import OpenAIBackend
     from app.session.context import remote_server
-    from tests.ui_helpers import make_app
+    from tests.helpers import make_app
 
     remote = OllamaBackend("http://me:secret@gpu-box:11434")
     assert remote_server(remote) == "Ollama at http://gpu-box:11434"
@@ -193,7 +195,7 @@ async def test_a_chat_saved_on_ollama_continues_on_ollama_in_the_app(server: Oll
                                                                     ) -> None:
     from app.session.front import Tramontane
     from app.ui.tui.app import TramontaneApp
-    from tests.ui_helpers import send, views, wait_until
+    from tests.helpers import send, settle, views
 
     monkeypatch.setenv("OLLAMA_HOST", server.host)
     door = Tramontane.open("ollama")
@@ -204,9 +206,9 @@ async def test_a_chat_saved_on_ollama_continues_on_ollama_in_the_app(server: Oll
     door.close()
     app = TramontaneApp(Tramontane.open(), saved.chat_id)  # config.toml: llama.cpp
     async with app.run_test() as pilot:
-        await wait_until(pilot, lambda: app.chat.session is not None and len(views(app)) == 2)
+        await settle(pilot, lambda: app.chat.session is not None and len(views(app)) == 2)
         await send(pilot, "And again.")
-        await wait_until(pilot, lambda: len(views(app)) == 4 and views(app)[-1].state != "streaming",
+        await settle(pilot, lambda: len(views(app)) == 4 and views(app)[-1].state != "streaming",
                          what="a reply from Ollama")
         assert views(app)[-1].state == "complete" and views(app)[-1].text.strip()
         assert app.chat.session is not None and app.chat.session.backend.name == "ollama"

@@ -17,8 +17,8 @@ from app.engine.openai.backend import OpenAIBackend
 from app.errors import BackendError
 from app.session.chat import ChatSession
 from app.store.history import ChatStore
-from tests.conftest import db_rows, tramontane
 from tests.fixtures.openai_server import BrokenServer, LlamaCppServer, free_port
+from tests.helpers import db_rows, tramontane
 
 KEY = "sekrit-test-key-123"
 QWEN = "qwen2.5-coder-1.5b-instruct"  # served under its catalog id: its FIM format is known
@@ -184,23 +184,23 @@ async def test_app_chats_through_the_server_and_picks_its_models(
     from app.session.front import Tramontane
     from app.ui.tui.app import TramontaneApp
     from app.ui.tui.dialogs import ModelPicker
-    from tests.ui_helpers import send, wait_until
+    from tests.helpers import send, settle
 
     _configure(home, server)
     monkeypatch.setenv("TRAMONTANE_OPENAI_API_KEY", KEY)
     app = TramontaneApp(Tramontane.open("openai"))
     async with app.run_test() as pilot:
         await pilot.press("f4")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        await settle(pilot, lambda: isinstance(app.screen, ModelPicker))
         rows = app.screen.rows  # type: ignore[attr-defined]
         assert [r.split()[0] for r in rows] == ["smollm2", QWEN]
         app.screen.query_one("#models").highlighted = 0
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.chat.session is not None)
+        await settle(pilot, lambda: app.chat.session is not None)
         assert app.chat.session is not None and app.chat.session.model.name == "smollm2"
         await send(pilot, "Name a colour.")
         store = app.library.store
-        await wait_until(pilot, lambda: any(
+        await settle(pilot, lambda: any(
             m.role == "assistant" and m.state == "complete" and m.content
             for m in store.messages(app.chat.session.chat_id)), timeout=60)  # type: ignore[union-attr]
         assert store.chat(app.chat.session.chat_id).backend == "openai"

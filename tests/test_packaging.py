@@ -14,6 +14,8 @@ import pytest
 
 from app import __version__
 
+pytestmark = pytest.mark.packaging  # the `make test-quick` lane leaves these out
+
 ROOT = Path(__file__).resolve().parents[1]
 LINUX = ROOT / "packaging" / "linux"
 APP_ID = "io.github.tramontane.Tramontane"

@@ -20,9 +20,8 @@ from app.session.complete import CompletionSession
 from app.session.context import AppContext
 from app.session.library import ChatLibrary
 from app.session.slash import ChatPrompt, split_command
-from tests.conftest import tramontane
 from tests.fixtures.scripted import ScriptedBackend
-from tests.ui_helpers import make_app, send, wait_until
+from tests.helpers import make_app, send, settle, tramontane
 
 DEMO = '''
 import threading
@@ -172,11 +171,11 @@ async def test_slash_command_in_the_app_and_help(plugin_dir: Path,
     app = make_app(backend)
     async with app.run_test() as pilot:
         await send(pilot, "/help")
-        await wait_until(pilot, lambda: any("/shout TEXT" in n.message for n in app._notifications),
+        await settle(pilot, lambda: any("/shout TEXT" in n.message for n in app._notifications),
                          what="the /help list")
         assert not backend.requests  # /help sends nothing to the model
         await send(pilot, "/shout quiet")
-        await wait_until(pilot, lambda: bool(backend.requests), what="the request")
+        await settle(pilot, lambda: bool(backend.requests), what="the request")
         assert "QUIET" in backend.requests[-1][0][-1].content
 
 
@@ -187,10 +186,10 @@ async def test_a_raising_plugin_is_reported_once_and_turned_off(
     app = make_app(backend)
     async with app.run_test() as pilot:
         await send(pilot, "first question")
-        await wait_until(pilot, lambda: len(backend.requests) == 1, what="the first reply")
-        await wait_until(pilot, lambda: not app.chat.busy)
+        await settle(pilot, lambda: len(backend.requests) == 1, what="the first reply")
+        await settle(pilot, lambda: not app.chat.busy)
         await send(pilot, "second question")
-        await wait_until(pilot, lambda: len(backend.requests) == 2, what="the second reply")
+        await settle(pilot, lambda: len(backend.requests) == 2, what="the second reply")
         messages = [n.message for n in app._notifications if "boom" in n.message]
     import boom  # type: ignore[import-not-found]
 
@@ -299,12 +298,12 @@ async def test_a_slow_slash_command_leaves_the_app_responsive(
     try:
         async with app.run_test() as pilot:
             await send(pilot, "/wait")
-            await wait_until(pilot, demo.started.is_set, what="the command running")
+            await settle(pilot, demo.started.is_set, what="the command running")
             await pilot.press("h", "i")  # the screen still takes keys while it runs
-            await wait_until(pilot, lambda: app.query_one(PromptBox).text == "hi",
+            await settle(pilot, lambda: app.query_one(PromptBox).text == "hi",
                              what="typing while the command runs")
             await pilot.press("escape")  # and Esc gives the prompt back
-            await wait_until(pilot, lambda: not app.chat.busy, what="the command given up")
+            await settle(pilot, lambda: not app.chat.busy, what="the command given up")
     finally:
         demo.release.set()
 
@@ -321,10 +320,10 @@ async def test_typing_a_slash_shows_the_matching_commands(
         app.query_one(PromptBox).focus()
         await pilot.press("slash", "s", "h")
         status = app.query_one("#status", Label)
-        await wait_until(pilot, lambda: "/shout TEXT — attach TEXT in capitals" in str(status.content),
+        await settle(pilot, lambda: "/shout TEXT — attach TEXT in capitals" in str(status.content),
                          what="the hint")
         await pilot.press("space")
-        await wait_until(pilot, lambda: "shout" not in str(status.content), what="the status back")
+        await settle(pilot, lambda: "shout" not in str(status.content), what="the status back")
 
 
 async def test_builtin_system_command_sets_the_chat_system_prompt() -> None:

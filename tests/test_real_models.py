@@ -17,7 +17,9 @@ from app.models.catalog import Arch
 from app.models.hardware import Gpu, Hardware
 from app.models.local import find_local, resolve
 from app.session.context import AppContext
-from tests.conftest import tramontane
+from tests.helpers import tramontane
+
+pytestmark = pytest.mark.model  # the `make test-quick` lane leaves these out
 
 GiB = 2**30
 SMALL = Arch(layers=10, heads=8, kv_heads=2, head_dim=64, embedding=512, feed_forward=1024,
@@ -245,19 +247,19 @@ def test_complete_with_the_qwen_starter_fills_in_the_middle(qwen: Path, tmp_path
 async def test_the_app_asks_before_loading_a_model_that_does_not_fit() -> None:
     from app.ui.tui.dialogs import ConfirmDialog
     from tests.fixtures.scripted import ScriptedBackend
-    from tests.ui_helpers import make_app, send, views, wait_until
+    from tests.helpers import make_app, send, settle, views
 
     app = make_app(ScriptedBackend())
     app.door.config.values["params"]["context_length"] = 1_048_576  # a 22 GiB KV cache
     async with app.run_test() as pilot:
         await send(pilot, "Hello?")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
         assert "needs about" in app.screen.question and "KV cache" in app.screen.question
         await pilot.click("#no")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
+        await settle(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
         assert views(app) == [] and app.library.backend.loaded is None  # type: ignore[attr-defined]
         await pilot.press("enter")  # the question is still in the box
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.click("#yes")
-        await wait_until(pilot, lambda: len(views(app)) == 2 and views(app)[-1].state == "complete",
+        await settle(pilot, lambda: len(views(app)) == 2 and views(app)[-1].state == "complete",
                          what="the reply")

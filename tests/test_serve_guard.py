@@ -175,7 +175,7 @@ def test_complete_through_a_server_answering_odd_shapes(home: Path, tmp_path: Pa
     """Medium 6: each shape is one line (or a clean answer), never a traceback."""
     import subprocess
 
-    from tests.conftest import BIN
+    from tests.helpers import BIN
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

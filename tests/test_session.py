@@ -17,6 +17,8 @@ from app.store.history import ChatStore
 from tests.fixtures.ollama_server import OllamaFixture
 from tests.fixtures.openai_server import LlamaCppServer
 
+pytestmark = pytest.mark.model  # the `make test-quick` lane leaves these out
+
 GREEDY = Params(temperature=0.0, max_tokens=16, context_length=1024, seed=1)
 
 

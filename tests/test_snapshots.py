@@ -9,7 +9,7 @@ from textual.pilot import Pilot
 from app.ui.tui.dialogs import ParamsDialog
 from app.ui.tui.prompt import PromptBox
 from tests.fixtures.scripted import ScriptedBackend
-from tests.ui_helpers import make_app, send, views, wait_until
+from tests.helpers import make_app, send, settle, views
 
 SIZE = (100, 30)
 CODE_REPLY = (
@@ -38,7 +38,7 @@ def test_chat_mid_stream(snap_compare, home: Path) -> None:  # type: ignore[no-u
 
     async def run_before(pilot: Pilot[None]) -> None:
         await send(pilot, "Tell me about the Loire.")
-        await wait_until(pilot, lambda: backend.streamed == 4 and _rendered(pilot.app))
+        await settle(pilot, lambda: backend.streamed == 4 and _rendered(pilot.app))
         await _steady(pilot)
 
     assert snap_compare(make_app(backend), terminal_size=SIZE, run_before=run_before)
@@ -49,7 +49,7 @@ def test_reply_with_code_block(snap_compare, home: Path) -> None:  # type: ignor
 
     async def run_before(pilot: Pilot[None]) -> None:
         await send(pilot, "Write an add function.")
-        await wait_until(pilot, lambda: views(app)[-1].state == "complete" and _rendered(app))
+        await settle(pilot, lambda: views(app)[-1].state == "complete" and _rendered(app))
         await _steady(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -60,9 +60,9 @@ def test_parameters_dialog(snap_compare, home: Path) -> None:  # type: ignore[no
 
     async def run_before(pilot: Pilot[None]) -> None:
         await send(pilot, "Hi")
-        await wait_until(pilot, lambda: views(app)[-1].state == "complete")
+        await settle(pilot, lambda: views(app)[-1].state == "complete")
         await pilot.press("f3")
-        await wait_until(pilot, lambda: isinstance(app.screen, ParamsDialog))
+        await settle(pilot, lambda: isinstance(app.screen, ParamsDialog))
         app.screen.query_one("#system").cursor_blink = False  # type: ignore[attr-defined]
         await pilot.pause()
 
@@ -85,14 +85,14 @@ def test_code_pane_with_a_multi_line_suggestion(snap_compare, home: Path) -> Non
     app._code_backend = backend
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await wait_until(pilot, lambda: isinstance(app.screen, CodeScreen)
+        await settle(pilot, lambda: isinstance(app.screen, CodeScreen)
                          and bool(app.screen.query(CodeEditor)))
         editor = app.screen.query_one(CodeEditor)
         editor.move_cursor((3, 8))
         editor.cursor_blink = False
         await pilot.press("ctrl+space")
-        await wait_until(pilot, lambda: bool(editor.pending))
-        await wait_until(pilot, lambda: len(backend.fim_calls) == 2)  # the speculation too
+        await settle(pilot, lambda: bool(editor.pending))
+        await settle(pilot, lambda: len(backend.fim_calls) == 2)  # the speculation too
         app.screen.status("suggestion")  # its timing varies from run to run
         await pilot.pause()
 

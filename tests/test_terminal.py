@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, db_rows, wait_until
+from tests.helpers import BIN, db_rows, wait_until
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("tmux") is None, reason="tmux is not installed here (.ci/run installs it)"
-)
+pytestmark = [pytest.mark.terminal, pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux is not installed here (.ci/run installs it)")]
 
 
 class Tmux:

@@ -47,6 +47,8 @@ class Params:
     speculative: str = _DEFAULT["speculative"]
     stop: tuple[str, ...] = ()  # a client's own stop strings, besides the format's
     work: str = "chat"  # the kind of work ("chat", "edit"): speculation pays differently
+    json_schema: str = ""  # the reply must be JSON matching this schema (engine/structured.py)
+    grammar: str = ""  # a GBNF grammar the reply must follow (llama.cpp only)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Params:

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
+from app.engine import structured
 from app.engine.backend import (
     Backend,
     Done,
@@ -194,7 +195,7 @@ class ChatSession:
                     self._save_failed(saver)
                 yield Error(str(exc))
                 return
-            async with aclosing(self.backend.chat(messages, self.params)) as stream:
+            async with aclosing(self._stream(messages)) as stream:
                 async for event in stream:
                     match event:
                         case Token(text):
@@ -221,6 +222,13 @@ class ChatSession:
         finally:
             if not finished and not saver.finish("partial"):
                 self._save_failed(saver)
+
+
+    def _stream(self, messages: list[Message]) -> AsyncGenerator[Event, None]:
+        """The backend's reply; one that must be JSON is checked before it counts as done."""
+        events = self.backend.chat(messages, self.params)
+        return structured.checked(events, self.params.json_schema) if self.params.json_schema \
+            else events
 
 
 class _Autosave:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.config import LOOPBACK
+from app.engine import structured
 from app.engine.backend import (
     Backend,
     ContextChunk,
@@ -131,6 +132,12 @@ def running_server(ctx: AppContext) -> str:
     return url if hmac.compare_digest(answer["proof"], proof(secret, nonce)) else ""
 
 
+def _checked(events: AsyncGenerator[Event, None],
+             params: Params) -> AsyncGenerator[Event, None]:
+    """A reply that must be JSON is checked before it counts as done."""
+    return structured.checked(events, params.json_schema) if params.json_schema else events
+
+
 @dataclass
 class ServeSession:
     ctx: AppContext
@@ -178,7 +185,8 @@ class ServeSession:
         """The model's own text between prefix and suffix, unprocessed (OpenAI
         /v1/completions gives what the model wrote)."""
         await self.code.backend.load(self.code.model, self.code.params)
-        async with aclosing(self.code.backend.complete(prefix, suffix, params)) as stream:
+        async with aclosing(_checked(self.code.backend.complete(prefix, suffix, params),
+                                     params)) as stream:
             async for event in stream:
                 yield event
 
@@ -191,7 +199,8 @@ class ServeSession:
                              threads=self.code.params.threads,
                              gpu_layers=self.code.params.gpu_layers)
             await self.code.backend.load(self.code.model, params)
-            async with aclosing(self.code.backend.chat(messages, params)) as stream:
+            async with aclosing(_checked(self.code.backend.chat(messages, params),
+                                         params)) as stream:
                 async for event in stream:
                     yield event
             return
@@ -205,7 +214,7 @@ class ServeSession:
                     yield event
             return
         await self.chat_backend.load(self.chat_model, params)
-        async with aclosing(self.chat_backend.chat(messages, params)) as stream:
+        async with aclosing(_checked(self.chat_backend.chat(messages, params), params)) as stream:
             async for event in stream:
                 yield event
 

@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="layers to offload to the GPU (default: as the fit verdict plans)")
     chat.add_argument("--force", action="store_true",
                       help="load the model even when it does not fit this machine's memory")
+    shape = chat.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true",
+                       help="the reply is one JSON object (enforced, then validated)")
+    shape.add_argument("--schema", metavar="FILE|JSON",
+                       help="the reply is JSON valid against this JSON Schema (a file or inline)")
     chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
     chat.set_defaults(func=cli_chat.run)
 

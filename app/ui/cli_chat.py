@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from app.engine import structured
 from app.engine.backend import Done, Error, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
@@ -25,7 +26,12 @@ def warn(door: Tramontane) -> None:
 
 def open_session(door: Tramontane, args: argparse.Namespace) -> ChatSession:
     """The chat to talk in: a saved one (on the backend it was saved on), or a new one."""
-    overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
+    overrides: dict[str, object] = {k: getattr(args, k) for k in _PARAM_FLAGS
+                                    if getattr(args, k) is not None}
+    if args.schema is not None:
+        overrides["json_schema"] = structured.load_schema(args.schema)
+    elif args.json:
+        overrides["json_schema"] = structured.ANY_OBJECT
     if args.chat is not None:
         session = door.chats.open(args.chat, args.model, overrides)
     else:

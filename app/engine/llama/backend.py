@@ -186,7 +186,7 @@ class LlamaBackend:
                 params.max_tokens, params.temperature, params.top_p, params.top_k,
                 params.repeat_penalty, params.seed, (*stop, *params.stop),
                 add_bos and bool(self.loaded.get("add_bos", True)), kind, params.speculative,
-                params.max_time_ms, self.measuring)
+                params.max_time_ms, self.measuring, params.json_schema, params.grammar)
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

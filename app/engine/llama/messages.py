@@ -38,6 +38,8 @@ class GenerateOptions:
     speculative: str = "auto"  # "auto", "lookup", "off"
     max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit)
     ignore_eos: bool = False  # speed measurements: always generate max_tokens
+    json_schema: str = ""  # the reply follows a grammar made from this JSON Schema
+    grammar: str = ""  # or this GBNF grammar
 
 
 @dataclass(frozen=True)

@@ -115,12 +115,15 @@ def margin(row_logits: Any, recent: list[int], penalty: float) -> float:
 
 def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup | None,
            n_ctx: int, meter: Meter | None = None,
-           costs: CostTable | None = None) -> Iterator[int]:
+           costs: CostTable | None = None, grammar: Any = None) -> Iterator[int]:
     """The tokens the model generates after the cached prompt and `pending` (its last token,
-    not yet evaluated), checking `lookup`'s drafts when given."""
+    not yet evaluated), checking `lookup`'s drafts when given. With a `grammar` every token
+    comes from the sampler chain, which holds the grammar's state (a drafted token is kept only
+    where the grammar allows it and the model chose it)."""
     temp, penalty = opts.temperature, opts.repeat_penalty
     sampler = llm._init_sampler(top_k=opts.top_k, top_p=opts.top_p,
-                                min_p=0.0, temp=temp, repeat_penalty=penalty)
+                                min_p=0.0, temp=temp, repeat_penalty=penalty, grammar=grammar)
+    quick_greedy = temp == 0.0 and grammar is None
     window = int(getattr(llm, "last_n_tokens_size", 64))  # the penalty's look-back
     recent: list[int] = []  # the tokens chosen so far: what the penalty sees
     meter = meter if meter is not None else Meter()
@@ -133,7 +136,7 @@ def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup |
         kept: list[int] = []
         token = pending
         for j in range(len(batch)):
-            if temp == 0.0:
+            if quick_greedy:
                 token = greedy(logits(llm, j - len(batch)), recent[-window:], penalty)
             else:
                 token = sampler.sample(llm._ctx, j - len(batch))

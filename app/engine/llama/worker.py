@@ -8,6 +8,7 @@ token or chunk; a closed pipe (the app died) ends the worker.
 from __future__ import annotations
 
 import codecs
+import functools
 import os
 import signal
 import sys
@@ -56,6 +57,17 @@ def _redirect_stderr(log_path: str | None) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+@functools.lru_cache(maxsize=8)
+def _grammar(gbnf: str, json_schema: str) -> Any:
+    """The compiled grammar for a GBNF text or a JSON Schema (llama.cpp's own converter);
+    None for neither. Kept: a client asks with the same schema again and again."""
+    if not (gbnf or json_schema):
+        return None
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+    return LlamaGrammar.from_string(gbnf or json_schema_to_gbnf(json_schema), verbose=False)
 
 
 class Worker:
@@ -128,6 +140,11 @@ class Worker:
         if llm is None:
             self.conn.send(Failed(req, "No model is loaded."))
             return
+        try:
+            grammar = _grammar(opts.grammar, opts.json_schema)
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            self.conn.send(Failed(req, f"The reply's grammar cannot be used: {exc}"))
+            return
         t0 = time.perf_counter()
         if isinstance(text, list):
             tokens = _tokenize_pieces(llm, text)
@@ -178,7 +195,7 @@ class Worker:
         t_first = t_last = 0.0
         try:
             for token in _decode(llm, tokens[-1], opts, lookup, n_ctx, meter,
-                                 self.pays.costs):
+                                 self.pays.costs, grammar):
                 if not ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1

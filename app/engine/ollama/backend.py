@@ -151,10 +151,17 @@ class OllamaBackend:
     async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
         model = self._name()
         msgs = [{"role": m.role, "content": m.content} for m in messages]
+        if params.grammar:
+            yield Error("Ollama takes no GBNF grammar; ask for JSON with a schema instead.")
+            return
+        extra: dict[str, Any] = {}
+        if params.json_schema:
+            extra["format"] = json.loads(params.json_schema)  # Ollama enforces the schema
 
         async def start() -> Any:
             return await self.client.chat(model=model, messages=msgs, stream=True,
-                                          options=options(params), keep_alive=self.keep_alive)
+                                          options=options(params), keep_alive=self.keep_alive,
+                                          **extra)
 
         async for event in self._stream(start, lambda p: p.message.content or "", model):
             yield event

@@ -170,11 +170,19 @@ class OpenAIBackend:
     async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
         model = self._name()
         msgs = [{"role": m.role, "content": m.content} for m in messages]
+        body = sampling(params)
+        if params.grammar:
+            yield Error(f"The server at {self.host} takes no GBNF grammar through the OpenAI "
+                        "API; ask for JSON with a schema instead.")
+            return
+        if params.json_schema:  # OpenAI's structured outputs (vLLM and llama-server take it)
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": json.loads(params.json_schema), "strict": True}}
 
         def start() -> Awaitable[Any]:
             return self.client.chat.completions.create(  # type: ignore[call-overload, no-any-return]
                 model=model, messages=msgs, stream=True,
-                stream_options={"include_usage": True}, **sampling(params))
+                stream_options={"include_usage": True}, **body)
 
         async for event in self._stream(start, lambda c: c.delta.content or "", model):
             yield event

@@ -165,3 +165,38 @@ def picked(response: dict[str, Any], fields: list[str]) -> dict[str, Any]:
         if value is not None:
             out[path] = value
     return out
+
+
+def output_format(body: dict[str, Any]) -> tuple[str, str]:
+    """(JSON Schema text, GBNF grammar) the reply must follow, from OpenAI's `response_format`
+    (`json_object`, `json_schema`) or llama-server's `json_schema` and `grammar`; ('', '') for
+    free text. A schema that is not one is a 400 naming the field."""
+    from app.engine import structured
+
+    schema: Any = None
+    field_name = "response_format"
+    shape = get(body, "response_format", dict, None)
+    if shape is not None:
+        kind = shape.get("type")
+        if kind == "json_object":
+            schema = shape.get("schema") or json.loads(structured.ANY_OBJECT)
+        elif kind == "json_schema":
+            inner = shape.get("json_schema")
+            if not isinstance(inner, dict) or not isinstance(inner.get("schema", {}), dict):
+                raise BadRequest("`response_format.json_schema` must be an object with a "
+                                 "`schema`.", "response_format.json_schema")
+            schema = inner.get("schema") or json.loads(structured.ANY_OBJECT)
+            field_name = "response_format.json_schema.schema"
+        elif kind != "text":
+            raise BadRequest("`response_format.type` must be text, json_object or json_schema.",
+                             "response_format.type")
+    if body.get("json_schema") is not None:
+        schema, field_name = get(body, "json_schema", dict, {}), "json_schema"
+    grammar = get(body, "grammar", str, "")
+    if schema is not None and grammar:
+        raise BadRequest("Give `grammar` or a JSON schema, not both.", "grammar")
+    try:
+        text = structured.dump_schema(schema) if schema is not None else ""
+    except structured.SchemaProblem as exc:
+        raise BadRequest(str(exc), field_name) from None
+    return text, grammar

@@ -217,9 +217,16 @@ class Server:
 
     # -- OpenAI ---------------------------------------------------------------------------
 
-    def _params(self, s: bodies.Sampling, base: Params) -> Params:
+    def _params(self, s: bodies.Sampling, base: Params,
+                body: dict[str, Any] | None = None) -> Params:
+        schema, grammar = bodies.output_format(body or {})
+        if grammar and self.serve.backend_name != "llama.cpp":
+            raise BadRequest(f"`grammar` needs the llama.cpp backend (this server uses "
+                             f"{self.serve.backend_name}); ask for a JSON schema instead.",
+                             "grammar")
         return replace(base, max_tokens=s.max_tokens, temperature=s.temperature,
-                       top_p=s.top_p, top_k=s.top_k, seed=s.seed, stop=tuple(s.stop))
+                       top_p=s.top_p, top_k=s.top_k, seed=s.seed, stop=tuple(s.stop),
+                       json_schema=schema, grammar=grammar)
 
     async def chat(self, request: Request) -> Response:
         body = bodies.parse_json(await read_body(request))
@@ -229,7 +236,7 @@ class Server:
         limit = "max_tokens" if body.get("max_tokens") is not None or \
             body.get("n_predict") is None else "n_predict"
         params = self._params(bodies.sampling(body, limit, base.max_tokens,
-                                              base.temperature, base), base)
+                                              base.temperature, base), base, body)
         stream = bool(bodies.get(body, "stream", bool, False))
         options = bodies.get(body, "stream_options", dict, {})
         usage_wanted = bool(options.get("include_usage", False))
@@ -270,7 +277,8 @@ class Server:
             raise BadRequest("`prompt` must be a string.", "prompt")
         suffix = bodies.get(body, "suffix", str, "")
         params = self._params(bodies.sampling(body, "max_tokens", 16, 1.0,
-                                              self.serve.code.params), self.serve.code.params)
+                                              self.serve.code.params), self.serve.code.params,
+                              body)
         stream = bool(bodies.get(body, "stream", bool, False))
         name, cid = self.serve.code.model.name, f"cmpl-{uuid.uuid4().hex[:24]}"
         events = self.serve.raw_fill(prompt, suffix, params)
