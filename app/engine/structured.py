@@ -63,7 +63,7 @@ def problem(text: str, schema_text: str) -> str:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return f"The reply is not JSON ({exc.msg} at character {exc.pos})."
+        return f"The reply is not JSON ({exc.msg}; character {exc.pos})."
     try:
         jsonschema.validate(value, json.loads(schema_text))
     except ValidationError as exc:

@@ -70,6 +70,19 @@ def _grammar(gbnf: str, json_schema: str) -> Any:
     return LlamaGrammar.from_string(gbnf or json_schema_to_gbnf(json_schema), verbose=False)
 
 
+def _parses(llm: Any, grammar: Any) -> bool:
+    """Whether llama.cpp parses the grammar: a grammar it cannot parse gives a null sampler,
+    which would crash the worker once chained."""
+    import llama_cpp
+
+    made = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode(),
+                                                grammar._root.encode())
+    if not made:
+        return False
+    llama_cpp.llama_sampler_free(made)
+    return True
+
+
 class Worker:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -144,6 +157,10 @@ class Worker:
             grammar = _grammar(opts.grammar, opts.json_schema)
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             self.conn.send(Failed(req, f"The reply's grammar cannot be used: {exc}"))
+            return
+        if grammar is not None and not _parses(llm, grammar):
+            self.conn.send(Failed(req, "The grammar is not valid GBNF (llama.cpp could not "
+                                  "parse it; the worker log has where)."))
             return
         t0 = time.perf_counter()
         if isinstance(text, list):
