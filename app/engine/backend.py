@@ -14,14 +14,27 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from app.config import DEFAULTS
+from app.engine.tools import ToolCall
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True)
 class Message:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls an assistant turn made
+    tool_call_id: str = ""  # the call a "tool" turn answers
+
+    def template_dict(self) -> dict[str, Any]:
+        """The message as chat templates read it (OpenAI's shape, arguments as objects)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                "name": c.name, "arguments": c.arguments}} for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
 
 
 _DEFAULT = DEFAULTS["params"]  # config.toml's defaults are the one source of these
@@ -48,6 +61,8 @@ class Params:
     stop: tuple[str, ...] = ()  # a client's own stop strings, besides the format's
     work: str = "chat"  # the kind of work ("chat", "edit"): speculation pays differently
     json_schema: str = ""  # the reply must be JSON matching this schema (engine/structured.py)
+    tools: str = ""  # the tools offered, as OpenAI's JSON list (engine/tools.py)
+    tool_choice: str = "auto"  # "auto", "none", "required", or a tool's name
     grammar: str = ""  # a GBNF grammar the reply must follow (llama.cpp only)
 
     @classmethod
@@ -150,7 +165,18 @@ class Error:
     message: str
 
 
-Event = Token | Done | Error
+@dataclass(frozen=True)
+class Thought:
+    """A thinking model's reasoning (`<think>…</think>`, `reasoning_content`, Ollama's
+    `thinking`): shown folded, kept apart from the reply, never sent back to the model."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", printable(self.text))
+
+
+Event = Token | Done | Error | Thought
 
 
 @dataclass(frozen=True)

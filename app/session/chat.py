@@ -21,6 +21,7 @@ from app.engine.backend import (
     ModelRef,
     Params,
     Stats,
+    Thought,
     Token,
 )
 from app.errors import HistoryError, TramontaneError
@@ -200,6 +201,8 @@ class ChatSession:
                     match event:
                         case Token(text):
                             saver.append(text)
+                        case Thought(text):
+                            saver.think(text)
                         case Done(stats):
                             finished = True
                             state = "partial" if stats.stop_reason == "cancelled" else "complete"
@@ -240,6 +243,7 @@ class _Autosave:
     def __init__(self, store: ChatStore, message_id: int) -> None:
         self.store, self.message_id = store, message_id
         self.parts: list[str] = []
+        self.thoughts: list[str] = []  # a thinking model's reasoning, saved beside the reply
         self.saved_at = time.monotonic()
         self.dirty = False
         self.task: asyncio.Task[None] | None = None
@@ -250,8 +254,15 @@ class _Autosave:
     def text(self) -> str:
         return "".join(self.parts)
 
+    def think(self, piece: str) -> None:
+        self.thoughts.append(piece)
+        self._changed()
+
     def append(self, piece: str) -> None:
         self.parts.append(piece)
+        self._changed()
+
+    def _changed(self) -> None:
         self.dirty = True
         if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
             self.save()
@@ -269,7 +280,8 @@ class _Autosave:
             return  # each try can wait on a lock for 2 s: not at every token
         self.saved_at = time.monotonic()
         try:
-            self.store.update_message(self.message_id, content=self.text)
+            self.store.update_message(self.message_id, content=self.text,
+                                      thinking="".join(self.thoughts))
         except HistoryError as exc:
             self.problem = str(exc)
             return
@@ -288,7 +300,8 @@ class _Autosave:
             return True
         state, fields = self.final
         try:
-            self.store.update_message(self.message_id, content=self.text, state=state, **fields)
+            self.store.update_message(self.message_id, content=self.text, state=state,
+                                      thinking="".join(self.thoughts), **fields)
         except HistoryError as exc:
             self.problem = str(exc)
             return False

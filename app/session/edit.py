@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.atomic import atomic_write
-from app.engine.backend import ContextChunk, Done, Error, Stats, Token, printable
+from app.engine.backend import ContextChunk, Done, Error, Stats, Thought, Token, printable
 from app.engine.prompts import edit as prompts
 from app.engine.prompts.fim import approx_tokens
 from app.errors import TramontaneError
@@ -209,7 +209,8 @@ async def stream(session: CompletionSession, instruction: str, where: Span, path
     await session.backend.load(session.model, params)
     async with aclosing(session.backend.chat(messages, params)) as events:
         async for event in events:
-            yield event
+            if not isinstance(event, Thought):  # a thinking model's reasoning is no edit
+                yield event
 
 
 async def warm(session: CompletionSession, where: Span, path: str = "",

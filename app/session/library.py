@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.atomic import atomic_write
 from app.engine.backend import Backend, Message, ModelRef, Params, ServerBackend
+from app.engine.prompts.chat import as_text
 from app.errors import TramontaneError
 from app.models.local import LocalModel
 from app.session.chat import ChatSession
@@ -66,8 +67,9 @@ class ChatLibrary:
         chat = self.store.create_chat(model.name, backend.name, system, params.to_dict(),
                                       title=first.splitlines()[0][:60] if first else "API chat")
         for m in messages:
-            if m.role != "system":
-                self.store.add_message(chat.id, m.role, m.content)
+            if m.role != "system":  # calls and tool answers are kept as their text
+                shown = as_text(m) if m.role == "tool" or m.tool_calls else m
+                self.store.add_message(chat.id, shown.role, shown.content)
         return ChatSession(self.store, backend, chat, model, params, self.ctx.plugins)
 
     def ask_about(self, code: CompletionSession, path: str, question: str) -> ChatSession:

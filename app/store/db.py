@@ -82,8 +82,13 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """A thinking model's reasoning, kept beside its reply (shown folded, never resent)."""
+    _script(db, "ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT ''")
+
+
 # One function per schema version, run in order; never edit a released step, add one.
-UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 
 
 def open_db(path: Path) -> sqlite3.Connection:

@@ -43,6 +43,7 @@ class StoredMessage:
     decode_tps: float | None
     error: str | None
     created_at: float
+    thinking: str = ""  # a thinking model's reasoning, apart from the reply
 
 
 def title_from(question: str) -> str:
@@ -135,7 +136,7 @@ class ChatStore:
 
     def update_message(self, message_id: int, **fields: Any) -> None:
         allowed = {"content", "state", "prompt_tokens", "cached_tokens", "generated_tokens",
-                   "ttft_ms", "decode_tps", "error"}
+                   "ttft_ms", "decode_tps", "error", "thinking"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"not message fields: {bad}")
@@ -202,7 +203,11 @@ class ChatStore:
             out += ["## System", "", chat.system_prompt, ""]
         for msg in self.messages(chat_id):
             heading = {"user": "## You", "assistant": "## Assistant", "system": "## System"}
-            out += [heading.get(msg.role, msg.role), "", msg.content, ""]
+            out += [heading.get(msg.role, msg.role), ""]
+            if msg.thinking:
+                out += ["<details><summary>Thinking</summary>", "", msg.thinking.strip(), "",
+                        "</details>", ""]
+            out += [msg.content, ""]
             if msg.state == "partial":
                 out += ["*(reply cut off)*", ""]
             elif msg.state == "error":

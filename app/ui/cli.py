@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the reply is one JSON object (enforced, then validated)")
     shape.add_argument("--schema", metavar="FILE|JSON",
                        help="the reply is JSON valid against this JSON Schema (a file or inline)")
+    chat.add_argument("--hide-thinking", action="store_true",
+                      help="leave out a thinking model's reasoning (it is still saved)")
     chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
     chat.set_defaults(func=cli_chat.run)
 

@@ -8,7 +8,7 @@ import os
 import sys
 
 from app.engine import structured
-from app.engine.backend import Done, Error, Token
+from app.engine.backend import Done, Error, Thought, Token
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
 from app.session.front import Tramontane, remote_server
@@ -53,7 +53,7 @@ def open_session(door: Tramontane, args: argparse.Namespace) -> ChatSession:
 
 
 async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
-                       show_stats: bool) -> int:
+                       show_stats: bool, hide_thinking: bool = False) -> int:
     """Run a slash command or print one reply as it streams. 0 when it finished (or there was
     nothing to send), 1 on an error."""
     prepared = await prompt.prepare(text, session)
@@ -62,9 +62,21 @@ async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
     if prepared.content is None:
         return 0
     code = 0
+    thinking = False
     async for event in session.send(prepared.content, title=prepared.question):
         match event:
+            case Thought(piece):  # a thinking model's reasoning: on stderr, dimmed, apart
+                if not hide_thinking:
+                    if not thinking:
+                        sys.stderr.write(_dim("[thinking] "))
+                    thinking = True
+                    sys.stderr.write(_dim(piece))
+                    sys.stderr.flush()
+                continue
             case Token(piece):
+                if thinking:
+                    sys.stderr.write(_dim("\n[/thinking]") + "\n")
+                    thinking = False
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             case Done(stats):
@@ -87,6 +99,10 @@ async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
               "sent: with them, the context would be full.", file=sys.stderr)
     await prompt.plugins.drain()
     return code
+
+
+def _dim(text: str) -> str:
+    return f"\x1b[2m{text}\x1b[0m" if sys.stderr.isatty() else text
 
 
 def prompt_text(arg: str) -> str:
@@ -127,17 +143,19 @@ def run(args: argparse.Namespace) -> int:
                     print("tramontane: the prompt is empty.", file=sys.stderr)
                     return 2
                 try:
-                    return runner.run(stream_reply(session, prompt, text, args.stats))
+                    return runner.run(stream_reply(session, prompt, text, args.stats,
+                                                   args.hide_thinking))
                 except KeyboardInterrupt:
                     print("\n[stopped]", file=sys.stderr)
                     return 130
-            return repl(runner, session, prompt, args.stats)
+            return repl(runner, session, prompt, args.stats, args.hide_thinking)
         finally:
             runner.run(door.unload())
             door.close()
 
 
-def repl(runner: asyncio.Runner, session: ChatSession, prompt: ChatPrompt, show_stats: bool) -> int:
+def repl(runner: asyncio.Runner, session: ChatSession, prompt: ChatPrompt, show_stats: bool,
+         hide_thinking: bool = False) -> int:
     print(f"Chat {session.chat_id} with {session.model.name}. Ctrl+C stops a reply, "
           "Ctrl+D or /quit leaves, /help lists commands.", file=sys.stderr)
     while True:
@@ -151,6 +169,6 @@ def repl(runner: asyncio.Runner, session: ChatSession, prompt: ChatPrompt, show_
         if not line.strip():
             continue
         try:
-            runner.run(stream_reply(session, prompt, line, show_stats))
+            runner.run(stream_reply(session, prompt, line, show_stats, hide_thinking))
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)

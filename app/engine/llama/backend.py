@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from app.engine import thinking, tools
 from app.engine.backend import (
     BackendInfo,
     ContextChunk,
@@ -132,12 +133,15 @@ class LlamaBackend:
     async def chat(self, messages: list[Message], params: Params) -> AsyncGenerator[Event, None]:
         try:
             worker = await self._ready(params)
-            prompt = chat_prompts.build(self._chat_format(), messages, self._template_vars())
+            offered = tools.from_json(params.tools) if params.tool_choice != "none" else []
+            prompt = chat_prompts.build(self._chat_format(), messages, self._template_vars(),
+                                        offered)
         except BackendError as exc:
             yield Error(str(exc))
             return
-        async for event in self._generate(worker, prompt.text, prompt.stop, params,
-                                          kind=params.work):
+        opened = prompt.text.rstrip().endswith(thinking.OPEN)  # the template opened the block
+        events = self._generate(worker, prompt.text, prompt.stop, params, kind=params.work)
+        async for event in thinking.split(events, inside=opened):
             yield event
 
     async def complete(self, prefix: str, suffix: str, params: Params,
@@ -186,7 +190,8 @@ class LlamaBackend:
                 params.max_tokens, params.temperature, params.top_p, params.top_k,
                 params.repeat_penalty, params.seed, (*stop, *params.stop),
                 add_bos and bool(self.loaded.get("add_bos", True)), kind, params.speculative,
-                params.max_time_ms, self.measuring, params.json_schema, params.grammar)
+                params.max_time_ms, self.measuring, params.json_schema, params.grammar,
+                params.tools if params.tool_choice != "none" else "", params.tool_choice)
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

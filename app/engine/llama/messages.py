@@ -40,6 +40,8 @@ class GenerateOptions:
     ignore_eos: bool = False  # speed measurements: always generate max_tokens
     json_schema: str = ""  # the reply follows a grammar made from this JSON Schema
     grammar: str = ""  # or this GBNF grammar
+    tools: str = ""  # or, with tools offered, a call to one of them (or text, for "auto")
+    tool_choice: str = "auto"
 
 
 @dataclass(frozen=True)

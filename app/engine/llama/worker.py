@@ -70,6 +70,16 @@ def _grammar(gbnf: str, json_schema: str) -> Any:
     return LlamaGrammar.from_string(gbnf or json_schema_to_gbnf(json_schema), verbose=False)
 
 
+@functools.lru_cache(maxsize=8)
+def _tool_grammar(tools_json: str, choice: str) -> str:
+    """The grammar that holds a call to the offered tools ('' when none are offered)."""
+    if not tools_json:
+        return ""
+    from app.engine import tools
+
+    return tools.grammar(tools.from_json(tools_json), choice)
+
+
 def _parses(llm: Any, grammar: Any) -> bool:
     """Whether llama.cpp parses the grammar: a grammar it cannot parse gives a null sampler,
     which would crash the worker once chained."""
@@ -154,7 +164,8 @@ class Worker:
             self.conn.send(Failed(req, "No model is loaded."))
             return
         try:
-            grammar = _grammar(opts.grammar, opts.json_schema)
+            grammar = _grammar(opts.grammar or _tool_grammar(opts.tools, opts.tool_choice),
+                               opts.json_schema)
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             self.conn.send(Failed(req, f"The reply's grammar cannot be used: {exc}"))
             return

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from app.config import is_remote, shown_host
+from app.engine import thinking
 from app.engine.backend import (
     BackendInfo,
     ContextChunk,
@@ -27,6 +28,7 @@ from app.engine.backend import (
     Params,
     Progress,
     Stats,
+    Thought,
     Token,
 )
 from app.engine.prompts import fim
@@ -114,7 +116,8 @@ class OllamaBackend:
 
     # -- streaming ---------------------------------------------------------------------------
 
-    async def _stream(self, start: Any, text_of: Any, model: str) -> AsyncGenerator[Event, None]:
+    async def _stream(self, start: Any, text_of: Any, model: str,
+                      thought_of: Any = None) -> AsyncGenerator[Event, None]:
         t0 = time.perf_counter()
         t_first = 0.0
         stream: AsyncIterator[Any] | None = None
@@ -132,6 +135,10 @@ class OllamaBackend:
                     yield c
 
             async for part in rest():
+                thought = thought_of(part) if thought_of is not None else ""
+                if thought:
+                    t_first = t_first or time.perf_counter()
+                    yield Thought(thought)
                 text = text_of(part)
                 if text:
                     t_first = t_first or time.perf_counter()
@@ -163,7 +170,9 @@ class OllamaBackend:
                                           options=options(params), keep_alive=self.keep_alive,
                                           **extra)
 
-        async for event in self._stream(start, lambda p: p.message.content or "", model):
+        events = self._stream(start, lambda p: p.message.content or "", model,
+                              lambda p: getattr(p.message, "thinking", None) or "")
+        async for event in thinking.split(events):
             yield event
 
     async def complete(self, prefix: str, suffix: str, params: Params,

@@ -32,6 +32,7 @@ import httpx
 import openai
 
 from app.config import is_remote, shown_host
+from app.engine import thinking
 from app.engine.backend import (
     BackendInfo,
     ContextChunk,
@@ -42,6 +43,7 @@ from app.engine.backend import (
     ModelRef,
     Params,
     Stats,
+    Thought,
     Token,
 )
 from app.engine.prompts import fim
@@ -130,7 +132,9 @@ class OpenAIBackend:
     # -- streaming ---------------------------------------------------------------------------
 
     async def _stream(self, start: Callable[[], Awaitable[Any]],
-                      text_of: Callable[[Any], str], model: str) -> AsyncGenerator[Event, None]:
+                      text_of: Callable[[Any], str], model: str,
+                      thought_of: Callable[[Any], str] | None = None,
+                      ) -> AsyncGenerator[Event, None]:
         t0 = time.perf_counter()
         t_first = 0.0
         stream: Any = None
@@ -145,6 +149,10 @@ class OpenAIBackend:
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
                 for choice in getattr(chunk, "choices", None) or []:
+                    thought = thought_of(choice) if thought_of is not None else ""
+                    if thought:  # vLLM's and llama-server's reasoning_content
+                        t_first = t_first or time.perf_counter()
+                        yield Thought(thought)
                     text = text_of(choice)
                     if text:
                         t_first = t_first or time.perf_counter()
@@ -184,7 +192,9 @@ class OpenAIBackend:
                 model=model, messages=msgs, stream=True,
                 stream_options={"include_usage": True}, **body)
 
-        async for event in self._stream(start, lambda c: c.delta.content or "", model):
+        events = self._stream(start, lambda c: c.delta.content or "", model,
+                              lambda c: getattr(c.delta, "reasoning_content", None) or "")
+        async for event in thinking.split(events):
             yield event
 
     async def complete(self, prefix: str, suffix: str, params: Params,

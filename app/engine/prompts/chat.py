@@ -4,6 +4,7 @@ carries (Jinja, sandboxed), and a plain transcript for base models without a tem
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.engine.backend import Message
+from app.engine.tools import Tool
 from app.errors import BackendError
 
 
@@ -113,7 +115,8 @@ def _bounded(render: Callable[[], str], limit_s: float = RENDER_LIMIT_S) -> str:
 
 
 def from_template(
-    template: str, messages: Sequence[Message], bos_token: str = "", eos_token: str = ""
+    template: str, messages: Sequence[Message], bos_token: str = "", eos_token: str = "",
+    tools: Sequence[Tool] = (),
 ) -> ChatPrompt:
     """Render a GGUF `tokenizer.chat_template` with a generation prompt at the end, in
     Jinja's sandbox and within RENDER_LIMIT_S; a template that fails, recurses without end or
@@ -123,7 +126,8 @@ def from_template(
     try:
         compiled = env.from_string(template)
         text = _bounded(lambda: compiled.render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=[m.template_dict() for m in messages],
+            tools=[t.openai() for t in tools] or None,
             bos_token=bos_token,
             eos_token=eos_token,
             add_generation_prompt=True,
@@ -144,11 +148,19 @@ def from_template(
     return ChatPrompt(text, stop=stop)
 
 
-def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any]) -> ChatPrompt:
-    """Pick the format: ours for Mistral's, the GGUF's template, else a plain transcript."""
+def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any],
+          tools: Sequence[Tool] = ()) -> ChatPrompt:
+    """Pick the format: ours for Mistral's, the GGUF's template, else a plain transcript.
+    Offered `tools` go where the template puts them; a format that has no place for them gets
+    them in the system prompt, in the Hermes format the call grammar expects."""
+    template = str(metadata.get("tokenizer.chat_template") or "")
+    if tools and (chat_format in MISTRAL_FORMATS or "tools" not in template):
+        messages, tools = with_tools_in_system(messages, tools), ()
+    messages = [m if m.role != "tool" and not m.tool_calls else as_text(m) for m in messages] \
+        if chat_format in MISTRAL_FORMATS or chat_format == "plain" or not template \
+        else list(messages)
     if chat_format in MISTRAL_FORMATS:
         return mistral(messages, chat_format)
-    template = str(metadata.get("tokenizer.chat_template") or "")
     if chat_format == "plain" or not template:
         return plain(messages)
     return from_template(
@@ -156,4 +168,28 @@ def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any
         messages,
         bos_token=str(metadata.get("bos_token_text", "")),
         eos_token=str(metadata.get("eos_token_text", "")),
+        tools=tools,
     )
+
+
+def with_tools_in_system(messages: Sequence[Message], tools: Sequence[Tool]) -> list[Message]:
+    """The tools described in the system prompt (the Hermes wording Qwen's template uses)."""
+    listed = "\n".join(json.dumps(t.openai()) for t in tools)
+    said = ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+            f"You are provided with function signatures within <tools></tools> XML tags:\n"
+            f"<tools>\n{listed}\n</tools>\n\nFor each function call, return a json object "
+            "with function name and arguments within <tool_call></tool_call> XML tags:\n"
+            '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+            "</tool_call>")
+    if messages and messages[0].role == "system":
+        return [Message("system", f"{messages[0].content}\n\n{said}"), *messages[1:]]
+    return [Message("system", said), *messages]
+
+
+def as_text(message: Message) -> Message:
+    """A call or a tool's answer, written out, for formats with no place for them."""
+    if message.role == "tool":
+        return Message("user", f"<tool_response>\n{message.content}\n</tool_response>")
+    calls = "".join(f'\n<tool_call>\n{{"name": "{c.name}", "arguments": '
+                    f"{json.dumps(c.arguments)}}}\n</tool_call>" for c in message.tool_calls)
+    return Message("assistant", message.content + calls)

@@ -132,7 +132,7 @@ def infill(body: dict[str, Any], default_max: int, base: Params | None = None) -
                   get(body, "filename", str, ""))
 
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 def messages(body: dict[str, Any]) -> list[Message]:
@@ -145,13 +145,20 @@ def messages(body: dict[str, Any]) -> list[Message]:
             raise BadRequest(f"`messages[{i}].role` must be one of {', '.join(ROLES)}.",
                              f"messages[{i}].role")
         content = m.get("content", "")
+        if content is None:  # an assistant turn that only called tools
+            content = ""
         if isinstance(content, list):  # OpenAI's content parts: the text ones
             content = "".join(p.get("text", "") for p in content
                               if isinstance(p, dict) and p.get("type") == "text")
         if not isinstance(content, str):
             raise BadRequest(f"`messages[{i}].content` must be a string.",
                              f"messages[{i}].content")
-        out.append(Message(m["role"], content))
+        from app.ui.serve.calls import message_calls
+
+        made = message_calls(m.get("tool_calls"), f"messages[{i}].tool_calls") \
+            if m["role"] == "assistant" else ()
+        call_id = m.get("tool_call_id", "") if m["role"] == "tool" else ""
+        out.append(Message(m["role"], content, made, str(call_id or "")))
     return out
 
 

@@ -11,17 +11,13 @@ beside a watch on the connection.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
-import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,98 +25,27 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app import __version__
-from app.engine.backend import Done, Error, Params, Stats, Token
+from app.engine.backend import Params, Stats
 from app.errors import TramontaneError
 from app.session.complete import Completion
 from app.session.serving import ServeSession, ServeSettings, proof
-from app.ui.serve import bodies
+from app.ui.serve import bodies, calls
 from app.ui.serve.bodies import BadRequest
 from app.ui.serve.guard import refusal
+from app.ui.serve.replies import (
+    CLIENT_GONE,
+    collected_reply,
+    event_stream,
+    finish_reason,
+    read_body,
+    sse_items,
+    timings,
+    until_disconnect,
+    usage,
+)
 
 log = logging.getLogger("tramontane.serve")
-T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
-CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, the logs do
-
-
-async def read_body(request: Request) -> bytes:
-    """The body, refused past MAX_BODY whatever Content-Length claims."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > bodies.MAX_BODY:
-        raise BadRequest(f"The body is over {bodies.MAX_BODY // 2**20} MiB.", status=413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > bodies.MAX_BODY:
-            raise BadRequest(f"The body is over {bodies.MAX_BODY // 2**20} MiB.", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T | None:
-    """`work`'s result, or None as soon as the client disconnects (the work is cancelled,
-    which stops the generation in the worker)."""
-    task = asyncio.ensure_future(work)
-
-    async def gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watch = asyncio.ensure_future(gone())
-    try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled() or not task.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return None
-    return task.result()
-
-
-async def detached(events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
-    """`events`, generated in a task of their own. A streaming response that loses its client
-    is cancelled by Starlette's task group, which cancels every await after it too, so the
-    backend could not even tell its worker to stop (it would kill it, and the next request
-    would reload the model); here the generation is cancelled once, and stops cleanly."""
-    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=64)
-
-    async def run() -> None:
-        try:
-            async with aclosing(events) as stream:  # type: ignore[type-var]
-                async for event in stream:
-                    await queue.put((False, event))
-        finally:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait((True, None))
-
-    task = asyncio.ensure_future(run())
-    try:
-        while True:
-            done, event = await queue.get()
-            if done:
-                break
-            yield event
-    finally:
-        task.cancel()  # not awaited: the backend's lock holds the next request until it stops
-
-
-def timings(stats: Stats, elapsed_ms: float) -> dict[str, Any]:
-    """llama-server's `timings` from our stats."""
-    prompt_n = max(0, stats.prompt_tokens - stats.cached_tokens)
-    prompt_ms = stats.ttft_ms
-    predicted_ms = max(0.0, (stats.total_ms or elapsed_ms) - stats.ttft_ms)
-    n = stats.generated_tokens
-    return {"prompt_n": prompt_n, "prompt_ms": round(prompt_ms, 3),
-            "prompt_per_token_ms": round(prompt_ms / prompt_n, 3) if prompt_n else 0.0,
-            "prompt_per_second": round(prompt_n / prompt_ms * 1000, 3) if prompt_ms else 0.0,
-            "predicted_n": n, "predicted_ms": round(predicted_ms, 3),
-            "predicted_per_token_ms": round(predicted_ms / n, 3) if n else 0.0,
-            "predicted_per_second": round(stats.decode_tps, 3),
-            **({"draft_n": stats.drafted_tokens, "draft_n_accepted": stats.accepted_tokens}
-               if stats.drafted_tokens else {})}
 
 
 class Server:
@@ -212,7 +137,7 @@ class Server:
         if req.response_fields:
             answer = bodies.picked(answer, req.response_fields)
         if req.stream:
-            return StreamingResponse(_events([answer]), media_type="text/event-stream")
+            return StreamingResponse(sse_items([answer]), media_type="text/event-stream")
         return JSONResponse(answer)
 
     # -- OpenAI ---------------------------------------------------------------------------
@@ -237,6 +162,13 @@ class Server:
             body.get("n_predict") is None else "n_predict"
         params = self._params(bodies.sampling(body, limit, base.max_tokens,
                                               base.temperature, base), base, body)
+        offered, choice = calls.offered(body)
+        if offered and self.serve.backend_name != "llama.cpp":
+            raise BadRequest(f"`tools` need the llama.cpp backend (this server uses "
+                             f"{self.serve.backend_name}).", "tools")
+        if offered and params.json_schema:
+            raise BadRequest("Give `tools` or a JSON `response_format`, not both.", "tools")
+        params = replace(params, tools=offered, tool_choice=choice)
         stream = bool(bodies.get(body, "stream", bool, False))
         options = bodies.get(body, "stream_options", dict, {})
         usage_wanted = bool(options.get("include_usage", False))
@@ -244,7 +176,12 @@ class Server:
         code = bool(asked) and asked == self.serve.code.model.name != self.serve.chat_model.name
         name = asked if code else self.serve.chat_model.name
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        events = self.serve.chat(messages, params, code_model=code)
+        def make(p: Params) -> Any:
+            return self.serve.chat(messages, p, code_model=code)
+
+        # with tools: a call is held, and sent as `tool_calls`
+        events = calls.reply(make, messages, params) if offered and choice != "none" \
+            else make(params)
         if stream:
             head = {"id": cid, "object": "chat.completion.chunk",
                     "created": int(time.time()), "model": name}
@@ -254,20 +191,28 @@ class Server:
                 return head | {"choices": [{"index": 0, "delta": delta,
                                             "finish_reason": finish}]}
 
+            def thought(text: str) -> dict[str, Any]:  # as llama-server and vLLM send it
+                return head | {"choices": [{"index": 0, "delta": {"reasoning_content": text},
+                                            "finish_reason": None}]}
+
             opening = head | {"choices": [{"index": 0, "finish_reason": None,
                                            "delta": {"role": "assistant", "content": ""}}]}
             return StreamingResponse(
-                _event_stream(events, chunk, [opening], head if usage_wanted else None),
+                event_stream(events, chunk, [opening], head if usage_wanted else None, thought,
+                             lambda c: calls.called_chunk(head, c)),
                 media_type="text/event-stream")
-        collected = await _collected(request, events)
-        if isinstance(collected, Response):
-            return collected
-        text, stats = collected
+        reply = await collected_reply(request, events)
+        if isinstance(reply, Response):
+            return reply
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if reply.calls:
+            message["tool_calls"] = [c.openai() for c in reply.calls]
+        if reply.thinking:
+            message["reasoning_content"] = reply.thinking
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": int(time.time()), "model": name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": _finish(stats)}],
-            "usage": _usage(stats), "timings": timings(stats, stats.total_ms)})
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish}],
+            "usage": usage(reply.stats), "timings": timings(reply.stats, reply.stats.total_ms)})
 
     async def completions(self, request: Request) -> Response:
         """OpenAI's legacy completions; `suffix` makes it fill in the middle."""
@@ -288,80 +233,12 @@ class Server:
             def piece(text: str, finish: str | None) -> dict[str, Any]:
                 return head | {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
 
-            return StreamingResponse(_event_stream(events, piece),
+            return StreamingResponse(event_stream(events, piece),
                                      media_type="text/event-stream")
-        collected = await _collected(request, events)
-        if isinstance(collected, Response):
-            return collected
-        text, stats = collected
+        reply = await collected_reply(request, events)
+        if isinstance(reply, Response):
+            return reply
+        text, stats = reply.text, reply.stats
         return JSONResponse(head | {
-            "choices": [{"index": 0, "text": text, "finish_reason": _finish(stats),
-                         "logprobs": None}], "usage": _usage(stats)})
-
-
-async def _event_stream(events: AsyncIterator[Any],
-                        chunk: Callable[[str, str | None], dict[str, Any]],
-                        opening: Sequence[dict[str, Any]] = (),
-                        usage_head: dict[str, Any] | None = None) -> AsyncIterator[str]:
-    """A streamed reply as server-sent events: the `opening` chunks, a chunk per piece of
-    text, the finishing chunk (then the usage, given `usage_head`), an error event if the
-    reply failed, and [DONE]. The generation runs `detached`, so a client that goes stops it
-    cleanly."""
-    for first in opening:
-        yield _sse(first)
-    async with aclosing(detached(events)) as stream:
-        async for event in stream:
-            if isinstance(event, Token):
-                yield _sse(chunk(event.text, None))
-            elif isinstance(event, Done):
-                yield _sse(chunk("", _finish(event.stats)))
-                if usage_head is not None:
-                    yield _sse(usage_head | {"choices": [], "usage": _usage(event.stats)})
-            elif isinstance(event, Error):
-                yield _sse({"error": {"message": event.message, "type": "server_error"}})
-    yield "data: [DONE]\n\n"
-
-
-async def _collected(request: Request, events: AsyncIterator[Any],
-                     ) -> tuple[str, Stats] | Response:
-    """The whole reply and its stats, or the response to give instead: nothing for a client
-    that left, a 503 with the backend's message for a reply that failed."""
-    collected = await until_disconnect(request, _collect(events))
-    if collected is None:
-        return Response(status_code=CLIENT_GONE)
-    text, stats, error = collected
-    if error:
-        return JSONResponse({"error": {"message": error, "type": "server_error", "code": 503}},
-                            status_code=503)
-    return text, stats
-
-
-async def _collect(events: AsyncIterator[Any]) -> tuple[str, Stats, str]:
-    text, stats, error = "", Stats(), ""
-    async with aclosing(events) as stream:  # type: ignore[type-var]
-        async for event in stream:
-            if isinstance(event, Token):
-                text += event.text
-            elif isinstance(event, Done):
-                stats = event.stats
-            elif isinstance(event, Error):
-                error = event.message
-    return text, stats, error
-
-
-async def _events(items: list[dict[str, Any]]) -> AsyncIterator[str]:
-    for item in items:
-        yield _sse(item)
-
-
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data)}\n\n"
-
-
-def _finish(stats: Stats) -> str:
-    return "length" if stats.stop_reason == "length" else "stop"
-
-
-def _usage(stats: Stats) -> dict[str, int]:
-    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.generated_tokens,
-            "total_tokens": stats.prompt_tokens + stats.generated_tokens}
+            "choices": [{"index": 0, "text": text, "finish_reason": finish_reason(stats),
+                         "logprobs": None}], "usage": usage(stats)})

@@ -12,7 +12,7 @@ from contextlib import aclosing
 
 from textual.containers import VerticalScroll
 
-from app.engine.backend import Done, Error, Event, Stats, Token
+from app.engine.backend import Done, Error, Event, Stats, Thought, Token
 from app.session.library import ChatLibrary
 from app.ui.tui.message_view import MessageView
 
@@ -71,6 +71,8 @@ class Conversation(VerticalScroll):
                     match event:
                         case Token(text):
                             await reply.append(text)
+                        case Thought(text):
+                            reply.think(text)
                         case Done(stats):
                             ended = stats
                             state = "partial" if stats.stop_reason == "cancelled" else "complete"

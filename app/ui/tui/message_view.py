@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.timer import Timer
-from textual.widgets import Label, Markdown
+from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from app.session.library import StoredMessage
@@ -63,7 +63,7 @@ class MessageView(Vertical, can_focus=True):
     ]
 
     def __init__(self, role: str, text: str = "", state: str = "complete",
-                 message_id: int | None = None, note: str = "") -> None:
+                 message_id: int | None = None, note: str = "", thinking: str = "") -> None:
         super().__init__(classes=f"message {role}" + (" error" if state == "error" else ""))
         self.role = role
         self._parts = [text]
@@ -78,17 +78,33 @@ class MessageView(Vertical, can_focus=True):
         self._unsent = ""
         self._sent_at = 0.0
         self._code_index = 0
+        self.thinking = thinking  # a thinking model's reasoning: folded above the reply
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
         note = msg.error or "" if msg.state == "error" else ""
-        return cls(msg.role, msg.content, msg.state, msg.id, note)
+        return cls(msg.role, msg.content, msg.state, msg.id, note, msg.thinking)
 
     def compose(self) -> ComposeResult:
         yield Label(self._title(), classes="message-title")
+        fold = Collapsible(Static(self.thinking, markup=False, classes="thinking-text"),
+                           title=self._thinking_title(), collapsed=True, classes="thinking")
+        fold.display = bool(self.thinking)
+        yield fold
         yield RenderedMarkdown(split_segments(self.text) if self.text else [],
                                classes="message-body")
         yield Label(self.note, classes="message-note", markup=False)
+
+    def _thinking_title(self) -> str:
+        return f"Thinking ({len(self.thinking.split())} words)"
+
+    def think(self, piece: str) -> None:
+        """More of the reasoning: the folded block grows (open it to read it)."""
+        self.thinking += piece
+        fold = self.query_one(".thinking", Collapsible)
+        fold.display = True
+        fold.title = self._thinking_title()
+        self.query_one(".thinking-text", Static).update(self.thinking)
 
     def _title(self) -> str:
         note = STATE_NOTES.get(self.state, "")
