@@ -48,86 +48,10 @@ DEFAULTS: dict[str, Any] = {
     "serve": {"host": "127.0.0.1", "port": 8012, "api_key": "", "save_chats": False,
               "url": "", "allowed_origins": [], "allowed_hosts": []},
     "plugins": {"disabled": []},
+    "tools": {"enabled": False, "auto_approve": [], "allow_secrets": False},
 }
 
-_TEMPLATE = """\
-# Tramontane settings. Comments you add here are kept when the app saves a change.
 
-[chat]
-# Default chat model: a catalog id, a model name from `tramontane models list`, or a .gguf path.
-model = ""
-backend = "llama.cpp"
-system_prompt = ""
-
-[params]
-temperature = {temperature}
-top_p = {top_p}
-top_k = {top_k}
-repeat_penalty = {repeat_penalty}
-seed = {seed}            # -1 picks a new seed each time
-max_tokens = {max_tokens}
-context_length = {context_length}
-threads = {threads}          # 0 = as many as the machine has cores
-gpu_layers = {gpu_layers}      # layers on the GPU; -1 = as many as fit (the fit verdict plans it)
-# Speculative decoding (llama.cpp): "auto" drafts from the prompt (prompt lookup) where that
-# was measured to pay on this machine for the kind of work (chat, edit, completion);
-# "lookup" always; "off" never. The output is the same either way.
-speculative = "{speculative}"
-
-[code]
-# Model for fill-in-the-middle completion; empty: the Qwen2.5-Coder starter (else the chat model).
-model = ""
-debounce_ms = 250    # pause in typing before a suggestion is asked for; 0 = only on Ctrl+Space
-auto_suggest_off = []  # languages with no automatic suggestion, e.g. ["markdown", "toml"]
-# The lines around the cursor a suggestion sees (as llama.vim's n_prefix / n_suffix; 0 = the
-# whole file). More lines give the model more to go on; fewer make the first suggestion in a
-# file come sooner (about 10 tokens a line, and a 1.5B model reads ~80 tokens/s on 2 cores).
-prefix_lines = 24
-suffix_lines = 8
-# Completion's own sampling, for the pane, `complete`, `edit` and `serve` (a client's n_predict
-# or temperature wins for its request): greedy, so the same place gives the same suggestion.
-max_tokens = 64
-temperature = 0.0
-seed = 1
-
-[ui]
-theme = "textual-dark"
-
-[ollama]
-host = ""            # empty: OLLAMA_HOST, else http://127.0.0.1:11434
-connect_timeout = 5.0
-first_token_timeout = 120.0   # seconds; a big model can take long to load
-read_timeout = 60.0
-keep_alive = "5m"
-
-[openai]
-# Any OpenAI-compatible server: vLLM, llama.cpp's llama-server, LM Studio, a company endpoint.
-base_url = "http://127.0.0.1:8080/v1"
-api_key = ""         # empty: TRAMONTANE_OPENAI_API_KEY, else OPENAI_API_KEY (never logged)
-model = ""           # chat model id from the server's /v1/models (empty: the first one)
-code_model = ""      # model for `complete` and the code pane (empty: the chat model)
-fim = "auto"         # auto (ask the server once) | infill | suffix | prompt
-fim_format = ""      # with fim = "prompt": codestral, qwen, ... (empty: from the model's name)
-connect_timeout = 5.0
-first_token_timeout = 120.0
-read_timeout = 60.0
-
-[serve]
-# `tramontane serve`: llama.cpp's /infill (llama.vim, llama.vscode) and the OpenAI API (/v1).
-host = "127.0.0.1"   # another address needs an api_key
-port = 8012          # llama.vim's and llama.vscode's default
-api_key = ""         # empty: TRAMONTANE_SERVE_API_KEY (clients send "Authorization: Bearer KEY")
-save_chats = false   # keep chats made through the API in the history
-url = ""             # where `tramontane complete` looks for a running server ("off": never)
-# Web pages may not use the server (as Ollama): only loopback pages and these origins, e.g.
-# ["https://my-tool.example"] ("*" for any), and on loopback only loopback Host names and these.
-allowed_origins = []
-allowed_hosts = []
-
-[plugins]
-# Installed plugins to leave off, by name (`tramontane plugins list` shows the names).
-disabled = []
-""".format(**DEFAULTS["params"])  # the one source of the sampling defaults
 
 
 @dataclass(frozen=True)
@@ -209,7 +133,9 @@ class Config:
         if self.path is None:
             return
         try:
-            text = self.path.read_text(encoding="utf-8") if self.path.exists() else _TEMPLATE
+            from app.config_template import TEMPLATE  # (it reads DEFAULTS from here)
+
+            text = self.path.read_text(encoding="utf-8") if self.path.exists() else TEMPLATE
             doc = tomlkit.parse(text)
         except tomlkit.exceptions.ParseError as exc:
             raise ConfigError(f"{self.path}: line {exc.line}: {_reason(exc)}; fix it to save "
@@ -325,7 +251,9 @@ def write_default_config(p: Paths | None = None) -> Path:
     p = p or paths()
     if not p.config_file.exists():
         p.config_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(p.config_file, _TEMPLATE, mode=0o600)
+        from app.config_template import TEMPLATE  # (it reads DEFAULTS from here)
+
+        atomic_write(p.config_file, TEMPLATE, mode=0o600)
     return p.config_file
 
 

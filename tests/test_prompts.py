@@ -11,14 +11,17 @@ import pytest
 from mistral_common.protocol.instruct.messages import (
     AssistantMessage,
     SystemMessage,
+    ToolMessage,
     UserMessage,
 )
+from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
 from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from app.engine.backend import Message
 from app.engine.llama.stops import StopScanner
+from app.engine import tools
 from app.engine.prompts import chat
 from app.models.catalog import CHAT_FORMATS
 from app.models.gguf_file import read_header
@@ -49,14 +52,28 @@ def _tokenizer(chat_format: str) -> MistralTokenizer:
     return MistralTokenizer.from_file(path)
 
 
-def _request(messages: list[Message]) -> ChatCompletionRequest:  # type: ignore[type-arg]
+def _request(messages: list[Message],
+             offered: list[tools.Tool] | None = None) -> ChatCompletionRequest:  # type: ignore[type-arg]
     kinds = {"system": SystemMessage, "user": UserMessage, "assistant": AssistantMessage}
-    return ChatCompletionRequest(messages=[kinds[m.role](content=m.content) for m in messages])
+    out: list[object] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append(ToolMessage(content=m.content, tool_call_id=m.tool_call_id))
+        elif m.tool_calls:
+            out.append(AssistantMessage(content=None, tool_calls=[ToolCall(
+                id=c.id, function=FunctionCall(name=c.name, arguments=json.dumps(c.arguments)))
+                for c in m.tool_calls]))
+        else:
+            out.append(kinds[m.role](content=m.content))
+    listed = [Tool(function=Function(name=t.name, description=t.description,
+                                     parameters=t.parameters)) for t in offered or []]
+    return ChatCompletionRequest(messages=out, tools=listed or None)  # type: ignore[arg-type]
 
 
-def _mistral_common(messages: list[Message], chat_format: str = "mistral-v3") -> str:
+def _mistral_common(messages: list[Message], chat_format: str = "mistral-v3",
+                    offered: list[tools.Tool] | None = None) -> str:
     tok = _tokenizer(chat_format)
-    tokens = tok.encode_chat_completion(_request(messages)).tokens
+    tokens = tok.encode_chat_completion(_request(messages, offered)).tokens
     pieces = str(tok.decode(tokens, special_token_policy=SpecialTokenPolicy.KEEP))
     return pieces.replace("▁", " ").replace("<0x0A>", "\n")
 
@@ -71,22 +88,54 @@ def test_mistral_formats_match_mistral_common(messages: list[Message], chat_form
 @pytest.mark.parametrize("messages", CONVERSATIONS)
 def test_mistral_tokens_match_mistral_common(messages: list[Message], chat_format: str) -> None:
     """Token for token: split our text at control tokens and encode each piece as mistral does."""
+    assert _tokens(messages, chat_format) == \
+        _tokenizer(chat_format).encode_chat_completion(_request(messages)).tokens
+
+
+WEATHER = tools.Tool("get_weather", "Weather now", {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+CALLED = tools.ToolCall("get_weather", {"city": "Lyon"}, "abcdefghi")
+TOOL_CONVERSATIONS = [
+    [Message("system", "Be brief."), Message("user", "Weather in Lyon?")],
+    [Message("user", "Hi"), Message("assistant", "Hello!"), Message("user", "Lyon?"),
+     Message("assistant", "", (CALLED,)), Message("tool", "sunny, 14 C", tool_call_id=CALLED.id),
+     Message("assistant", "Sunny."), Message("user", "And Oslo?")],
+    [Message("user", "Weather in Lyon?"), Message("assistant", "", (CALLED,)),
+     Message("tool", '{"temp_c": 14}', tool_call_id=CALLED.id)],
+]
+
+
+@pytest.mark.parametrize("chat_format", chat.MISTRAL_TOOL_FORMATS)
+@pytest.mark.parametrize("messages", TOOL_CONVERSATIONS)
+def test_mistral_tool_calls_match_mistral_common(messages: list[Message],
+                                                 chat_format: str) -> None:
+    """[AVAILABLE_TOOLS], [TOOL_CALLS] and [TOOL_RESULTS], text and tokens, as mistral-common."""
+    text = chat.build(chat_format, messages, {}, [WEATHER]).text
+    assert text == _mistral_common(messages, chat_format, [WEATHER])
+    expected = _tokenizer(chat_format).encode_chat_completion(
+        _request(messages, [WEATHER])).tokens
+    assert _tokens(messages, chat_format, [WEATHER]) == expected
+
+
+def _tokens(messages: list[Message], chat_format: str,
+            offered: list[tools.Tool] | None = None) -> list[int]:
+    """Our text split at control tokens, each piece encoded as mistral-common does."""
     tok = _tokenizer(chat_format)
-    expected = tok.encode_chat_completion(_request(messages)).tokens
     raw = tok.instruct_tokenizer.tokenizer
     control = {"<s>": raw.bos_id, "</s>": raw.eos_id}
-    for name in ("[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"):
+    for name in ("[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[AVAILABLE_TOOLS]",
+                 "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"):
         with contextlib.suppress(Exception):  # v1 writes [INST] as text (unknown: id 0)
             if (found := raw.get_special_token(name)) > 0:
                 control[name] = found
-    text, ours = chat.mistral(messages, chat_format).text, []
+    text, ours = chat.mistral(messages, chat_format, offered or ()).text, []
     pattern = "(" + "|".join(re.escape(c) for c in control) + ")"
     for part in re.split(pattern, text):
         if part in control:
             ours.append(control[part])
         elif part:
             ours.extend(raw.encode(part.removeprefix(" "), bos=False, eos=False))
-    assert ours == expected
+    return ours
 
 
 def test_catalog_knows_every_mistral_format() -> None:

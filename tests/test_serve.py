@@ -199,6 +199,62 @@ def test_openai_package_gets_json_it_asked_for(served: Served) -> None:
     assert bad.value.body["param"] == "response_format.json_schema.schema"  # type: ignore[index]
 
 
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "required": ["city"], "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}},
+    {"type": "function", "function": {
+        "name": "set_timer", "description": "Start a countdown",
+        "parameters": {"type": "object", "required": ["minutes"],
+                       "properties": {"minutes": {"type": "integer", "minimum": 1}}}}}]
+
+
+def test_openai_package_tool_calls(served: Served) -> None:
+    """`tools` and `tool_choice` through the official client, streamed and not: a call is
+    always an offered tool with arguments valid to its schema (SmolLM2 135M, held to it by
+    the grammar), a tool's result goes back as a `tool` message, and `none` is text."""
+    import jsonschema
+
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY)
+    ask = [{"role": "user", "content": "What is the weather in Lyon?"}]
+    forced = client.chat.completions.create(
+        model=CHAT, messages=ask, tools=TOOLS, tool_choice="required",  # type: ignore[arg-type]
+        max_tokens=60, temperature=0)
+    choice = forced.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls or []
+    schema = next(t["function"]["parameters"] for t in TOOLS  # type: ignore[index]
+                  if t["function"]["name"] == call.function.name)  # type: ignore[index, union-attr]
+    jsonschema.validate(json.loads(call.function.arguments), schema)  # type: ignore[union-attr]
+    named = client.chat.completions.create(
+        model=CHAT, messages=ask, tools=TOOLS, max_tokens=60, temperature=0,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "set_timer"}})
+    assert named.choices[0].message.tool_calls[0].function.name == "set_timer"  # type: ignore[index, union-attr]
+    streamed = list(client.chat.completions.create(
+        model=CHAT, messages=ask, tools=TOOLS, tool_choice="required", stream=True,  # type: ignore[arg-type]
+        max_tokens=60, temperature=0))
+    deltas = [c.choices[0].delta.tool_calls for c in streamed
+              if c.choices and c.choices[0].delta.tool_calls]
+    assert deltas and deltas[0][0].function.name in ("get_weather", "set_timer")  # type: ignore[union-attr]
+    assert streamed[-1].choices[0].finish_reason == "tool_calls"
+    answered = client.chat.completions.create(
+        model=CHAT, tools=TOOLS, max_tokens=30, temperature=0,  # type: ignore[arg-type]
+        messages=[*ask, choice.message.model_dump(exclude_none=True),  # type: ignore[list-item]
+                  {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 14}'}])
+    assert answered.choices[0].finish_reason in ("stop", "length")  # no call repeated
+    assert answered.choices[0].message.content
+    text = client.chat.completions.create(
+        model=CHAT, messages=ask, tools=TOOLS, tool_choice="none",  # type: ignore[arg-type]
+        max_tokens=12, temperature=0)
+    assert text.choices[0].message.content and not text.choices[0].message.tool_calls
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=CHAT, messages=ask, tools=TOOLS,  # type: ignore[arg-type]
+                                       tool_choice={"type": "function",
+                                                    "function": {"name": "fly"}})
+    assert bad.value.body["param"] == "tool_choice"  # type: ignore[index]
+
+
 def test_llama_server_grammar_and_json_schema_fields(served: Served) -> None:
     """llama-server's own fields: `grammar` (GBNF) and `json_schema`, as curl sends them."""
     h = served.headers()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,13 @@ class Tool:
 class ToolCall:
     name: str
     arguments: dict[str, Any]
-    id: str = field(default_factory=lambda: "call_" + secrets.token_hex(12))
+    id: str = field(default_factory=lambda: "".join(  # 9 letters and digits, as Mistral's
+        secrets.choice(string.ascii_letters + string.digits) for _ in range(9)))
+
+    def shown(self) -> str:
+        """The call as the user reads it: name(arg="value", …)."""
+        args = ", ".join(f"{k}={json.dumps(v)}" for k, v in self.arguments.items())
+        return f"{self.name}({args})"
 
     def openai(self) -> dict[str, Any]:
         return {"id": self.id, "type": "function",
@@ -96,7 +103,7 @@ def _closed(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def grammar(tools: Sequence[Tool], choice: str) -> str:
+def grammar(tools: Sequence[Tool], choice: str, style: str = "hermes") -> str:
     """GBNF for a reply under `choice`: "auto" (a call, or text that is not one), "required"
     or a tool's name (a call, to that tool for a name). Built in the llama.cpp worker, with
     llama.cpp's own JSON Schema converter."""
@@ -109,15 +116,19 @@ def grammar(tools: Sequence[Tool], choice: str) -> str:
     lines = ["root ::= tc-call | tc-text" if choice == "auto" else "root ::= tc-call",
              # the call in the model's format, or as the JSON block a small model writes
              f'tc-call ::= "{CALL_OPEN}\\n" tc-json "\\n{CALL_CLOSE}" '
-             '| "```json\\n" tc-json "\\n```" | tc-json',
+             '| "```json\\n" tc-json "\\n```" | tc-json'
+             # Mistral v3: [TOOL_CALLS] (its control token, matched by its text) and a list
+             + (' | "[TOOL_CALLS]" " "? "[" tc-json "]" | "[" tc-json "]"'
+                if style == "mistral" else ""),
              # free text: anything that does not open a call (a code fence but ```json is text)
-             "tc-text ::= [^<{`\\x00-\\x20] [^\\x00]* | \"```\" tc-fence",
+             f"tc-text ::= [^<{{`{'[' if style == 'mistral' else ''}\\x00-\\x20] [^\\x00]* "
+             "| \"```\" tc-fence",
              'tc-fence ::= [^j\\x00] [^\\x00]* | "j" [^s\\x00] [^\\x00]* '
              '| "js" [^o\\x00] [^\\x00]* | "jso" [^n\\x00] [^\\x00]*', rules]
     return "\n".join(lines)
 
 
-OPENERS = (CALL_OPEN, "```json", "{")  # how a call opens, in the forms the grammar allows
+OPENERS = (CALL_OPEN, "```json", "{", "[TOOL_CALLS]", "[{")  # the forms the grammar allows
 
 
 def opening(text: str) -> str:
@@ -132,21 +143,24 @@ def parse(text: str) -> list[ToolCall] | None:
     """The calls a reply makes (None when it is a plain answer): `<tool_call>` blocks, or the
     call as a ```json block or bare JSON. A reply that opens a call and does not complete it,
     or names no tool, is a plain answer."""
-    body = text.strip()
+    body = text.strip().removeprefix("[TOOL_CALLS]").strip()
     if body.startswith(CALL_OPEN):
         inner = [c.split(CALL_CLOSE, 1)[0] for c in body.split(CALL_OPEN)[1:]]
     elif body.startswith("```json") and body.endswith("```"):
         inner = [body[len("```json"):-3]]
-    elif body.startswith("{"):
+    elif body.startswith(("{", "[")):
         inner = [body]
     else:
         return None
-    calls = []
+    found: list[Any] = []
     for chunk in inner:
         try:
             data = json.loads(chunk.strip())
         except json.JSONDecodeError:
             return None
+        found += data if isinstance(data, list) else [data]
+    calls = []
+    for data in found:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             return None
         args = data.get("arguments", {})

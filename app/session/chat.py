@@ -6,12 +6,12 @@ leaves the partial text in history.db, marked partial.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncGenerator
+import json
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import replace
 
-from app.engine import structured
+from app.engine import structured, tools
 from app.engine.backend import (
     Backend,
     Done,
@@ -20,18 +20,24 @@ from app.engine.backend import (
     Message,
     ModelRef,
     Params,
-    Stats,
     Thought,
     Token,
 )
-from app.errors import HistoryError, TramontaneError
+from app.engine.tools import ToolCall
+from app.errors import TramontaneError
 from app.plugins.hookspecs import Attachment
 from app.plugins.manager import PluginHost
+from app.session.autosave import Autosave, stat_fields
+from app.session.chat_tools import (
+    MAX_TOOL_ROUNDS,
+    ChatEvent,
+    ToolAsked,
+    Toolbox,
+    ToolDone,
+    call_key,
+    stored_calls,
+)
 from app.store.history import Chat, ChatStore, title_from
-
-SAVE_EVERY_S = 0.5
-RETRY_S = 5.0  # after a failed save, the next try of a streaming reply
-
 
 CHARS_PER_TOKEN = 3  # a cautious estimate (code and English run 3.5 to 4 with these vocabularies)
 TEMPLATE_TOKENS = 64  # the chat template's own tokens around the turns
@@ -51,7 +57,12 @@ class ChatSession:
         self.plugins = plugins
         self.attachments: list[Attachment] = []  # from slash commands, sent with the next message
         self.left_out = 0  # older messages the last request could not fit
-        self.unsaved: list[_Autosave] = []  # replies the history could not take yet
+        self.unsaved: list[Autosave] = []  # replies the history could not take yet
+        self.toolbox: Toolbox | None = None  # the tools this chat may call (None: none)
+        self.approve: Callable[[ToolCall], Awaitable[str]] | None = None  # the face asks
+        self.auto_approve: set[str] = set()  # tools that run without asking (config.toml)
+        self.always: set[str] = set()  # tools the user allowed for the rest of this chat
+        self.calls: list[ToolCall] = []  # the calls the last reply made
 
     @property
     def chat_id(self) -> int:
@@ -66,7 +77,11 @@ class ChatSession:
         for msg in self.store.messages(self.chat.id):
             if msg.id in leave_out:
                 continue
-            if msg.role in ("user", "assistant") and (msg.content or msg.role == "user"):
+            if msg.tool_call_id:  # a tool's result
+                out.append(Message("tool", msg.content, tool_call_id=msg.tool_call_id))
+            elif msg.tool_calls:
+                out.append(Message("assistant", "", stored_calls(msg.tool_calls)))
+            elif msg.role in ("user", "assistant") and (msg.content or msg.role == "user"):
                 out.append(Message(msg.role, msg.content))  # type: ignore[arg-type]
         return out
 
@@ -104,24 +119,61 @@ class ChatSession:
         if not self.store.messages(self.chat.id):
             self.store.delete_chat(self.chat.id)
 
-    async def send(self, text: str, title: str | None = None) -> AsyncGenerator[Event, None]:
+    async def send(self, text: str, title: str | None = None,
+                   ) -> AsyncGenerator[ChatEvent, None]:
         """Save the question, stream the reply, and keep what arrives saved as it comes.
         `title` names a new chat when `text` starts with attached files."""
         self.store.add_message(self.chat.id, "user", text)
         if not self.chat.title:
             self.chat.title = title_from(title or text)
             self.store.update_chat(self.chat.id, title=self.chat.title)
-        async for event in self._reply():
+        async for event in self._turns():
             yield event
 
-    async def edit_last(self, text: str) -> AsyncGenerator[Event, None]:
+    async def _turns(self, replaces: frozenset[int] = frozenset(),
+                     ) -> AsyncGenerator[ChatEvent, None]:
+        """Replies until one is not a tool call: each call is shown (`ToolAsked`), approved
+        (or not) by the face's `approve`, run, and its result kept and sent back."""
+        answered: set[str] = set()
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            self.calls = []
+            last = round_ == MAX_TOOL_ROUNDS
+            async for event in self._reply(replaces, tool_choice="none" if last else "auto"):
+                yield event
+            replaces = frozenset()
+            if not self.calls:
+                return
+            if all(call_key(c) in answered for c in self.calls):
+                self.calls = []  # a small model asking again for what it has: answer in text
+                async for event in self._reply(tool_choice="none"):
+                    yield event
+                return
+            for call in self.calls:
+                yield ToolAsked(call)
+                allowed = await self._allowed(call)
+                result = await self.toolbox.run(call) if allowed and self.toolbox \
+                    else "The user did not allow this call."
+                saved = self.store.add_message(self.chat.id, "user", result)
+                self.store.update_message(saved, tool_call_id=call.id)
+                answered.add(call_key(call))
+                yield ToolDone(call, result, allowed)
+
+    async def _allowed(self, call: ToolCall) -> bool:
+        if call.name in self.always or call.name in self.auto_approve:
+            return True
+        decision = await self.approve(call) if self.approve is not None else "deny"
+        if decision == "always":
+            self.always.add(call.name)
+        return decision in ("once", "always")
+
+    async def edit_last(self, text: str) -> AsyncGenerator[ChatEvent, None]:
         """Ask `text` instead of the last question. The old question and its reply stay until
         the new reply is complete (a failed or stopped one leaves both turns)."""
         msgs = self.store.messages_page(self.chat.id, None, 2)
         last_user = next((m for m in reversed(msgs) if m.role == "user"), None)
         old = frozenset(m.id for m in msgs if last_user is not None and m.id >= last_user.id)
         self.store.add_message(self.chat.id, "user", text)
-        async for event in self._reply(replaces=old):
+        async for event in self._turns(replaces=old):
             yield event
 
     def last_question(self) -> str:
@@ -143,12 +195,12 @@ class ChatSession:
         self.chat.model = stored_name
         self.store.update_chat(self.chat.id, model=stored_name)
 
-    async def regenerate(self) -> AsyncGenerator[Event, None]:
+    async def regenerate(self) -> AsyncGenerator[ChatEvent, None]:
         """Ask again for the last reply. The old reply stays until the new one is complete
         (a failed or stopped one leaves both)."""
         msgs = self.store.messages_page(self.chat.id, None, 1)
         old = frozenset([msgs[-1].id]) if msgs and msgs[-1].role == "assistant" else frozenset()
-        async for event in self._reply(replaces=old):
+        async for event in self._turns(replaces=old):
             yield event
 
     def retry_unsaved(self) -> bool:
@@ -167,7 +219,7 @@ class ChatSession:
                 "(tried again with each message). Only the start saved before the failure is in "
                 "the history now.")
 
-    def _save_failed(self, saver: _Autosave) -> None:
+    def _save_failed(self, saver: Autosave) -> None:
         if saver not in self.unsaved:
             self.unsaved.append(saver)
 
@@ -178,14 +230,15 @@ class ChatSession:
             yield event
 
     async def _reply(self, replaces: frozenset[int] = frozenset(),
-                     messages: list[Message] | None = None) -> AsyncGenerator[Event, None]:
+                     messages: list[Message] | None = None,
+                     tool_choice: str = "none") -> AsyncGenerator[Event, None]:
         """Stream a reply (to the saved history, or to `messages`) to the history; once it is
         complete, the messages `replaces` names (an old turn) are deleted, and not before."""
         self.retry_unsaved()
         if messages is None:
             messages = self.fit(self.history(leave_out=replaces))
         reply_id = self.store.add_message(self.chat.id, "assistant", "", state="partial")
-        saver = _Autosave(self.store, reply_id)
+        saver = Autosave(self.store, reply_id)
         finished = False
         try:
             try:
@@ -196,7 +249,7 @@ class ChatSession:
                     self._save_failed(saver)
                 yield Error(str(exc))
                 return
-            async with aclosing(self._stream(messages)) as stream:
+            async with aclosing(self._stream(messages, tool_choice)) as stream:
                 async for event in stream:
                     match event:
                         case Token(text):
@@ -206,12 +259,14 @@ class ChatSession:
                         case Done(stats):
                             finished = True
                             state = "partial" if stats.stop_reason == "cancelled" else "complete"
-                            if not saver.finish(state, **_stat_fields(stats)):
+                            if not saver.finish(state, **stat_fields(stats)):
                                 self._save_failed(saver)
                                 state = "unsaved"  # the old turn stays until this one is saved
                             if state == "complete":
                                 for message_id in replaces:
                                     self.store.delete_message(message_id)
+                            if state == "complete" and tool_choice != "none":
+                                self._take_calls(reply_id, saver.text)
                             if state == "complete" and self.plugins is not None:
                                 self.plugins.notify(
                                     "reply_finished", chat_id=self.chat.id,
@@ -227,93 +282,22 @@ class ChatSession:
                 self._save_failed(saver)
 
 
-    def _stream(self, messages: list[Message]) -> AsyncGenerator[Event, None]:
-        """The backend's reply; one that must be JSON is checked before it counts as done."""
-        events = self.backend.chat(messages, self.params)
-        return structured.checked(events, self.params.json_schema) if self.params.json_schema \
+    def _stream(self, messages: list[Message], tool_choice: str) -> AsyncGenerator[Event, None]:
+        """The backend's reply (offering the chat's tools under `tool_choice`); one that must be
+        JSON is checked before it counts as done."""
+        params = self.params
+        if self.toolbox is not None and self.toolbox.tools:
+            params = replace(params, tools=tools.to_json(self.toolbox.tools),
+                             tool_choice=tool_choice)
+        events = self.backend.chat(messages, params)
+        return structured.checked(events, params.json_schema) if params.json_schema \
             else events
 
-
-class _Autosave:
-    """Writes the growing reply at most every SAVE_EVERY_S, and once more at the end. A save
-    that fails (a full disk, the history locked by another program) never stops the reply:
-    the text stays in memory, and the save is tried again RETRY_S later, then with each later
-    message (`ChatSession.retry_unsaved`)."""
-
-    def __init__(self, store: ChatStore, message_id: int) -> None:
-        self.store, self.message_id = store, message_id
-        self.parts: list[str] = []
-        self.thoughts: list[str] = []  # a thinking model's reasoning, saved beside the reply
-        self.saved_at = time.monotonic()
-        self.dirty = False
-        self.task: asyncio.Task[None] | None = None
-        self.problem = ""  # why the last save failed ("" when it did not)
-        self.final: tuple[str, dict[str, object]] | None = None  # a finish not yet written
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def think(self, piece: str) -> None:
-        self.thoughts.append(piece)
-        self._changed()
-
-    def append(self, piece: str) -> None:
-        self.parts.append(piece)
-        self._changed()
-
-    def _changed(self) -> None:
-        self.dirty = True
-        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
-            self.save()
-        elif self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self._later())
-
-    async def _later(self) -> None:
-        while True:
-            await asyncio.sleep(max(0.0, SAVE_EVERY_S - (time.monotonic() - self.saved_at)))
-            if self.dirty and time.monotonic() - self.saved_at >= SAVE_EVERY_S:
-                self.save()
-
-    def save(self) -> None:
-        if self.problem and time.monotonic() - self.saved_at < RETRY_S:
-            return  # each try can wait on a lock for 2 s: not at every token
-        self.saved_at = time.monotonic()
-        try:
-            self.store.update_message(self.message_id, content=self.text,
-                                      thinking="".join(self.thoughts))
-        except HistoryError as exc:
-            self.problem = str(exc)
-            return
-        self.dirty, self.problem = False, ""
-
-    def finish(self, state: str, **fields: object) -> bool:
-        """Write the whole reply and its state; False when it could not be (kept to retry)."""
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-        self.final = (state, fields)
-        return self.retry()
-
-    def retry(self) -> bool:
-        if self.final is None:
-            return True
-        state, fields = self.final
-        try:
-            self.store.update_message(self.message_id, content=self.text, state=state,
-                                      thinking="".join(self.thoughts), **fields)
-        except HistoryError as exc:
-            self.problem = str(exc)
-            return False
-        self.final, self.problem, self.dirty = None, "", False
-        return True
-
-
-def _stat_fields(stats: Stats) -> dict[str, object]:
-    return {
-        "prompt_tokens": stats.prompt_tokens,
-        "cached_tokens": stats.cached_tokens,
-        "generated_tokens": stats.generated_tokens,
-        "ttft_ms": stats.ttft_ms,
-        "decode_tps": stats.decode_tps,
-    }
+    def _take_calls(self, reply_id: int, text: str) -> None:
+        """A reply that is a call: its calls kept with it, for `_turns` to run."""
+        found = tools.parse(text) or []
+        offered = {t.name for t in self.toolbox.tools} if self.toolbox else set()
+        self.calls = [c for c in found if c.name in offered]
+        if self.calls:
+            self.store.update_message(reply_id, tool_calls=json.dumps(
+                [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.calls]))

@@ -108,6 +108,36 @@ class ChatLibrary:
             chat = self.store.chat(chat_id)
         return ChatSession(self.store, backend, chat, ref, params, self.ctx.plugins)
 
+    @property
+    def tools_on(self) -> bool:
+        """config.toml's [tools] enabled: chats may call tools unless the face says not."""
+        return bool(self.ctx.cfg.get("tools", "enabled"))
+
+    async def with_tools(self, session: ChatSession, folder: Path | None = None) -> list[str]:
+        """Let `session` call the read-only tools over `folder` (the current one) and the MCP
+        servers' tools; what could not be started, in words (an MCP server that fails)."""
+        from app.session import mcp
+        from app.session.chat_tools import Toolbox
+
+        t = self.ctx.cfg.section("tools")
+        box = Toolbox.for_folder(folder or Path.cwd(), bool(t.get("allow_secrets")))
+        problems = await mcp.add_servers(box, self.ctx.cfg.values.get("mcp", {}))
+        session.toolbox = box
+        session.auto_approve = {str(n) for n in t.get("auto_approve") or []}
+        return problems
+
+    async def tool_list(self) -> tuple[list[dict[str, str]], list[str]]:
+        """The tools a chat started here may call (name, source, description), and what
+        could not be started."""
+        from app.session import mcp
+        from app.session.chat_tools import Toolbox
+
+        box = Toolbox.for_folder(Path.cwd())
+        problems = await mcp.add_servers(box, self.ctx.cfg.values.get("mcp", {}))
+        await box.close()
+        return [{"name": t.name, "source": box.sources[t.name], "description": t.description}
+                for t in box.tools], problems
+
     def chat(self, chat_id: int) -> Chat:
         return self.store.chat(chat_id)
 

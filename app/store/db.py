@@ -83,8 +83,14 @@ def _v2(db: sqlite3.Connection) -> None:
 
 
 def _v3(db: sqlite3.Connection) -> None:
-    """A thinking model's reasoning, kept beside its reply (shown folded, never resent)."""
-    _script(db, "ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT ''")
+    """A thinking model's reasoning, kept beside its reply (shown folded, never resent); the
+    tool calls a reply made (JSON), and the call a tool's result answers (a result is kept as
+    a 'user' row with its call's id)."""
+    _script(db, """
+        ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT '';
+        ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '';
+        ALTER TABLE messages ADD COLUMN tool_call_id TEXT NOT NULL DEFAULT ''
+        """)
 
 
 # One function per schema version, run in order; never edit a released step, add one.

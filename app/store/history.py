@@ -44,6 +44,8 @@ class StoredMessage:
     error: str | None
     created_at: float
     thinking: str = ""  # a thinking model's reasoning, apart from the reply
+    tool_calls: str = ""  # the calls this reply made, as JSON [{"id", "name", "arguments"}]
+    tool_call_id: str = ""  # for a tool's result: the call it answers
 
 
 def title_from(question: str) -> str:
@@ -136,7 +138,7 @@ class ChatStore:
 
     def update_message(self, message_id: int, **fields: Any) -> None:
         allowed = {"content", "state", "prompt_tokens", "cached_tokens", "generated_tokens",
-                   "ttft_ms", "decode_tps", "error", "thinking"}
+                   "ttft_ms", "decode_tps", "error", "thinking", "tool_calls", "tool_call_id"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"not message fields: {bad}")
@@ -203,11 +205,16 @@ class ChatStore:
             out += ["## System", "", chat.system_prompt, ""]
         for msg in self.messages(chat_id):
             heading = {"user": "## You", "assistant": "## Assistant", "system": "## System"}
+            if msg.tool_call_id:
+                out += ["## Tool result", "", "```", msg.content, "```", ""]
+                continue
             out += [heading.get(msg.role, msg.role), ""]
             if msg.thinking:
                 out += ["<details><summary>Thinking</summary>", "", msg.thinking.strip(), "",
                         "</details>", ""]
             out += [msg.content, ""]
+            for call in json.loads(msg.tool_calls or "[]"):
+                out += [f"*(calls `{call['name']}` with `{json.dumps(call['arguments'])}`)*", ""]
             if msg.state == "partial":
                 out += ["*(reply cut off)*", ""]
             elif msg.state == "error":

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the reply is one JSON object (enforced, then validated)")
     shape.add_argument("--schema", metavar="FILE|JSON",
                        help="the reply is JSON valid against this JSON Schema (a file or inline)")
+    chat.add_argument("--tools", action="store_true",
+                      help="let the model call tools: read-only tools over this folder and "
+                           "[mcp.servers] (each call asks first)")
     chat.add_argument("--hide-thinking", action="store_true",
                       help="leave out a thinking model's reasoning (it is still saved)")
     chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
@@ -89,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--quick", action="store_true",
                         help="skip re-measuring this machine's speed with the starters")
     doctor.set_defaults(func=cli_misc.doctor)
+    tools = sub.add_parser("tools", help="the tools a chat may call here (folder and MCP)")
+    tools.add_argument("--json", action="store_true")
+    tools.set_defaults(func=cli_misc.tools)
 
     cli_models.add_parser(sub)
     cli_complete.add_parser(sub)

@@ -9,8 +9,10 @@ import sys
 
 from app.engine import structured
 from app.engine.backend import Done, Error, Thought, Token
+from app.engine.tools import ToolCall
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
+from app.session.chat_tools import ToolAsked, ToolDone
 from app.session.front import Tramontane, remote_server
 from app.session.placement import DoesNotFitError
 from app.session.slash import ChatPrompt
@@ -73,6 +75,13 @@ async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
                     sys.stderr.write(_dim(piece))
                     sys.stderr.flush()
                 continue
+            case ToolAsked(call):
+                print(f"[tool] {call.shown()}", file=sys.stderr)
+                continue
+            case ToolDone(call, result, ran):
+                said = f"{len(result.splitlines())} lines back" if ran else "not run"
+                print(f"[tool] {call.name}: {said}", file=sys.stderr)
+                continue
             case Token(piece):
                 if thinking:
                     sys.stderr.write(_dim("\n[/thinking]") + "\n")
@@ -99,6 +108,19 @@ async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
               "sent: with them, the context would be full.", file=sys.stderr)
     await prompt.plugins.drain()
     return code
+
+
+async def ask_to_run(call: ToolCall) -> str:
+    """Whether to run a call: asked on the terminal; without one, no (say --tools with
+    [tools] auto_approve to run tools from a script)."""
+    if not sys.stdin.isatty():
+        print(f"tramontane: {call.name} was not run: no terminal to ask on (list it in "
+              "[tools] auto_approve to run it without asking).", file=sys.stderr)
+        return "deny"
+    answer = await asyncio.to_thread(
+        input, f"Run {call.shown()}? [y]es once, [a]lways in this chat, [N]o: ")
+    return {"y": "once", "yes": "once", "a": "always", "always": "always"}.get(
+        answer.strip().lower(), "deny")
 
 
 def _dim(text: str) -> str:
@@ -134,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             try:
                 runner.run(session.load())
+                if args.tools or door.chats.tools_on:
+                    for problem in runner.run(door.chats.with_tools(session)):
+                        print(f"tramontane: warning: {problem}", file=sys.stderr)
+                    session.approve = ask_to_run
             except TramontaneError:
                 session.drop_if_empty()  # a chat that never started leaves no "(untitled)"
                 raise
@@ -150,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
                     return 130
             return repl(runner, session, prompt, args.stats, args.hide_thinking)
         finally:
+            if session.toolbox is not None:
+                runner.run(session.toolbox.close())
             runner.run(door.unload())
             door.close()
 

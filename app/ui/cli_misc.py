@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import Any
 
 from app.session.front import Tramontane
@@ -22,6 +23,25 @@ def doctor(args: argparse.Namespace) -> int:
         return 0 if report["smoke"]["ok"] else 1
     _print_doctor(report)
     return 0 if report["smoke"]["ok"] else 1
+
+
+def tools(args: argparse.Namespace) -> int:
+    """`tramontane tools`: every tool a chat started here may call, and where it comes from
+    (the MCP servers in config.toml are started to ask them)."""
+    door = Tramontane.open()
+
+    try:
+        rows, problems = asyncio.run(door.chats.tool_list())
+    finally:
+        door.close()
+    for problem in problems:
+        print(f"tramontane: warning: {problem}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']:<16} {row['source']:<14} {row['description']}")
+    return 0
 
 
 def _print_doctor(r: dict[str, Any]) -> None:

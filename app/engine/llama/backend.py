@@ -191,7 +191,9 @@ class LlamaBackend:
                 params.repeat_penalty, params.seed, (*stop, *params.stop),
                 add_bos and bool(self.loaded.get("add_bos", True)), kind, params.speculative,
                 params.max_time_ms, self.measuring, params.json_schema, params.grammar,
-                params.tools if params.tool_choice != "none" else "", params.tool_choice)
+                params.tools if params.tool_choice != "none" else "", params.tool_choice,
+                "mistral" if self._chat_format() in chat_prompts.MISTRAL_TOOL_FORMATS
+                else "hermes")
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

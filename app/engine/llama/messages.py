@@ -42,6 +42,7 @@ class GenerateOptions:
     grammar: str = ""  # or this GBNF grammar
     tools: str = ""  # or, with tools offered, a call to one of them (or text, for "auto")
     tool_choice: str = "auto"
+    tool_format: str = "hermes"  # how the model writes a call: "hermes" or "mistral"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine.llama.grammar import GrammarGate
 from app.engine.llama.lookup import PromptLookup, default_costs
 from app.engine.llama.messages import GenerateOptions
 
@@ -88,14 +89,21 @@ def greedy(row_logits: Any, recent: list[int], penalty: float) -> int:
     Qwen's 151,936 tokens, against 0.1 ms here), which a 16-row check pays 16 times."""
     import numpy as np
 
+    return int(np.argmax(penalized(row_logits, recent, penalty)))
+
+
+def penalized(row_logits: Any, recent: list[int], penalty: float) -> Any:
+    """The row after llama.cpp's repetition penalty on the recent tokens (float32)."""
+    import numpy as np
+
     if penalty == 1.0 or not recent:
-        return int(np.argmax(row_logits))
+        return row_logits
     row = np.array(row_logits, dtype=np.float32)
     seen = np.unique(np.asarray(recent, dtype=np.int64))
     vals = row[seen]
     factor = np.float32(penalty)
     row[seen] = np.where(vals <= 0, vals * factor, vals / factor)
-    return int(np.argmax(row))
+    return row
 
 
 def margin(row_logits: Any, recent: list[int], penalty: float) -> float:
@@ -117,13 +125,26 @@ def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup |
            n_ctx: int, meter: Meter | None = None,
            costs: CostTable | None = None, grammar: Any = None) -> Iterator[int]:
     """The tokens the model generates after the cached prompt and `pending` (its last token,
-    not yet evaluated), checking `lookup`'s drafts when given. With a `grammar` every token
-    comes from the sampler chain, which holds the grammar's state (a drafted token is kept only
-    where the grammar allows it and the model chose it)."""
+    not yet evaluated), checking `lookup`'s drafts when given. With a `grammar` each token is
+    the one the grammar allows (greedy: checked through `GrammarGate`, the winner first; else
+    the sampler chain holds the grammar); a drafted token is kept only where the grammar
+    allows it and the model chose it."""
     temp, penalty = opts.temperature, opts.repeat_penalty
-    sampler = llm._init_sampler(top_k=opts.top_k, top_p=opts.top_p,
-                                min_p=0.0, temp=temp, repeat_penalty=penalty, grammar=grammar)
-    quick_greedy = temp == 0.0 and grammar is None
+    gate = GrammarGate(llm, grammar) if grammar is not None and temp == 0.0 else None
+    sampler = llm._init_sampler(top_k=opts.top_k, top_p=opts.top_p, min_p=0.0, temp=temp,
+                                repeat_penalty=penalty,
+                                grammar=grammar if gate is None else None)
+    try:
+        yield from _decode(llm, pending, lookup, n_ctx, meter, costs, sampler, gate, temp,
+                           penalty)
+    finally:
+        if gate is not None:
+            gate.close()
+
+
+def _decode(llm: Any, pending: int, lookup: PromptLookup | None, n_ctx: int,
+            meter: Meter | None, costs: CostTable | None, sampler: Any,
+            gate: GrammarGate | None, temp: float, penalty: float) -> Iterator[int]:
     window = int(getattr(llm, "last_n_tokens_size", 64))  # the penalty's look-back
     recent: list[int] = []  # the tokens chosen so far: what the penalty sees
     meter = meter if meter is not None else Meter()
@@ -136,7 +157,10 @@ def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup |
         kept: list[int] = []
         token = pending
         for j in range(len(batch)):
-            if quick_greedy:
+            if gate is not None:  # greedy, held to the grammar
+                token = gate.choose(penalized(logits(llm, j - len(batch)), recent[-window:],
+                                              penalty))
+            elif temp == 0.0:
                 token = greedy(logits(llm, j - len(batch)), recent[-window:], penalty)
             else:
                 token = sampler.sample(llm._ctx, j - len(batch))

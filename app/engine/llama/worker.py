@@ -71,13 +71,13 @@ def _grammar(gbnf: str, json_schema: str) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _tool_grammar(tools_json: str, choice: str) -> str:
+def _tool_grammar(tools_json: str, choice: str, style: str) -> str:
     """The grammar that holds a call to the offered tools ('' when none are offered)."""
     if not tools_json:
         return ""
     from app.engine import tools
 
-    return tools.grammar(tools.from_json(tools_json), choice)
+    return tools.grammar(tools.from_json(tools_json), choice, style)
 
 
 def _parses(llm: Any, grammar: Any) -> bool:
@@ -164,7 +164,8 @@ class Worker:
             self.conn.send(Failed(req, "No model is loaded."))
             return
         try:
-            grammar = _grammar(opts.grammar or _tool_grammar(opts.tools, opts.tool_choice),
+            grammar = _grammar(opts.grammar or _tool_grammar(opts.tools, opts.tool_choice,
+                                                             opts.tool_format),
                                opts.json_schema)
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             self.conn.send(Failed(req, f"The reply's grammar cannot be used: {exc}"))

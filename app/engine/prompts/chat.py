@@ -38,9 +38,14 @@ class ChatPrompt:
 # - v3 Tekken (Mistral NeMo): as v3, without the space SentencePiece puts before each piece;
 # - v7 Tekken (Mistral Small 24B 2501): the system prompt in its own [SYSTEM_PROMPT] block.
 MISTRAL_FORMATS = ("mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7-tekken")
+# v3's function calling (Mistral 7B v0.3, Codestral): [AVAILABLE_TOOLS] before the last
+# [INST], a call as [TOOL_CALLS] [{"name", "arguments", "id"}], a result as
+# [TOOL_RESULTS] {"content", "call_id"}[/TOOL_RESULTS] (checked against mistral-common)
+MISTRAL_TOOL_FORMATS = ("mistral-v3", "mistral-v3-tekken")
 
 
-def mistral(messages: Sequence[Message], chat_format: str = "mistral-v3") -> ChatPrompt:
+def mistral(messages: Sequence[Message], chat_format: str = "mistral-v3",
+            tools: Sequence[Tool] = ()) -> ChatPrompt:
     """`<s>[INST] q[/INST] a</s>[INST] q2[/INST]` and its variants (see MISTRAL_FORMATS).
 
     As mistral-common does, a user turn and an assistant turn alternate.
@@ -59,8 +64,17 @@ def mistral(messages: Sequence[Message], chat_format: str = "mistral-v3") -> Cha
     elif users:
         system_at = users[0] if chat_format == "mistral-v1" else users[-1]
     for i, msg in enumerate(turns):
-        if msg.role == "user":
+        if msg.role == "tool":
+            out.append(f"[TOOL_RESULTS]{sp}{_result(msg)}[/TOOL_RESULTS]")
+        elif msg.tool_calls:
+            calls = [{"name": c.name, "arguments": c.arguments, "id": c.id}
+                     for c in msg.tool_calls]
+            out.append(f"[TOOL_CALLS]{sp}{json.dumps(calls)}</s>")
+        elif msg.role == "user":
             content = f"{system}\n\n{msg.content}" if system and i == system_at else msg.content
+            if tools and users and i == users[-1]:
+                listed = json.dumps([t.openai() for t in tools])
+                out.append(f"[AVAILABLE_TOOLS]{sp}{listed}[/AVAILABLE_TOOLS]")
             if chat_format == "mistral-v1":
                 out.append(f" [INST] {content} [/INST]")
             else:
@@ -68,6 +82,15 @@ def mistral(messages: Sequence[Message], chat_format: str = "mistral-v3") -> Cha
         else:
             out.append(f"{sp}{msg.content}</s>")
     return ChatPrompt("".join(out), stop=["</s>", "[INST]"])
+
+
+def _result(message: Message) -> str:
+    """A tool's result as Mistral's [TOOL_RESULTS] holds it: JSON content as JSON."""
+    try:
+        content: object = json.loads(message.content)
+    except json.JSONDecodeError:
+        content = message.content
+    return json.dumps({"content": content, "call_id": message.tool_call_id})
 
 
 def plain(messages: Sequence[Message]) -> ChatPrompt:
@@ -154,13 +177,14 @@ def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any
     Offered `tools` go where the template puts them; a format that has no place for them gets
     them in the system prompt, in the Hermes format the call grammar expects."""
     template = str(metadata.get("tokenizer.chat_template") or "")
-    if tools and (chat_format in MISTRAL_FORMATS or "tools" not in template):
-        messages, tools = with_tools_in_system(messages, tools), ()
-    messages = [m if m.role != "tool" and not m.tool_calls else as_text(m) for m in messages] \
-        if chat_format in MISTRAL_FORMATS or chat_format == "plain" or not template \
-        else list(messages)
+    native = chat_format in MISTRAL_TOOL_FORMATS or ("tool_call" in template and chat_format
+                                                       not in MISTRAL_FORMATS + ("plain",))
+    if not native:
+        if tools:
+            messages, tools = with_tools_in_system(messages, tools), ()
+        messages = [as_text(m) if m.role == "tool" or m.tool_calls else m for m in messages]
     if chat_format in MISTRAL_FORMATS:
-        return mistral(messages, chat_format)
+        return mistral(messages, chat_format, tools)
     if chat_format == "plain" or not template:
         return plain(messages)
     return from_template(

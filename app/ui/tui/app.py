@@ -125,6 +125,9 @@ class TramontaneApp(App[None]):
     async def on_unmount(self) -> None:
         if self.server.running:
             await self.server.stop()
+        session = self.chat.session
+        if session is not None and session.toolbox is not None:
+            await session.toolbox.close()  # the MCP servers it started
         await self.door.unload()
         if self._code_backend is not None:
             await self._code_backend.unload()

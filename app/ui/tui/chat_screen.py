@@ -18,14 +18,22 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, TextArea
 from textual.worker import Worker
 
-from app.engine.backend import Event, Params
+from app.engine.backend import Params
+from app.engine.tools import ToolCall
 from app.errors import TramontaneError
 from app.session.chat import ChatSession
+from app.session.chat_tools import ChatEvent
 from app.session.front import Tramontane
 from app.session.library import Chat
 from app.session.slash import ChatPrompt
 from app.ui.tui.conversation import Conversation
-from app.ui.tui.dialogs import ConfirmDialog, ModelPicker, ParamsDialog, TextDialog
+from app.ui.tui.dialogs import (
+    ChoiceDialog,
+    ConfirmDialog,
+    ModelPicker,
+    ParamsDialog,
+    TextDialog,
+)
 from app.ui.tui.message_view import MessageView
 from app.ui.tui.prompt import PromptBox
 from app.ui.tui.serving import AppServer
@@ -49,6 +57,7 @@ class ChatScreen(Screen[None]):
         Binding("f8", "delete", "Delete chat"),
         Binding("ctrl+f", "search", "Search"),
         Binding("ctrl+y", "copy_reply", "Copy reply", priority=True),
+        Binding("ctrl+t", "tools", "Tools on/off", priority=True),
     ]
 
     def __init__(self, door: Tramontane, server: AppServer,
@@ -64,6 +73,7 @@ class ChatScreen(Screen[None]):
         self.hinting = False
         self.last_stats = ""
         self.fit_confirmed: set[str] = set()  # models the user chose to load though too big
+        self.tools_wanted = door.chats.tools_on  # the model may call tools (Ctrl+T)
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -98,6 +108,8 @@ class ChatScreen(Screen[None]):
             text = f"{s.model.name} · {s.backend.name} · {self.last_stats or 'ready'}"
         if self.server.running:
             text += f" · serving {self.server.url}"
+        if self.tools_wanted:
+            text += " · tools on"
         self.query_one("#status", Label).update(text)
 
     def refresh_chats(self, query: str | None = None) -> list[Chat]:
@@ -181,6 +193,7 @@ class ChatScreen(Screen[None]):
             box.move_cursor(box.document.end)
         if prepared.content is None:
             return
+        await self._tools_for(session)
         old: list[MessageView] = []
         if self.editing:
             self.editing = False
@@ -191,12 +204,34 @@ class ChatScreen(Screen[None]):
         await self.conversation.add(MessageView("user", prepared.content))
         await self._stream(events, old)
 
+    async def _tools_for(self, session: ChatSession) -> None:
+        """Give the session its tools (or take them away) as Ctrl+T last said."""
+        if self.tools_wanted and session.toolbox is None:
+            for problem in await self.library.with_tools(session):
+                self.notify(problem, severity="warning", timeout=10)
+            session.approve = self._approve
+        elif not self.tools_wanted and session.toolbox is not None:
+            await session.toolbox.close()
+            session.toolbox = None
+
+    async def _approve(self, call: ToolCall) -> str:
+        """Ask before a tool runs: once, always in this chat, or not."""
+        return await self.app.push_screen_wait(ChoiceDialog(
+            f"The model wants to run {call.shown()}.",
+            [("once", "Run it"), ("always", "Always in this chat"), ("deny", "Don't run")]))
+
+    def action_tools(self) -> None:
+        self.tools_wanted = not self.tools_wanted
+        self.notify("Tools on: the model may read this folder (each call asks first)."
+                    if self.tools_wanted else "Tools off.")
+        self.update_status()
+
     @work(exclusive=True, group="reply")
-    async def stream_reply(self, events: AsyncGenerator[Event, None],
+    async def stream_reply(self, events: AsyncGenerator[ChatEvent, None],
                            replaces: list[MessageView]) -> None:
         await self._stream(events, replaces)
 
-    async def _stream(self, events: AsyncGenerator[Event, None],
+    async def _stream(self, events: AsyncGenerator[ChatEvent, None],
                       replaces: list[MessageView]) -> None:
         try:
             stats = await self.conversation.stream(events, replaces)

@@ -12,9 +12,10 @@ from contextlib import aclosing
 
 from textual.containers import VerticalScroll
 
-from app.engine.backend import Done, Error, Event, Stats, Thought, Token
+from app.engine.backend import Done, Error, Stats, Thought, Token
+from app.session.chat_tools import ChatEvent, ToolAsked, ToolDone
 from app.session.library import ChatLibrary
-from app.ui.tui.message_view import MessageView
+from app.ui.tui.message_view import MessageView, ToolView, stored_view
 
 PAGE = 40
 
@@ -38,7 +39,7 @@ class Conversation(VerticalScroll):
         if page:
             self.oldest_id = page[0].id
             self.has_older = len(page) == PAGE
-            await self.mount_all([MessageView.from_stored(m) for m in page])
+            await self.mount_all([stored_view(m) for m in page])
         self.anchor()
 
     async def add(self, view: MessageView) -> MessageView:
@@ -53,11 +54,11 @@ class Conversation(VerticalScroll):
                 return views[i:]
         return []
 
-    async def stream(self, events: AsyncGenerator[Event, None],
+    async def stream(self, events: AsyncGenerator[ChatEvent, None],
                      replaces: list[MessageView]) -> Stats | None:
         """Stream a reply into a new view; the views `replaces` names (an old turn) go once the
-        new reply is complete, and stay when it fails or is stopped. The reply's stats, if it
-        ended."""
+        new reply is complete, and stay when it fails or is stopped. A tool call is shown, and
+        its result folded, between replies. The last reply's stats, if it ended."""
         reply = await self.add(MessageView("assistant", state="streaming"))
         self.anchor()
         thresholds = gc.get_threshold()
@@ -82,6 +83,13 @@ class Conversation(VerticalScroll):
                                     await view.remove()
                         case Error(message):
                             await reply.finish("error", message)
+                        case ToolAsked(call):
+                            await reply.finish("complete")
+                            reply.set_call(call)
+                        case ToolDone(call, result, ran):
+                            await self.mount(ToolView(call, result, ran))
+                            reply = await self.add(MessageView("assistant", state="streaming"))
+                            self.anchor()
         except asyncio.CancelledError:
             await reply.finish("partial")
             raise
@@ -107,7 +115,7 @@ class Conversation(VerticalScroll):
             self.oldest_id = page[0].id
             height_before = self.virtual_size.height
             first = self.children[0] if self.children else None
-            views = [MessageView.from_stored(m) for m in page]
+            views = [stored_view(m) for m in page]
             await self.mount_all(views, before=first) if first else await self.mount_all(views)
             self.call_after_refresh(self._keep_place, height_before)
         finally:

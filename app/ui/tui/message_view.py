@@ -12,6 +12,7 @@ at most one every FLUSH_EVERY_S so that rendering leaves the CPU to the model.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
@@ -19,9 +20,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from app.engine.tools import ToolCall
 from app.session.library import StoredMessage
 from app.ui.tui.rendered import RenderedMarkdown
 
@@ -52,6 +55,30 @@ def split_segments(text: str) -> list[str]:
     return out
 
 
+class ToolView(Vertical):
+    """A tool's result, folded (the model read it; open it to read it too)."""
+
+    def __init__(self, call: ToolCall | None, result: str, ran: bool = True) -> None:
+        super().__init__(classes="message tool")
+        self.call, self.result, self.ran = call, result, ran
+
+    def compose(self) -> ComposeResult:
+        what = self.call.shown() if self.call is not None else "a tool"
+        title = f"{'Result of' if self.ran else 'Not run:'} {what}" \
+            f" ({len(self.result.splitlines())} lines)"
+        yield Collapsible(Static(self.result, markup=False), title=title, collapsed=True)
+
+
+def stored_view(msg: StoredMessage) -> Widget:
+    """The view of a saved message: a reply, a reply that called tools, or a tool's result."""
+    if msg.tool_call_id:
+        return ToolView(None, msg.content)
+    view = MessageView.from_stored(msg)
+    view.calls = [ToolCall(c["name"], c["arguments"], c["id"])
+                  for c in json.loads(msg.tool_calls or "[]")]
+    return view
+
+
 def code_blocks(text: str) -> list[str]:
     return [m.group(1) for m in _CODE.finditer(text)]
 
@@ -79,6 +106,7 @@ class MessageView(Vertical, can_focus=True):
         self._sent_at = 0.0
         self._code_index = 0
         self.thinking = thinking  # a thinking model's reasoning: folded above the reply
+        self.calls: list[ToolCall] = []  # the tools this reply called (shown, not its text)
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
@@ -86,7 +114,9 @@ class MessageView(Vertical, can_focus=True):
         return cls(msg.role, msg.content, msg.state, msg.id, note, msg.thinking)
 
     def compose(self) -> ComposeResult:
-        yield Label(self._title(), classes="message-title")
+        title = self._title() + (f"  · calls {', '.join(c.shown() for c in self.calls)}"
+                                 if self.calls else "")
+        yield Label(title, classes="message-title", markup=False)
         fold = Collapsible(Static(self.thinking, markup=False, classes="thinking-text"),
                            title=self._thinking_title(), collapsed=True, classes="thinking")
         fold.display = bool(self.thinking)
@@ -94,6 +124,15 @@ class MessageView(Vertical, can_focus=True):
         yield RenderedMarkdown(split_segments(self.text) if self.text else [],
                                classes="message-body")
         yield Label(self.note, classes="message-note", markup=False)
+
+    def on_mount(self) -> None:
+        if self.calls:
+            self.rendered.display = False
+
+    def set_call(self, call: ToolCall) -> None:
+        """This reply is a tool call: shown as the call, not as the model's raw text."""
+        self.rendered.display = False
+        self.query_one(".message-title", Label).update(f"Assistant  · calls {call.shown()}")
 
     def _thinking_title(self) -> str:
         return f"Thinking ({len(self.thinking.split())} words)"

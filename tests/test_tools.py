@@ -1,0 +1,130 @@
+"""Tool calls: the offered tools, the grammar's forms, reading a reply's calls, the requests'
+shapes in `serve`, and the chat template's own tool format (the real model: test_serve.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+import pytest
+
+from app.engine import tools
+from app.engine.backend import Done, Event, Message, Params, Stats, Token
+from app.engine.prompts import chat as chat_prompts
+from app.models.gguf_file import read_header
+from app.ui.serve import calls
+from app.ui.serve.bodies import BadRequest, messages
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather now",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+
+
+def test_a_reply_call_is_read_in_every_form_the_grammar_allows() -> None:
+    for text in ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n'
+                 "</tool_call>",
+                 '```json\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n```',
+                 '{"name": "get_weather", "arguments": "{\\"city\\": \\"Lyon\\"}"}'):
+        (call,) = tools.parse(text) or []
+        assert (call.name, call.arguments) == ("get_weather", {"city": "Lyon"})
+        assert json.loads(call.openai()["function"]["arguments"]) == {"city": "Lyon"}
+    for text in ("It is sunny in Lyon.", "<tool_call>\n{\"name\": ", '{"city": "Lyon"}',
+                 "```python\nprint(1)\n```"):
+        assert tools.parse(text) is None
+    assert [tools.opening(t) for t in ("", "<tool", "```js", "```json", "{", "Sure")] == \
+        ["maybe", "maybe", "maybe", "call", "call", "text"]
+
+
+def test_the_grammar_offers_the_tools_and_leaves_text_free() -> None:
+    offered = tools.from_json(json.dumps([WEATHER]))
+    schema = tools.call_schema(offered)
+    assert schema["properties"]["name"] == {"const": "get_weather"}
+    assert schema["properties"]["arguments"]["additionalProperties"] is False
+    assert tools.check(offered) == ""
+    assert "Two tools" in tools.check([*offered, *offered])
+    assert "letters" in tools.check([tools.Tool("no spaces allowed")])
+
+
+def test_serve_reads_tools_tool_choice_and_tool_messages() -> None:
+    offered, choice = calls.offered({"tools": [WEATHER]})
+    assert choice == "auto" and json.loads(offered)[0]["function"]["name"] == "get_weather"
+    assert calls.offered({"tools": [WEATHER], "tool_choice": {
+        "type": "function", "function": {"name": "get_weather"}}})[1] == "get_weather"
+    assert calls.offered({}) == ("", "none")
+    for body, param in (({"tools": [WEATHER], "tool_choice": "get_time"}, "tool_choice"),
+                        ({"tools": [{"type": "function"}]}, "tools"),
+                        ({"tool_choice": "required"}, "tool_choice"),
+                        ({"tools": "all"}, "tools")):
+        with pytest.raises(BadRequest) as refused:
+            calls.offered(body)
+        assert refused.value.param == param
+    said = messages({"messages": [
+        {"role": "user", "content": "Weather in Lyon?"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 14}'}]})
+    assert said[1].tool_calls[0].arguments == {"city": "Lyon"} and said[1].content == ""
+    assert said[2].role == "tool" and said[2].tool_call_id == "call_1"
+    with pytest.raises(BadRequest) as bad:
+        messages({"messages": [{"role": "assistant", "tool_calls": [{"function": {
+            "name": "x", "arguments": "{not json"}}]}]})
+    assert bad.value.param == "messages[0].tool_calls[0]"
+
+
+async def _reply(text: str) -> AsyncGenerator[Event, None]:
+    for i in range(0, len(text), 3):
+        yield Token(text[i:i + 3])
+    yield Done(Stats())
+
+
+async def test_a_call_is_held_and_text_streams() -> None:
+    got = [e async for e in calls.split(_reply(
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'))]
+    assert isinstance(got[0], calls.Called) and isinstance(got[1], Done) and len(got) == 2
+    text = [e async for e in calls.split(_reply("Sunny and mild today."))]
+    assert "".join(e.text for e in text if isinstance(e, Token)) == "Sunny and mild today."
+    assert len(text) > 3  # streamed, not held to the end
+
+
+async def test_a_call_repeated_after_its_result_is_asked_again_in_text() -> None:
+    asked: list[str] = []
+
+    def make(params: Params) -> AsyncGenerator[Event, None]:
+        asked.append(params.tool_choice)
+        return _reply('{"name": "get_weather", "arguments": {"city": "Lyon"}}'
+                      if params.tool_choice != "none" else "It is 14 °C in Lyon.")
+
+    history = [Message("user", "Weather?"),
+               Message("assistant", "", (tools.ToolCall("get_weather", {"city": "Lyon"}, "c1"),)),
+               Message("tool", '{"temp_c": 14}', tool_call_id="c1")]
+    got = [e async for e in calls.reply(make, history, Params(tool_choice="auto"))]
+    assert asked == ["auto", "none"]
+    assert "".join(e.text for e in got if isinstance(e, Token)) == "It is 14 °C in Lyon."
+
+
+@pytest.mark.qwen
+def test_qwen_template_gets_the_tools_calls_and_results(qwen: Path) -> None:
+    """Qwen2.5's own template (from the GGUF) places the tools, a call and its result."""
+    head = read_header(qwen)
+    meta = {"tokenizer.chat_template": head.chat_template, "eos_token_text": "<|im_end|>"}
+    turns = [Message("user", "Weather in Lyon?"),
+             Message("assistant", "", (tools.ToolCall("get_weather", {"city": "Lyon"}, "c1"),)),
+             Message("tool", '{"temp_c": 14}', tool_call_id="c1")]
+    text = chat_prompts.build("auto", turns, meta, tools.from_json(json.dumps([WEATHER]))).text
+    assert "<tools>" in text and '"name": "get_weather"' in text
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}' in text
+    assert "<tool_response>\n{\"temp_c\": 14}\n</tool_response>" in text
+
+
+def test_a_template_without_tools_gets_them_in_the_system_prompt() -> None:
+    meta = {"tokenizer.chat_template": "{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+                                       "{% endfor %}<assistant>"}
+    turns = [Message("user", "Weather?"),
+             Message("assistant", "", (tools.ToolCall("get_weather", {"city": "Lyon"}, "c1"),)),
+             Message("tool", "14 C", tool_call_id="c1")]
+    text = chat_prompts.build("auto", turns, meta, tools.from_json(json.dumps([WEATHER]))).text
+    assert text.startswith("<system># Tools") and "<tools>" in text
+    assert '"arguments": {"city": "Lyon"}' in text and "<tool_response>\n14 C" in text
