@@ -14,14 +14,14 @@ from mistral_common.protocol.instruct.messages import (
     ToolMessage,
     UserMessage,
 )
-from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
 from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
 from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
+from app.engine import tools
 from app.engine.backend import Message
 from app.engine.llama.stops import StopScanner
-from app.engine import tools
 from app.engine.prompts import chat
 from app.models.catalog import CHAT_FORMATS
 from app.models.gguf_file import read_header
