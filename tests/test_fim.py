@@ -254,3 +254,24 @@ def test_trimming_counts_each_line_once() -> None:
 def test_token_estimate_counts_digits_alone() -> None:
     """Qwen's and Llama's vocabularies split numbers into single digits."""
     assert fim.approx_tokens("1234567890" * 100) >= 1000
+
+
+def test_the_blanks_before_the_cursor_are_the_models_to_write() -> None:
+    from app.engine.prompts.cursor import heal, realign_piece
+
+    assert heal("    return fib(n - 1) + ") == ("    return fib(n - 1) +", " ")
+    assert heal("x =\t") == ("x =", "\t")
+    assert heal("def f():\n    ") == ("def f():\n    ", "")  # indentation is not a blank
+    assert heal("x = 1\n") == ("x = 1\n", "")
+
+    def shown(pieces: list[str], typed: str) -> str:
+        out = ""
+        for piece in pieces:
+            if typed:
+                piece, typed = realign_piece(piece, typed)
+            out += piece
+        return out
+
+    assert shown([" fib", "onacci(n - 2)"], " ") == "fibonacci(n - 2)"
+    assert shown([" ", " ", " x"], "  ") == " x"  # only what was typed goes
+    assert shown(["\n", "    y"], " ") == "\n    y"  # text that went its own way stays

@@ -537,3 +537,21 @@ def test_edit_on_an_ollama_server(smollm2: Path, home: Path, tmp_path: Path) -> 
     assert data["lines"] == [1, 2] and "answer" in data
     assert any(path == "/api/chat" for path, _ in ollama.requests)
     assert source.read_text() == "def half(x):\n    return x / 3\n"  # no --apply: unchanged
+
+
+def test_a_space_typed_before_the_cursor_is_not_doubled(served: Served) -> None:
+    """llama.vim after `return fibonacci(n - 1) + ` (a space, then a pause): the completion
+    starts where the typed text ends, and is the one it gives without the space."""
+    def body(middle: str) -> dict[str, object]:
+        return vim_request(middle) | {
+            "input_prefix": "def fibonacci(n):\n    if n < 2:\n        return n\n",
+            "input_suffix": "\n\n\nprint(fibonacci(10))\n", "input_extra": [],
+            "n_predict": 12, "t_max_predict_ms": 0}
+
+    h = served.headers()
+    spaced = httpx.post(f"{served.url}/infill", headers=h, timeout=60,
+                        json=body("    return fibonacci(n - 1) + ")).json()["content"]
+    tight = httpx.post(f"{served.url}/infill", headers=h, timeout=60,
+                       json=body("    return fibonacci(n - 1) +")).json()["content"]
+    assert spaced.startswith("fibonacci(n - 2)"), spaced
+    assert tight == " " + spaced

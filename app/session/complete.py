@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.engine.backend import Backend, ContextChunk, Done, Error, ModelRef, Params, Stats, Token
-from app.engine.prompts import fim
+from app.engine.prompts import cursor, fim
 from app.errors import TramontaneError
 from app.files import NotTextError, decode_text, read_text
 
@@ -204,13 +204,16 @@ class CompletionSession:
                    params: Params | None = None,
                    first_line: Callable[[str], None] | None = None) -> tuple[str, Stats]:
         raw, stats = "", Stats()
-        stream_of = self.backend.complete(prefix, suffix, params or self.params, self.last_extra,
+        asked, typed = cursor.heal(prefix)  # the blanks at the cursor: the model writes them
+        stream_of = self.backend.complete(asked, suffix, params or self.params, self.last_extra,
                                           shown_path(path))
         async with aclosing(stream_of) as stream:
             async for event in stream:
                 match event:
                     case Token(piece):
                         had_line = "\n" in raw
+                        if typed:  # the blanks already typed are not written again
+                            piece, typed = cursor.realign_piece(piece, typed)
                         raw += piece
                         if first_line is not None and not had_line and "\n" in raw.lstrip("\n"):
                             # the first line is whole: show it while the rest comes
@@ -241,8 +244,9 @@ class CompletionSession:
         the plugins' chunks gathered now are the ones the next `complete(..., again=True)`
         sends."""
         seen_prefix, seen_suffix = await self._prepare(prefix, suffix, path)
-        sent: fim.Sent = await self.backend.fim_prompt(seen_prefix, seen_suffix, self.params,
-                                                       self.last_extra, shown_path(path))
+        sent: fim.Sent = await self.backend.fim_prompt(cursor.heal(seen_prefix)[0], seen_suffix,
+                                                       self.params, self.last_extra,
+                                                       shown_path(path))
         return sent
 
     async def _prepare(self, prefix: str, suffix: str, path: str,

@@ -119,6 +119,9 @@ class ChatLibrary:
         from app.session import mcp
         from app.session.chat_tools import Toolbox
 
+        if session.backend.name in SERVER_BACKENDS:
+            return [f"Tools need the llama.cpp backend (its grammar keeps each call valid); "
+                    f"this chat runs on {session.backend.name}."]
         t = self.ctx.cfg.section("tools")
         box = Toolbox.for_folder(folder or Path.cwd(), bool(t.get("allow_secrets")))
         problems = await mcp.add_servers(box, self.ctx.cfg.values.get("mcp", {}))
