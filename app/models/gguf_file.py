@@ -60,13 +60,24 @@ class GGUFHeader:
         return str(self.metadata.get("tokenizer.chat_template", ""))
 
 
+class HeaderIncomplete(CorruptModelError):
+    """The bytes read so far end inside the header: read more of the file (a range read)."""
+
+
 class _Cursor:
-    def __init__(self, buf: mmap.mmap, path: Path) -> None:
+    def __init__(self, buf: Any, path: Path, partial: bool = False) -> None:
         self.buf, self.pos, self.path = buf, 0, path
+        self.partial = partial  # the start of a longer file: running out means "read more"
+
+    def _short(self) -> None:
+        if self.partial:
+            raise HeaderIncomplete(f"{self.path}: the header goes past the {len(self.buf):,} "
+                                   "bytes read.")
 
     def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.buf):
+            self._short()
             raise CorruptModelError(
                 f"{self.path} is truncated inside its header ({len(self.buf)} bytes). "
                 "Download or copy it again."
@@ -78,6 +89,7 @@ class _Cursor:
     def string(self) -> str:
         n = self.take("<Q")
         if n > len(self.buf) - self.pos:
+            self._short()
             raise CorruptModelError(f"{self.path} has a damaged header (a string runs past the end).")
         raw = self.buf[self.pos : self.pos + n]
         self.pos += n
@@ -115,6 +127,24 @@ def read_header(path: Path, want: set[str] | None = None) -> GGUFHeader:
             ) from exc
         except (ValueError, KeyError, OverflowError) as exc:
             raise CorruptModelError(f"{path} has a damaged header ({exc}).") from exc
+
+
+def header_of_bytes(data: bytes, name: str, size: int,
+                    want: set[str] | None = None) -> GGUFHeader:
+    """The header from the first bytes of a file of `size` bytes (a range read of a file on
+    the hub): `HeaderIncomplete` when they end inside it."""
+    path = Path(name)
+    if data[:4] != b"GGUF":
+        raise CorruptModelError(f"{name} is not a GGUF model (it starts with {data[:4]!r}).")
+    try:
+        return _parse(_Cursor(data, path, partial=len(data) < size), path, size, want or set())
+    except struct.error as exc:
+        if len(data) < size:
+            raise HeaderIncomplete(f"{name}: the header goes past the {len(data):,} bytes "
+                                   "read.") from exc
+        raise CorruptModelError(f"{name} has a damaged header ({exc}).") from exc
+    except (ValueError, KeyError, OverflowError) as exc:
+        raise CorruptModelError(f"{name} has a damaged header ({exc}).") from exc
 
 
 def _parse(cur: _Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:

@@ -312,9 +312,14 @@ class ModelManager:
     def pull(self, name: str, quant: str | None = None,
              report: Callable[[PullProgress], None] = lambda p: None,
              cancel: threading.Event | None = None, endpoint: str | None = None) -> Path:
+        endpoint = endpoint or self.endpoint
+        if ":" in name and "/" in name.split(":", 1)[0]:  # REPO:FILE (or REPO:QUANT) on the hub
+            from app.session.hub_search import hub_file
+
+            model, found = hub_file(name, endpoint)
+            return pull(model, found, self.models_dir, report, cancel, endpoint)
         model = self.catalog_model(name)
-        return pull(model, model.quant(quant), self.models_dir, report, cancel,
-                    endpoint or self.endpoint)
+        return pull(model, model.quant(quant), self.models_dir, report, cancel, endpoint)
 
     def find(self, name: str) -> LocalModel:
         return self.ctx.resolve_model(name)

@@ -47,6 +47,12 @@ def add_parser(sub: Any) -> None:
     rm.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     rm.add_argument("--json", action="store_true")
     rm.add_argument("--backend", choices=["llama.cpp", "ollama"], default="llama.cpp")
+    search = msub.add_parser("search", help="GGUF models on the Hugging Face hub, ranked by "
+                                            "fit and speed on this machine")
+    search.add_argument("query", nargs="+")
+    search.add_argument("--for", dest="purpose", choices=["chat", "code"], default="chat")
+    search.add_argument("--limit", type=int, default=20, help="repositories to look at")
+    search.add_argument("--json", action="store_true")
     use = msub.add_parser("use", help="set the default chat or code model")
     use.add_argument("model")
     use.add_argument("--for", dest="purpose", choices=["chat", "code"], default="chat")
@@ -252,6 +258,31 @@ def _rm(m: ModelManager, args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(m: ModelManager, args: argparse.Namespace) -> int:
+    from app.session.hub_search import search
+
+    found = search(m, " ".join(args.query), args.purpose, args.limit)
+    if args.json:
+        print(json.dumps({"rows": [r.to_dict() for r in found.rows],
+                          "seconds": round(found.seconds, 2), "bytes_read": found.bytes_read},
+                         indent=2))
+        return 0
+    print(f"This machine: {m.hardware.summary()}")
+    print(f"{'SIZE':>9}  {'FITS':<4} {'TOK/S':>6} {'2K PROMPT':>9} {'MAX CTX':>8}  "
+          f"{'LICENCE':<12} MODEL (pull it as shown)")
+    for r in found.rows:
+        licence = r.licence + (" gated" if r.gated else "")
+        print(f"{human_size(r.size):>9}  {('yes' if r.fits else 'no'):<4} {r.decode_tps:>6.1f} "
+              f"{r.cold_2k_s:>8.1f}s {r.max_context:>8,}  {licence:<12} {r.ref}")
+        if r.why:
+            print(f"{'':>11}{r.why}")
+    if not found.rows:
+        print("No GGUF model on the hub matches.", file=sys.stderr)
+    print(f"{len(found.rows)} files from the hub in {found.seconds:.1f} s "
+          f"({human_size(found.bytes_read)} of headers read).", file=sys.stderr)
+    return 0
+
+
 def _use(m: ModelManager, args: argparse.Namespace) -> int:
     model = m.use(args.model, args.purpose)
     if args.json:
@@ -261,4 +292,5 @@ def _use(m: ModelManager, args: argparse.Namespace) -> int:
     return 0
 
 
-_ACTIONS = {"list": _list, "fit": _fit, "info": _info, "pull": _pull, "rm": _rm, "use": _use}
+_ACTIONS = {"list": _list, "fit": _fit, "info": _info, "pull": _pull, "rm": _rm, "use": _use,
+            "search": _search}

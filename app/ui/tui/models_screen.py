@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, ProgressBar
+from textual.widgets import DataTable, Footer, Input, Label, ProgressBar
 
 from app.errors import TramontaneError
 from app.session.models import ModelManager, ModelRow, PullProgress
@@ -33,6 +33,7 @@ class ModelsScreen(Screen[None]):
         Binding("c", "use('chat')", "Use for chat"),
         Binding("k", "use('code')", "Use for code"),
         Binding("r", "reload", "Reload"),
+        Binding("slash", "search_hub", "Search the hub"),
     ]
 
     def __init__(self, manager: ModelManager) -> None:
@@ -43,6 +44,8 @@ class ModelsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="models-screen"):
+            yield Input(placeholder="Search the Hugging Face hub for GGUF models (Enter); "
+                                    "empty: this machine's models", id="hub-search")
             yield Label("Looking at this machine…", id="hardware")
             yield Label("", id="recommend")
             yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
@@ -55,7 +58,11 @@ class ModelsScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.add_columns("Model", "Quant", "Size", "Needs", "Fit", "On disk", "Backends", "From")
         self.query_one(ProgressBar).display = False
+        table.focus()  # the keys (p, d, c, k) are the table's; "/" goes to the search box
         self.load()
+
+    def action_search_hub(self) -> None:
+        self.query_one("#hub-search", Input).focus()
 
     @work(thread=True, exclusive=True, group="models-load")
     def load(self) -> None:
@@ -68,10 +75,36 @@ class ModelsScreen(Screen[None]):
             return
         self.app.call_from_thread(self._show, summary, rows, [p.words() for p in picks])
 
-    def _show(self, summary: str, rows: list[ModelRow], picks: list[str]) -> None:
+    @on(Input.Submitted, "#hub-search")
+    def _search(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            self.load()
+            return
+        self.query_one("#recommend", Label).update(f"Searching the hub for {event.value}…")
+        self.search(event.value.strip())
+
+    @work(thread=True, exclusive=True, group="models-load")
+    def search(self, query: str) -> None:
+        """The hub's GGUF files for `query`, ranked for this machine, in the table."""
+        from app.session.hub_search import as_model_row, search
+
+        try:
+            found = search(self.manager, query)
+        except TramontaneError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        why = next((r.why for r in found.rows if r.why), "")
+        said = (f"{len(found.rows)} files on the hub for {query!r}, best for this machine "
+                f"first; p pulls one." + (f" Lower: {why}." if why else ""))
+        summary = self.manager.hardware.summary()
+        self.app.call_from_thread(self._show, summary, [as_model_row(r) for r in found.rows],
+                                  [], said)
+
+    def _show(self, summary: str, rows: list[ModelRow], picks: list[str],
+              said: str = "") -> None:
         self.rows = rows
         self.query_one("#hardware", Label).update(f"This machine: {summary}")
-        self.query_one("#recommend", Label).update("Recommended: " + " · ".join(picks))
+        self.query_one("#recommend", Label).update(said or "Recommended: " + " · ".join(picks))
         table = self.query_one(DataTable)
         table.clear()
         for row in rows:

@@ -1,0 +1,147 @@
+"""GGUF models on the Hugging Face hub, before any download: the repositories a search finds
+(`huggingface_hub`'s HfApi), their GGUF files with the sizes and sha256 the hub publishes, and
+each file's header read with HTTP range requests (the metadata and tensor table, never the
+weights), so fit and speed are predicted exactly as for a file on disk.
+
+Headers read are kept in the data folder (`hub-headers/`, by the file's sha256): a second
+search, or one without a network, reads nothing again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.errors import TramontaneError
+from app.models.catalog import Quant
+from app.models.gguf_file import GGUFHeader, HeaderIncomplete, header_of_bytes
+
+FIRST_READ = 1 << 20  # bytes of a file's start read first; doubled while the header goes on
+MAX_READ = 32 << 20  # a header past this is not a model header
+QUANT = re.compile(r"(I?Q\d[_A-Z0-9]*|F16|BF16|F32)", re.IGNORECASE)
+PART = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+
+
+class HubError(TramontaneError):
+    """The hub could not be asked (offline, a bad answer): one line for the user."""
+
+
+@dataclass
+class HubFile:
+    repo: str
+    file: str
+    size: int  # every part, for a split model
+    sha256: str
+    parts: list[tuple[str, int, str]] = field(default_factory=list)  # split: (file, size, sha)
+
+    @property
+    def quant(self) -> str:
+        found = QUANT.findall(Path(self.file).stem.upper())
+        return found[-1] if found else "?"
+
+    def as_quant(self) -> Quant:
+        return Quant(self.quant, self.file, self.size, self.sha256, self.repo)
+
+
+@dataclass
+class HubRepo:
+    repo: str
+    downloads: int = 0
+    likes: int = 0
+    license: str = ""
+    gated: bool = False
+    files: list[HubFile] = field(default_factory=list)
+
+
+def _api(endpoint: str | None) -> object:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint)
+
+
+def search(query: str, endpoint: str | None = None, limit: int = 20) -> list[HubRepo]:
+    """Repositories with GGUF files matching `query`, most downloaded first, with their files."""
+    api = _api(endpoint)
+    try:
+        found = list(api.list_models(search=query, filter="gguf", sort="downloads",  # type: ignore[attr-defined]
+                                     limit=limit))
+        repos = [repo_files(m.id, endpoint, api) for m in found]
+    except HubError:
+        raise
+    except Exception as exc:  # offline, HTTP errors: one line
+        raise HubError(f"Could not search the Hugging Face hub: "
+                       f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}.") \
+            from None
+    return [r for r in repos if r.files]
+
+
+def repo_files(repo: str, endpoint: str | None = None, api: object | None = None) -> HubRepo:
+    """A repository's GGUF files (split parts grouped into one model), licence and gating."""
+    info = (api or _api(endpoint)).model_info(repo, files_metadata=True)  # type: ignore[attr-defined]
+    tags = list(getattr(info, "tags", None) or [])
+    licence = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), "")
+    out = HubRepo(repo, int(getattr(info, "downloads", 0) or 0),
+                  int(getattr(info, "likes", 0) or 0), licence,
+                  bool(getattr(info, "gated", False)))
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for sib in getattr(info, "siblings", None) or []:
+        name = sib.rfilename
+        if not name.endswith(".gguf") or "mmproj" in name.lower():
+            continue
+        lfs = getattr(sib, "lfs", None)
+        sha = (getattr(lfs, "sha256", "") if lfs is not None else "") or ""
+        size = int(getattr(sib, "size", 0) or (getattr(lfs, "size", 0) if lfs else 0) or 0)
+        key = PART.sub(".gguf", name)
+        groups.setdefault(key, []).append((name, size, sha))
+    for _, parts in sorted(groups.items()):
+        parts.sort()
+        first = parts[0]
+        out.files.append(HubFile(repo, first[0], sum(p[1] for p in parts), first[2],
+                                 parts if len(parts) > 1 else []))
+    return out
+
+
+@dataclass
+class RemoteHeader:
+    header: GGUFHeader
+    bytes_read: int  # over the network this time (0: from the cache)
+
+
+def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
+                want: set[str] | None = None) -> RemoteHeader:
+    """The header of a hub file (its first part, for a split model): range reads of its start,
+    each as long as all read before, until the header ends; kept in `cache` by sha256.
+    `want`: vocabulary strings to look for (FIM tokens)."""
+    import httpx
+    from huggingface_hub import hf_hub_url
+
+    first_size = file.parts[0][1] if file.parts else file.size
+    cached = cache / f"{file.sha256 or re.sub(r'[^A-Za-z0-9]', '_', file.repo + file.file)}.head"
+    if cached.is_file():
+        data = cached.read_bytes()
+        try:
+            return RemoteHeader(header_of_bytes(data, file.file, first_size, want), 0)
+        except HeaderIncomplete:
+            pass
+    url = hf_hub_url(file.repo, file.file, endpoint=endpoint)
+    data, upto = b"", FIRST_READ
+    while True:
+        try:
+            answer = httpx.get(url, headers={"Range": f"bytes={len(data)}-{upto - 1}"},
+                               timeout=30, follow_redirects=True)
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise HubError(f"Could not read {file.repo}/{file.file}: {exc}.") from None
+        data += answer.content[:upto - len(data)]
+        try:
+            header = header_of_bytes(data, file.file, first_size, want)
+        except HeaderIncomplete:
+            if upto >= MAX_READ or len(data) >= first_size:
+                raise HubError(f"{file.repo}/{file.file} has a header over "
+                               f"{MAX_READ >> 20} MB; it is not a model this reads.") from None
+            upto *= 2
+            continue
+        cache.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(data)
+        return RemoteHeader(header, len(data))

@@ -1,0 +1,114 @@
+"""`models search` and pulls from the hub, against the local hub fixture (its search API, file
+lists with LFS metadata, range reads): nothing reaches the network."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.models import hub, starters
+from app.models.gguf_file import header_of_bytes, read_header
+from app.session.context import AppContext
+from app.session.hub_search import search
+from app.session.models import ModelManager
+from tests.fixtures.hub_server import HubServer
+from tests.helpers import RECORDED, tramontane
+
+SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+
+
+@pytest.fixture
+def hub_server(smollm2: Path, tmp_path: Path) -> HubServer:
+    q8 = tmp_path / "q8.gguf"
+    shutil.copyfile(smollm2, q8)
+    files = {f"{SMOL}/smollm2-135m-instruct-q4_1.gguf": smollm2,
+             f"{SMOL}/smollm2-135m-instruct-q8_0.gguf": q8,
+             "someone/tiny-chat-GGUF/tiny-chat.Q4_K_M.gguf": smollm2,
+             "someone/tiny-chat-GGUF/README.md": smollm2}
+    server = HubServer(files)
+    server.downloads = {SMOL: 5000, "someone/tiny-chat-GGUF": 10}
+    return server
+
+
+def _manager(endpoint: str) -> ModelManager:
+    return ModelManager(AppContext(), endpoint=endpoint, speed=RECORDED)
+
+
+def test_a_header_read_in_ranges_is_the_whole_files_header(smollm2: Path) -> None:
+    data, size = smollm2.read_bytes(), smollm2.stat().st_size
+    whole = read_header(smollm2)
+    for start in (1 << 20, 2 << 20):
+        try:
+            part = header_of_bytes(data[:start], smollm2.name, size)
+        except hub.HeaderIncomplete:
+            continue
+        assert (part.tensor_bytes, part.parameters, part.metadata) == \
+            (whole.tensor_bytes, whole.parameters, whole.metadata)
+        break
+    else:
+        pytest.fail("the header did not end within 2 MB")
+
+
+def test_search_ranks_the_hubs_files_with_fit_and_speed(hub_server: HubServer,
+                                                        home: Path) -> None:
+    with hub_server:
+        manager = _manager(hub_server.url)
+        found = search(manager, "smollm2 instruct", "chat")
+        assert [r.quant for r in found.rows] == ["Q8_0", "Q4_1"]  # the better quant first
+        q4 = next(r for r in found.rows if r.quant == "Q4_1")
+        verdict, speed = manager.file_figures(starters.smollm2_path())  # type: ignore[arg-type]
+        assert q4.fits == verdict.fits and q4.needs == verdict.estimate.total
+        assert q4.decode_tps == round(speed.decode_tps, 1)  # as for the file on disk
+        assert q4.licence == "apache-2.0" and not q4.gated and q4.max_context >= 2048
+        assert found.headers_read == 1 and 0 < found.bytes_read <= 2 << 20
+        again = search(manager, "smollm2 instruct", "chat")
+        assert again.bytes_read == 0  # kept: nothing read twice
+        assert [r.ref for r in search(manager, "nothing like it").rows] == []
+
+
+def test_the_search_command_and_pulling_what_it_found(hub_server: HubServer, home: Path,
+                                                      smollm2: Path) -> None:
+    with hub_server:
+        env = {"HF_ENDPOINT": hub_server.url}
+        out = tramontane("models", "search", "tiny", "chat", "--json", env=env)
+        assert out.returncode == 0, out.stderr
+        (row,) = json.loads(out.stdout)["rows"]
+        assert row["ref"] == "someone/tiny-chat-GGUF:tiny-chat.Q4_K_M.gguf"
+        pulled = tramontane("models", "pull", row["ref"], env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        assert (home / "data" / "models" / "tiny-chat.Q4_K_M.gguf").read_bytes() == \
+            smollm2.read_bytes()  # verified against the hub's LFS sha256
+        missing = tramontane("models", "pull", "someone/tiny-chat-GGUF:Q2_K", env=env)
+        assert missing.returncode == 1 and "tiny-chat.Q4_K_M.gguf" in missing.stderr
+        text = tramontane("models", "search", "smollm2", env=env)
+        assert "SmolLM2-135M-Instruct-GGUF:smollm2-135m-instruct-q8_0.gguf" in text.stdout
+    offline = tramontane("models", "search", "qwen", env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert offline.returncode == 1 and "Could not search the Hugging Face hub" in offline.stderr
+    assert "Traceback" not in offline.stderr
+
+
+async def test_the_models_screen_searches_the_hub(hub_server: HubServer, home: Path) -> None:
+    from textual.widgets import DataTable, Input
+
+    from tests.fixtures.scripted import ScriptedBackend
+    from tests.helpers import make_app, settle
+
+    with hub_server:
+        app = make_app(ScriptedBackend())
+        app.hub_endpoint = hub_server.url
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("f5")
+            await settle(pilot, lambda: bool(app.screen.query("#hub-search")))
+            await pilot.press("slash")
+            box = app.screen.query_one("#hub-search", Input)
+            box.value = "smollm2"
+            await pilot.press("enter")
+            table = app.screen.query_one(DataTable)
+            await settle(pilot, lambda: table.row_count == 2
+                         and "hub" in str(table.get_row_at(0)[-1]), what="the hub's rows")
+            assert str(table.get_row_at(0)[0]).startswith(SMOL + ":")
+    assert os.environ.get("HF_ENDPOINT") is None
