@@ -62,11 +62,14 @@ def _api(endpoint: str | None) -> object:
 
 def search(query: str, endpoint: str | None = None, limit: int = 20) -> list[HubRepo]:
     """Repositories with GGUF files matching `query`, most downloaded first, with their files."""
+    from concurrent.futures import ThreadPoolExecutor
+
     api = _api(endpoint)
     try:
         found = list(api.list_models(search=query, filter="gguf", sort="downloads",  # type: ignore[attr-defined]
                                      limit=limit))
-        repos = [repo_files(m.id, endpoint, api) for m in found]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # the hub answers in parallel
+            repos = list(pool.map(lambda m: repo_files(m.id, endpoint, api), found))
     except HubError:
         raise
     except Exception as exc:  # offline, HTTP errors: one line

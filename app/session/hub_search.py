@@ -79,15 +79,15 @@ def search(manager: ModelManager, query: str, purpose: str = "chat", limit: int 
     t0 = time.perf_counter()
     endpoint = endpoint or manager.endpoint
     cache = manager.ctx.paths.data_dir / "hub-headers"
-    rows: list[HubRow] = []
-    read = headers = 0
-    for repo in hub.search(query, endpoint, limit):
-        first = _representative(repo.files)
-        got = hub.read_header(first, cache, endpoint, set(fim.MARKERS))
-        read += got.bytes_read
-        headers += 1
-        for file in repo.files:
-            rows.append(_row(manager, repo, file, got.header, purpose))
+    from concurrent.futures import ThreadPoolExecutor
+
+    repos = hub.search(query, endpoint, limit)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # range reads in parallel
+        heads = list(pool.map(lambda r: hub.read_header(_representative(r.files), cache,
+                                                        endpoint, set(fim.MARKERS)), repos))
+    rows = [_row(manager, repo, file, got.header, purpose)
+            for repo, got in zip(repos, heads, strict=True) for file in repo.files]
+    read, headers = sum(h.bytes_read for h in heads), len(heads)
     rows.sort(key=lambda r: r.score, reverse=True)
     _explain(rows, purpose)
     return SearchResult(rows, time.perf_counter() - t0, read, headers)
