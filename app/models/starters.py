@@ -139,6 +139,8 @@ def assemble_file(chunks: list[Path], target: Path, sha256: str, label: str) -> 
     with _locked(target):
         if target.is_file() and target.stat().st_size == size:
             return target  # another run assembled it while this one waited
+        for stale in target.parent.glob(f".{target.name}.*.partial"):  # a run killed midway:
+            stale.unlink(missing_ok=True)  # nobody else assembles it (we hold the lock)
         free = shutil.disk_usage(target.parent).free
         if free < size:
             raise TramontaneError(

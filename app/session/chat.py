@@ -44,7 +44,10 @@ TEMPLATE_TOKENS = 64  # the chat template's own tokens around the turns
 
 
 def token_estimate(text: str) -> int:
-    return len(text) // CHARS_PER_TOKEN + 8
+    """A cautious count: ASCII at CHARS_PER_TOKEN, and a token for every other character
+    (CJK, emoji and accented text run one or more tokens a character)."""
+    wide = sum(1 for ch in text if ord(ch) > 127)
+    return (len(text) - wide) // CHARS_PER_TOKEN + wide + 8
 
 class ChatSession:
     def __init__(self, store: ChatStore, backend: Backend, chat: Chat, model: ModelRef,

@@ -128,7 +128,8 @@ class CompletionSession:
         self.window = window  # lines before and after the cursor a request sees; 0: all
         self.last_extra: list[ContextChunk] = []  # what plugins added to the last request
         self._cache: OrderedDict[str, str] = OrderedDict()
-        self._last: tuple[str, str, str] | None = None  # prefix, suffix, suggestion
+        # prefix, suffix, suggestion, and what else the request asked (see `variant`)
+        self._last: tuple[str, str, str, str] | None = None
 
     @classmethod
     def for_context(cls, ctx: AppContext, backend: Backend, model: str | None = None,
@@ -182,19 +183,31 @@ class CompletionSession:
         return [c for chunks in found for c in chunks if isinstance(c, ContextChunk)]
 
     @staticmethod
-    def _key(prefix: str, suffix: str) -> str:
-        around = prefix[-CONTEXT_CHARS:] + "\0" + suffix[:CONTEXT_CHARS // 2]
+    def _key(prefix: str, suffix: str, variant: str = "") -> str:
+        around = prefix[-CONTEXT_CHARS:] + "\0" + suffix[:CONTEXT_CHARS // 2] + "\0" + variant
         return hashlib.sha256(around.encode()).hexdigest()
 
-    def cached(self, prefix: str, suffix: str) -> str | None:
+    @staticmethod
+    def variant(params: Params | None, extra: Sequence[ContextChunk], path: str) -> str:
+        """What besides the place a suggestion depends on: a client's n_predict and sampling,
+        its other files' chunks, the file's name. One client's answer is never another's."""
+        if params is None and not extra and not path:
+            return ""
+        p = params or Params()
+        chunks = hashlib.sha256("\0".join(f"{c.path}\0{c.text}" for c in extra).encode())
+        return f"{p.max_tokens}|{p.temperature}|{p.top_k}|{p.top_p}|{p.seed}|{path}|" \
+               f"{chunks.hexdigest()[:16]}"
+
+    def cached(self, prefix: str, suffix: str, variant: str = "") -> str | None:
         """A suggestion without asking the model: the same place, or the user typed the start
-        of the last suggestion."""
-        hit = self._cache.get(self._key(prefix, suffix))
+        of the last suggestion (for a request that asked the same otherwise)."""
+        hit = self._cache.get(self._key(prefix, suffix, variant))
         if hit is not None:
             return hit
         if self._last is not None:
-            old_prefix, old_suffix, suggestion = self._last
-            if suffix == old_suffix and prefix.startswith(old_prefix):
+            old_prefix, old_suffix, suggestion, old_variant = self._last
+            if suffix == old_suffix and prefix.startswith(old_prefix) and \
+                    variant == old_variant:
                 typed = prefix[len(old_prefix):]
                 if typed and suggestion.startswith(typed) and len(suggestion) > len(typed):
                     return suggestion[len(typed):]
@@ -277,7 +290,8 @@ class CompletionSession:
         (llama.vim's input_extra) and go first, before the plugins' chunks. `again`: with the
         chunks the last `preview` gathered (the plugins are not asked twice)."""
         t0 = time.perf_counter()
-        hit = self.cached(prefix, suffix)
+        variant = self.variant(params, extra, path) if params is not None or extra else ""
+        hit = self.cached(prefix, suffix, variant)
         if hit is not None:
             return Completion(hit, hit, Stats(), "cache", (time.perf_counter() - t0) * 1000)
         seen_prefix, seen_suffix = await self._prepare(prefix, suffix, path, extra, again)
@@ -289,10 +303,10 @@ class CompletionSession:
             self.last_extra = []  # plugins' context must never cost the completion: once more
             raw, stats = await self._ask(seen_prefix, seen_suffix, path, params)
         text = fim.postprocess(raw, prefix, suffix)
-        key = self._key(prefix, suffix)
+        key = self._key(prefix, suffix, variant)
         self._cache[key] = text
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        self._last = (prefix, suffix, text)
+        self._last = (prefix, suffix, text, variant)
         return Completion(text, raw, stats, "model", (time.perf_counter() - t0) * 1000)

@@ -50,6 +50,7 @@ from app.engine.prompts import fim
 from app.errors import BackendError
 
 FIM_MODES = ("infill", "suffix", "prompt")
+LIMIT_S_PER_TOKEN = 1.0  # the longest a reply may stream: a second a token (120 s at least)
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -134,9 +135,12 @@ class OpenAIBackend:
     async def _stream(self, start: Callable[[], Awaitable[Any]],
                       text_of: Callable[[Any], str], model: str,
                       thought_of: Callable[[Any], str] | None = None,
-                      ) -> AsyncGenerator[Event, None]:
+                      limit: int = 0) -> AsyncGenerator[Event, None]:
+        """The server's stream as events. `limit`: the reply's max_tokens, held on our side too
+        (a server that ignores it is cut there, and after LIMIT_S_PER_TOKEN a token)."""
         t0 = time.perf_counter()
         t_first = 0.0
+        deadline = t0 + max(120.0, limit * LIMIT_S_PER_TOKEN) if limit else 0.0
         stream: Any = None
         counted, usage, finish = 0, None, None
         try:
@@ -154,16 +158,24 @@ class OpenAIBackend:
                         t_first = t_first or time.perf_counter()
                         yield Thought(thought)
                     text = text_of(choice)
+                    if not isinstance(text, str):
+                        raise TypeError(f"a text of {type(text).__name__}")
                     if text:
                         t_first = t_first or time.perf_counter()
                         counted += 1
                         yield Token(text)
                     finish = choice.finish_reason or finish
+                if limit and (counted > limit + 8 or time.perf_counter() > deadline):
+                    finish = "length"  # the server went past the limit asked for: we stop
+                    break
                 chunk = await anext(iterator, None)
             if finish is None:
                 yield Error(f"The stream from {self.host} ended before the reply was finished.")
                 return
             yield Done(_stats(usage, counted, t0, t_first, finish))
+        except (AttributeError, TypeError) as exc:  # a reply in no OpenAI shape
+            yield Error(f"The server at {self.host} answered in a shape that is not OpenAI's "
+                        f"({exc}); what came is kept.")
         except _STREAM_FAILURES as exc:
             if counted and isinstance(exc, (openai.APIConnectionError, *_TRANSPORT)) and \
                     not isinstance(exc, openai.APITimeoutError):
@@ -193,7 +205,8 @@ class OpenAIBackend:
                 stream_options={"include_usage": True}, **body)
 
         events = self._stream(start, lambda c: c.delta.content or "", model,
-                              lambda c: getattr(c.delta, "reasoning_content", None) or "")
+                              lambda c: getattr(c.delta, "reasoning_content", None) or "",
+                              limit=params.max_tokens)
         async for event in thinking.split(events):
             yield event
 
@@ -225,7 +238,8 @@ class OpenAIBackend:
             return self.client.completions.create(
                 model=model, prompt=sent.prompt, stream=True, **body)
 
-        async for event in self._stream(start, lambda c: c.text or "", model):
+        async for event in self._stream(start, lambda c: c.text or "", model,
+                                        limit=params.max_tokens):
             yield event
 
     def _sent(self, mode: str, prefix: str, suffix: str, params: Params,
@@ -337,9 +351,13 @@ class OpenAIBackend:
     async def models(self) -> list[ModelRef]:
         try:
             page = await self.client.models.list()
+            return [ModelRef(name=str(m.id), source=f"openai at {self.host}")
+                    for m in page.data]
         except _FAILURES as exc:
             raise BackendError(self.explain(exc)) from exc
-        return [ModelRef(name=str(m.id), source=f"openai at {self.host}") for m in page.data]
+        except (AttributeError, TypeError, ValueError) as exc:  # ValueError: not JSON at all
+            raise BackendError(f"The server at {self.host} lists its models in a shape that is "
+                               f"not OpenAI's ({str(exc).splitlines()[0]}).") from None
 
     async def info(self) -> BackendInfo:
         details: dict[str, Any] = {"base_url": self.host, "remote": is_remote(self.base_url)}

@@ -12,6 +12,7 @@ from typing import Any
 from app.engine.backend import ContextChunk, Message, Params
 
 MAX_BODY = 8 * 2**20  # bytes: a 256-line window and a ring of chunks fit many times over
+MAX_MESSAGES = 2000  # a conversation longer than any context holds: refused, not saved
 
 
 class BadRequest(Exception):
@@ -139,6 +140,9 @@ def messages(body: dict[str, Any]) -> list[Message]:
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise BadRequest("`messages` must be a non-empty list.", "messages")
+    if len(raw) > MAX_MESSAGES:
+        raise BadRequest(f"`messages` holds {len(raw):,} messages; at most {MAX_MESSAGES:,} are "
+                         "taken.", "messages")
     out = []
     for i, m in enumerate(raw):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
