@@ -19,37 +19,11 @@ import tomlkit
 import tomlkit.exceptions
 
 from app.atomic import atomic_write
+from app.config_defaults import DEFAULTS
 from app.errors import ConfigError
 
 APP_NAME = "tramontane"
 
-DEFAULTS: dict[str, Any] = {
-    "chat": {"model": "", "backend": "llama.cpp", "system_prompt": ""},
-    "params": {
-        "temperature": 0.7,
-        "top_p": 0.95,
-        "top_k": 40,
-        "repeat_penalty": 1.1,
-        "seed": -1,
-        "max_tokens": 512,
-        "context_length": 4096,
-        "threads": 0,
-        "gpu_layers": -1,
-        "speculative": "auto",
-    },
-    "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8,
-             "auto_suggest_off": [], "max_tokens": 64, "temperature": 0.0, "seed": 1},
-    "ui": {"theme": "textual-dark"},
-    "ollama": {"host": "", "connect_timeout": 5.0, "first_token_timeout": 120.0,
-               "read_timeout": 60.0, "keep_alive": "5m"},
-    "openai": {"base_url": "http://127.0.0.1:8080/v1", "api_key": "", "model": "",
-               "code_model": "", "fim": "auto", "fim_format": "", "connect_timeout": 5.0,
-               "first_token_timeout": 120.0, "read_timeout": 60.0},
-    "serve": {"host": "127.0.0.1", "port": 8012, "api_key": "", "save_chats": False,
-              "url": "", "allowed_origins": [], "allowed_hosts": []},
-    "plugins": {"disabled": []},
-    "tools": {"enabled": False, "auto_approve": [], "allow_secrets": False},
-}
 
 
 
@@ -133,7 +107,7 @@ class Config:
         if self.path is None:
             return
         try:
-            from app.config_template import TEMPLATE  # (it reads DEFAULTS from here)
+            from app.config_template import TEMPLATE
 
             text = self.path.read_text(encoding="utf-8") if self.path.exists() else TEMPLATE
             doc = tomlkit.parse(text)
@@ -251,7 +225,7 @@ def write_default_config(p: Paths | None = None) -> Path:
     p = p or paths()
     if not p.config_file.exists():
         p.config_dir.mkdir(parents=True, exist_ok=True)
-        from app.config_template import TEMPLATE  # (it reads DEFAULTS from here)
+        from app.config_template import TEMPLATE
 
         atomic_write(p.config_file, TEMPLATE, mode=0o600)
     return p.config_file

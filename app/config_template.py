@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.config import DEFAULTS
+from app.config_defaults import DEFAULTS
 
 TEMPLATE = """\
 # Tramontane settings. Comments you add here are kept when the app saves a change.

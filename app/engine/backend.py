@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from app.config import DEFAULTS
+from app.config_defaults import DEFAULTS
 from app.engine.tools import ToolCall
 
 Role = Literal["system", "user", "assistant", "tool"]

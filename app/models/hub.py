@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import TramontaneError
-from app.models.catalog import Quant
+from app.models.catalog import CatalogModel, Quant
 from app.models.gguf_file import GGUFHeader, HeaderIncomplete, header_of_bytes
 
 FIRST_READ = 1 << 20  # bytes of a file's start read first; doubled while the header goes on
@@ -148,3 +148,18 @@ def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
         cache.mkdir(parents=True, exist_ok=True)
         cached.write_bytes(data)
         return RemoteHeader(header, len(data))
+
+
+def hub_file(ref: str, endpoint: str | None) -> tuple[CatalogModel, Quant]:
+    """REPO:FILE or REPO:QUANT on the hub, as a pull knows it (its sha256 from the hub)."""
+    repo, _, wanted = ref.partition(":")
+    try:
+        files = repo_files(repo, endpoint).files
+    except Exception as exc:
+        raise TramontaneError(f"Could not ask the hub about {repo}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else exc}.") from None
+    found = next((f for f in files if wanted in (f.file, f.quant)), None)
+    if found is None:
+        names = ", ".join(f.file for f in files) or "none"
+        raise TramontaneError(f"{repo} has no GGUF file {wanted!r} (its GGUF files: {names}).")
+    return CatalogModel(repo, repo, "", []), found.as_quant()

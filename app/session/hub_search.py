@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.prompts import fim
-from app.errors import TramontaneError
 from app.models import fit as fitmod
 from app.models import hub
 from app.models import speed as speedmod
-from app.models.catalog import QUANT_QUALITY, CatalogModel, Quant
+from app.models.catalog import QUANT_QUALITY
 from app.models.gguf_file import GGUFHeader, arch_of
 from app.session.models import (
     CHAT_MIN_TPS,
@@ -154,18 +153,3 @@ def _explain(rows: list[HubRow], purpose: str) -> None:
                       f"{target})"
         elif purpose == "code" and not row.fim:
             row.why = "no fill-in-the-middle tokens: completes by continuing the prefix only"
-
-
-def hub_file(ref: str, endpoint: str | None) -> tuple[CatalogModel, Quant]:
-    """REPO:FILE or REPO:QUANT on the hub, as a pull knows it (its sha256 from the hub)."""
-    repo, _, wanted = ref.partition(":")
-    try:
-        files = hub.repo_files(repo, endpoint).files
-    except Exception as exc:
-        raise TramontaneError(f"Could not ask the hub about {repo}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else exc}.") from None
-    found = next((f for f in files if wanted in (f.file, f.quant)), None)
-    if found is None:
-        names = ", ".join(f.file for f in files) or "none"
-        raise TramontaneError(f"{repo} has no GGUF file {wanted!r} (its GGUF files: {names}).")
-    return CatalogModel(repo, repo, "", []), found.as_quant()

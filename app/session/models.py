@@ -314,7 +314,7 @@ class ModelManager:
              cancel: threading.Event | None = None, endpoint: str | None = None) -> Path:
         endpoint = endpoint or self.endpoint
         if ":" in name and "/" in name.split(":", 1)[0]:  # REPO:FILE (or REPO:QUANT) on the hub
-            from app.session.hub_search import hub_file
+            from app.models.hub import hub_file
 
             model, found = hub_file(name, endpoint)
             return pull(model, found, self.models_dir, report, cancel, endpoint)

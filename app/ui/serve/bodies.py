@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine import tools
 from app.engine.backend import ContextChunk, Message, Params
 
 MAX_BODY = 8 * 2**20  # bytes: a 256-line window and a ring of chunks fit many times over
@@ -157,8 +158,6 @@ def messages(body: dict[str, Any]) -> list[Message]:
         if not isinstance(content, str):
             raise BadRequest(f"`messages[{i}].content` must be a string.",
                              f"messages[{i}].content")
-        from app.ui.serve.calls import message_calls
-
         made = message_calls(m.get("tool_calls"), f"messages[{i}].tool_calls") \
             if m["role"] == "assistant" else ()
         call_id = m.get("tool_call_id", "") if m["role"] == "tool" else ""
@@ -211,3 +210,23 @@ def output_format(body: dict[str, Any]) -> tuple[str, str]:
     except structured.SchemaProblem as exc:
         raise BadRequest(str(exc), field_name) from None
     return text, grammar
+
+
+def message_calls(raw: Any, where: str) -> tuple[tools.ToolCall, ...]:
+    """An assistant message's `tool_calls`, as a client sends them back."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BadRequest(f"`{where}` must be a list.", where)
+    out = []
+    for i, call in enumerate(raw):
+        fn = call.get("function") if isinstance(call, dict) else None
+        try:
+            args = fn["arguments"] if isinstance(fn, dict) else None
+            args = json.loads(args) if isinstance(args, str) else args
+            assert isinstance(fn, dict) and isinstance(fn["name"], str) and isinstance(args, dict)
+        except (KeyError, AssertionError, json.JSONDecodeError, TypeError):
+            raise BadRequest(f"`{where}[{i}]` must have a function with a name and JSON "
+                             "arguments.", f"{where}[{i}]") from None
+        out.append(tools.ToolCall(fn["name"], args, str(call.get("id") or f"call_{i}")))
+    return tuple(out)

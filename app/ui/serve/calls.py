@@ -50,26 +50,6 @@ def offered(body: dict[str, Any]) -> tuple[str, str]:
     return tools.to_json(listed), choice
 
 
-def message_calls(raw: Any, where: str) -> tuple[tools.ToolCall, ...]:
-    """An assistant message's `tool_calls`, as a client sends them back."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise BadRequest(f"`{where}` must be a list.", where)
-    out = []
-    for i, call in enumerate(raw):
-        fn = call.get("function") if isinstance(call, dict) else None
-        try:
-            args = fn["arguments"] if isinstance(fn, dict) else None
-            args = json.loads(args) if isinstance(args, str) else args
-            assert isinstance(fn, dict) and isinstance(fn["name"], str) and isinstance(args, dict)
-        except (KeyError, AssertionError, json.JSONDecodeError, TypeError):
-            raise BadRequest(f"`{where}[{i}]` must have a function with a name and JSON "
-                             "arguments.", f"{where}[{i}]") from None
-        out.append(tools.ToolCall(fn["name"], args, str(call.get("id") or f"call_{i}")))
-    return tuple(out)
-
-
 async def split(events: AsyncIterator[Event]) -> AsyncGenerator[Event | Called, None]:
     """The reply's events, but a reply that opens a call is held and given as `Called`
     (before `Done`); text that is not a call streams as it comes."""

@@ -1,0 +1,34 @@
+"""Every setting's default: the one source config.py checks types against and config.toml's
+template is written from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "chat": {"model": "", "backend": "llama.cpp", "system_prompt": ""},
+    "params": {
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "top_k": 40,
+        "repeat_penalty": 1.1,
+        "seed": -1,
+        "max_tokens": 512,
+        "context_length": 4096,
+        "threads": 0,
+        "gpu_layers": -1,
+        "speculative": "auto",
+    },
+    "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8,
+             "auto_suggest_off": [], "max_tokens": 64, "temperature": 0.0, "seed": 1},
+    "ui": {"theme": "textual-dark"},
+    "ollama": {"host": "", "connect_timeout": 5.0, "first_token_timeout": 120.0,
+               "read_timeout": 60.0, "keep_alive": "5m"},
+    "openai": {"base_url": "http://127.0.0.1:8080/v1", "api_key": "", "model": "",
+               "code_model": "", "fim": "auto", "fim_format": "", "connect_timeout": 5.0,
+               "first_token_timeout": 120.0, "read_timeout": 60.0},
+    "serve": {"host": "127.0.0.1", "port": 8012, "api_key": "", "save_chats": False,
+              "url": "", "allowed_origins": [], "allowed_hosts": []},
+    "plugins": {"disabled": []},
+    "tools": {"enabled": False, "auto_approve": [], "allow_secrets": False},
+}
