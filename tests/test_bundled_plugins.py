@@ -158,7 +158,7 @@ def test_complete_sees_a_changed_file_of_the_same_repository(tmp_path: Path) -> 
     pinned = tramontane(*args, env={"TRAMONTANE_PLUGINS": "tramontane-repo-context"})
     assert pinned.returncode == 0, pinned.stderr
     assert "# helpers.py\n# def scale_price(p):" in pinned.stdout
-    assert pinned.stdout.endswith("total = ")
+    assert pinned.stdout.endswith("total =")  # the typed space is the model's to write
     off = tramontane(*args, env={"TRAMONTANE_PLUGINS": ""})
     assert "scale_price" not in off.stdout
 
