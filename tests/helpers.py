@@ -3,6 +3,7 @@ waiting on a condition instead of sleeping, the app around a backend, recorded m
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.models import speed
 from app.models.hardware import cpu
@@ -75,6 +76,26 @@ def db_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
     uri = f"file:{path}?mode=ro"
     with sqlite3.connect(uri, uri=True, timeout=5) as db:
         return list(db.execute(sql).fetchall())
+
+
+# -- small HTTP servers standing for others' (a hub, an OpenAI server) ------------------------
+
+def send_json(handler: Any, body: object, status: int = 200) -> None:
+    """Answer an http.server request with JSON (`body` already bytes is sent as it is)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def start_sse(handler: Any) -> None:
+    """Answer an http.server POST with an event stream (its body read and dropped)."""
+    handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.end_headers()
 
 
 # -- the app in a pilot ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from app.engine.backend import Done, Error, Event, Message, ModelRef, Params, Token
 from app.engine.openai.backend import OpenAIBackend
 from app.errors import BackendError
+from tests.helpers import send_json, start_sse
 
 SHAPES = {  # what /v1/chat/completions streams, per case (after the first line of each)
     "choices a dict": [{"choices": {"index": 0}}],
@@ -36,19 +37,12 @@ class OddServer:
                 pass
 
             def do_GET(self) -> None:
-                body = {"html": b"<html>nope</html>", "ints": b'{"data": [1, 2]}',
-                        "null": b'{"data": null}'}.get(odd.case, b'{"data": [{"id": "m"}]}')
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, {"html": b"<html>nope</html>", "ints": b'{"data": [1, 2]}',
+                                 "null": b'{"data": null}'}.get(odd.case,
+                                                                b'{"data": [{"id": "m"}]}'))
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
+                start_sse(self)
                 if odd.case == "endless":
                     piece = {"choices": [{"index": 0, "delta": {"content": "la "},
                                           "finish_reason": None}]}

@@ -18,7 +18,7 @@ from app.engine import thinking
 from app.engine.backend import Done, Event, Message, ModelRef, Params, Thought, Token
 from app.engine.openai.backend import OpenAIBackend
 from tests.fixtures.scripted import ScriptedBackend
-from tests.helpers import make_app, send, settle, views
+from tests.helpers import make_app, send, send_json, settle, start_sse, views
 
 # DeepSeek-R1 distill: the template ends the prompt with "<think>\n"; the model closes it
 R1 = ("Okay, the user wants 2 + 2. That is 4.\n</think>\n\nThe answer is **4**.")
@@ -98,19 +98,11 @@ def reasoning_server() -> Iterator[str]:
             pass
 
         def do_GET(self) -> None:  # /v1/models, which load checks
-            data = json.dumps({"object": "list", "data": [
-                {"id": "qwq", "object": "model", "created": 1, "owned_by": "me"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, {"object": "list", "data": [
+                {"id": "qwq", "object": "model", "created": 1, "owned_by": "me"}]})
 
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
+            start_sse(self)
             for chunk in RECORDED:
                 body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
                         "model": "qwq"} | chunk
