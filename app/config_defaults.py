@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
         "threads": 0,
         "gpu_layers": -1,
         "speculative": "auto",
+        "think_budget_s": 0.0,
     },
     "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8,
              "auto_suggest_off": [], "max_tokens": 64, "temperature": 0.0, "seed": 1},

@@ -27,6 +27,9 @@ gpu_layers = {gpu_layers}      # layers on the GPU; -1 = as many as fit (the fit
 # was measured to pay on this machine for the kind of work (chat, edit, completion);
 # "lookup" always; "off" never. The output is the same either way.
 speculative = "{speculative}"
+# A thinking model's <think> block is closed after this many seconds, so the answer always
+# comes (0: after half the reply's max_tokens, whatever the machine's speed).
+think_budget_s = {think_budget_s}
 
 [code]
 # Model for fill-in-the-middle completion; empty: the Qwen2.5-Coder starter (else the chat model).

@@ -166,10 +166,13 @@ def main() -> None:
         with LlamaServer(args.anchor, starter_path(MODEL), "--jinja") as anchor:
             theirs = run_tools(anchor.url, MODEL, items)  # JSON mode: ours is the target
         rows.append({"server": "llama-server --jinja"} | theirs)
+    written = write("tools", {"model": MODEL, "rows": rows})
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{k: r.get(k, "-") for k in keys} for r in rows]  # JSON mode: ours only
     print(f"Tool calls: {sum(1 for t in items if t.name)} call tasks, "
           f"{sum(1 for t in items if not t.name)} no-call tasks, {MODEL}, greedy")
     print(table(rows))
-    print(f"wrote {write('tools', {'model': MODEL, 'rows': rows})}")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

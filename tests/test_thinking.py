@@ -148,3 +148,45 @@ def test_serve_sends_reasoning_content_as_llama_server_does(home: Path) -> None:
     said = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks)
     assert "Simple sum" in said
     assert "".join(c["choices"][0]["delta"].get("content", "") or "" for c in chunks) == "It is 4."
+
+
+@pytest.mark.model
+async def test_a_thinking_block_past_its_budget_is_closed_for_the_answer(smollm2: Path) -> None:
+    """The worker closes a <think> block the template opened once half the reply's tokens are
+    spent (SmolLM2 never closes one itself): the answer follows, and is split from it."""
+    from app.engine.llama.messages import (
+        Finished,
+        Generate,
+        GenerateOptions,
+        Load,
+        Loaded,
+        LoadOptions,
+        Text,
+    )
+    from app.engine.llama.process import WorkerProcess
+
+    worker = WorkerProcess(None)
+    try:
+        worker.send(Load(str(smollm2), LoadOptions(1024, 1, 0)))
+        assert isinstance(await worker.recv(), Loaded)
+        prompt = "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+        worker.send(Generate(1, prompt, GenerateOptions(
+            max_tokens=40, temperature=0.0, top_p=1.0, top_k=40, repeat_penalty=1.0, seed=1,
+            add_bos=False, ignore_eos=True, think_open=True)))
+        text = ""
+        while not isinstance(reply := await worker.recv(), Finished):
+            if isinstance(reply, Text):
+                text += reply.text
+    finally:
+        await worker.stop()
+    assert "</think>" in text
+    thought, answer = text.split("</think>", 1)
+    assert thought.strip() and answer.strip()  # thinking, then an answer after it
+    got = [e async for e in thinking.split(_words(text), inside=True)]
+    assert "</think>" not in "".join(e.text for e in got if isinstance(e, Token))
+
+
+async def _words(text: str) -> AsyncGenerator[Event, None]:
+    for piece in text.split(" "):
+        yield Token(piece + " ")
+    yield Done()

@@ -193,7 +193,8 @@ class LlamaBackend:
                 params.max_time_ms, self.measuring, params.json_schema, params.grammar,
                 params.tools if params.tool_choice != "none" else "", params.tool_choice,
                 "mistral" if self._chat_format() in chat_prompts.MISTRAL_TOOL_FORMATS
-                else "hermes")
+                else "hermes", kind == "chat" and isinstance(text, str)
+                and text.rstrip().endswith(thinking.OPEN), params.think_budget_s)
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

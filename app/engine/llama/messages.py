@@ -43,6 +43,9 @@ class GenerateOptions:
     tools: str = ""  # or, with tools offered, a call to one of them (or text, for "auto")
     tool_choice: str = "auto"
     tool_format: str = "hermes"  # how the model writes a call: "hermes" or "mistral"
+    think_open: bool = False  # the prompt opened a <think> block (the template did)
+    think_budget_s: float = 0.0  # a <think> block is closed after this long (0: half the
+    # reply's tokens), so a thinking model always leaves room and time for the answer
 
 
 @dataclass(frozen=True)

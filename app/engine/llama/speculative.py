@@ -22,7 +22,7 @@ passes, and turns lookup off for a kind that does not gain (trying again now and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +123,8 @@ def margin(row_logits: Any, recent: list[int], penalty: float) -> float:
 
 def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup | None,
            n_ctx: int, meter: Meter | None = None,
-           costs: CostTable | None = None, grammar: Any = None) -> Iterator[int]:
+           costs: CostTable | None = None, grammar: Any = None,
+           inject: Callable[[int], list[int]] | None = None) -> Iterator[int]:
     """The tokens the model generates after the cached prompt and `pending` (its last token,
     not yet evaluated), checking `lookup`'s drafts when given. With a `grammar` each token is
     the one the grammar allows (greedy: checked through `GrammarGate`, the winner first; else
@@ -136,7 +137,7 @@ def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup |
                                 grammar=grammar if gate is None else None)
     try:
         yield from _decode(llm, pending, lookup, n_ctx, meter, costs, sampler, gate, temp,
-                           penalty)
+                           penalty, inject)
     finally:
         if gate is not None:
             gate.close()
@@ -144,7 +145,8 @@ def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup |
 
 def _decode(llm: Any, pending: int, lookup: PromptLookup | None, n_ctx: int,
             meter: Meter | None, costs: CostTable | None, sampler: Any,
-            gate: GrammarGate | None, temp: float, penalty: float) -> Iterator[int]:
+            gate: GrammarGate | None, temp: float, penalty: float,
+            inject: Callable[[int], list[int]] | None = None) -> Iterator[int]:
     window = int(getattr(llm, "last_n_tokens_size", 64))  # the penalty's look-back
     recent: list[int] = []  # the tokens chosen so far: what the penalty sees
     meter = meter if meter is not None else Meter()
@@ -188,6 +190,13 @@ def _decode(llm: Any, pending: int, lookup: PromptLookup | None, n_ctx: int,
         yield from kept
         yield token
         pending = token
+        forced = inject(token) if inject is not None else []
+        if forced:  # tokens the caller puts after this one (a thinking block closed)
+            _eval_all(llm, [token, *forced[:-1]])
+            recent.extend(forced)
+            if lookup is not None:
+                lookup.extend(forced)
+            pending = forced[-1]
 
 
 @dataclass

@@ -38,6 +38,7 @@ from app.engine.llama.messages import (
 from app.engine.llama.speculative import Meter, Payoff
 from app.engine.llama.speculative import decode as _decode
 from app.engine.llama.stops import StopScanner
+from app.engine.llama.thinking_budget import ThinkBudget
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
 # app per batch instead of per token leaves the CPU to llama.cpp's threads.
@@ -222,16 +223,24 @@ class Worker:
         reason: StopReason = "stop"
         outbox, sent_at = "", 0.0
         t_first = t_last = 0.0
+        think = ThinkBudget(opts.think_open, opts.think_budget_s, max_tokens) \
+            if grammar is None and opts.kind == "chat" else None
         try:
             for token in _decode(llm, tokens[-1], opts, lookup, n_ctx, meter,
-                                 self.pays.costs, grammar):
+                                 self.pays.costs, grammar,
+                                 think.inject(llm) if think is not None else None):
                 if not ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1
                 t_last = time.perf_counter()
                 if generated == 1:
                     t_first = t_last
-                outbox += scanner.feed(decoder.decode(llm.detokenize([token])))
+                if think is not None:
+                    outbox += scanner.feed(think.forced())  # a block closed for the answer
+                piece = decoder.decode(llm.detokenize([token]))
+                if think is not None:
+                    think.saw(piece, generated, t_last - t_first)
+                outbox += scanner.feed(piece)
                 if outbox and (generated == 1 or t_last - sent_at >= SEND_EVERY_S):
                     self.conn.send(Text(req, outbox))
                     outbox, sent_at = "", t_last
@@ -253,7 +262,8 @@ class Worker:
             llm.n_tokens = 0  # the cache's state is unknown: the next prompt is evaluated anew
             self.conn.send(Failed(req, f"llama.cpp failed while generating: {exc}"))
             return
-        rest = outbox + scanner.flush() + decoder.decode(b"", final=True)
+        closed = think.forced() if think is not None else ""
+        rest = outbox + scanner.feed(closed) + scanner.flush() + decoder.decode(b"", final=True)
         if rest:
             self.conn.send(Text(req, rest))
         decode_s = t_last - t_first
