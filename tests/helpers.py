@@ -133,3 +133,32 @@ async def send(pilot: Pilot[None], text: str) -> None:
     prompt.focus()
     prompt.insert(text)
     await pilot.press("enter")
+
+
+def split_gguf(source: Path, folder: Path, stem: str, parts: int = 3) -> list[Path]:
+    """`source` rewritten as a model published in parts (`STEM-0000i-of-0000n.gguf`), with the
+    gguf package's own writer, as llama.cpp's gguf-split makes them."""
+    import math
+
+    import gguf
+
+    reader = gguf.GGUFReader(source)
+    arch = str(reader.fields[gguf.Keys.General.ARCHITECTURE].contents())
+    writer = gguf.GGUFWriter(folder / f"{stem}.gguf", arch,
+                             split_max_tensors=math.ceil(len(reader.tensors) / parts))
+    for field in reader.fields.values():
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    for tensor in reader.tensors:
+        writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
+                               tensor.data.nbytes, tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for tensor in reader.tensors:
+        writer.write_tensor_data(tensor.data, tensor_endianess=reader.endianess)
+    writer.close()
+    return sorted(folder.glob(f"{stem}-*-of-*.gguf"))

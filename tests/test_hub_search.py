@@ -112,3 +112,32 @@ async def test_the_models_screen_searches_the_hub(hub_server: HubServer, home: P
                          and "hub" in str(table.get_row_at(0)[-1]), what="the hub's rows")
             assert str(table.get_row_at(0)[0]).startswith(SMOL + ":")
     assert os.environ.get("HF_ENDPOINT") is None
+
+
+def test_a_model_in_parts_is_pulled_resumed_verified_and_loaded(tmp_path: Path, home: Path,
+                                                               smollm2: Path) -> None:
+    from tests.helpers import split_gguf
+
+    made = tmp_path / "made"
+    made.mkdir()
+    parts = split_gguf(smollm2, made, "smol-split", 3)
+    repo = "someone/smol-split-GGUF"
+    with HubServer({f"{repo}/{p.name}": p for p in parts}) as server:
+        env = {"HF_ENDPOINT": server.url}
+        server.cut_first_get = True  # the first part's download breaks halfway
+        pulled = tramontane("models", "pull", f"{repo}:{parts[0].name}", env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        ranges = [r for m, path, r in server.requests if m == "GET" and "00001" in path and r]
+        assert ranges and ranges[-1] != "bytes=0-"  # resumed from what it had, not anew
+        assert pulled.stderr.count("verifying") >= 3  # each part checked
+    models = home / "data" / "models"
+    for part in parts:
+        assert (models / part.name).read_bytes() == part.read_bytes()
+    listed = json.loads(tramontane("models", "list", "--json").stdout)["models"]
+    (row,) = [r for r in listed if r["name"] == "smol-split"]  # one model, not three
+    assert row["size"] == sum(p.stat().st_size for p in parts) and row["fit"]["verdict"]
+    said = tramontane("chat", "-m", "smol-split", "--max-tokens", "4", "Hi")
+    assert said.returncode == 0 and said.stdout.strip(), said.stderr  # llama.cpp loads it
+    gone = tramontane("models", "rm", "smol-split", "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert not list(models.glob("smol-split-*"))

@@ -161,12 +161,15 @@ def test_models_fit_json_for_mixtral(home: Path) -> None:
     json.dumps(rows)
 
 
-def test_split_files_are_refused_with_one_line(home: Path) -> None:
-    from app.models.download import DownloadError, pull
+def test_mixtral_8x22b_quants_are_pulled_as_their_parts() -> None:
+    """Every Mixtral 8x22B quant is published in parts: a pull fetches each (the pull itself,
+    interrupted and resumed, is in test_hub_search.py)."""
+    from app.models.gguf_file import split_parts
 
     model = CATALOG["mixtral-8x22b-instruct"]
-    with pytest.raises(DownloadError, match="published in parts"):
-        pull(model, model.quant("Q2_K"), home / "models")
+    for quant in model.quants:
+        parts = split_parts(Path(quant.file))
+        assert len(parts) > 1 and parts[0].name == quant.file
 
 
 def test_tiny_moe_gguf_header(tmp_path: Path) -> None:

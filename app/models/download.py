@@ -21,6 +21,7 @@ from typing import Any
 
 from app.errors import TramontaneError
 from app.models.catalog import CatalogModel, Quant
+from app.models.gguf_file import split_parts
 from app.sizes import human_size
 
 SPACE_MARGIN = 256 * 2**20
@@ -100,61 +101,66 @@ def _fail(file: str, exc: Exception) -> DownloadError:
                          "resume.")
 
 
-SPLIT_FILE = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
-
-
 def pull(model: CatalogModel, quant: Quant, models_dir: Path,
          report: Callable[[PullProgress], None] = lambda p: None,
          cancel: threading.Event | None = None, endpoint: str | None = None) -> Path:
-    """Download `quant` of `model` into `models_dir`; blocking (run it in a thread)."""
-    from huggingface_hub import hf_hub_download
-
+    """Download `quant` of `model` into `models_dir` (every part of a model published in
+    parts, each verified against the sha256 the hub publishes); blocking (run it in a thread).
+    The first part's path is the model's: llama.cpp loads the rest from beside it."""
     if not quant.hf_repo:
         raise DownloadError(f"{model.id} {quant.name} has no download source in the catalog.")
-    if SPLIT_FILE.search(quant.file):
-        raise DownloadError(
-            f"{model.id} {quant.name} is published in parts, which Tramontane does not download "
-            f"yet: fetch every part of {quant.file.split('-00001-of-')[0]} from {quant.hf_repo} "
-            "into the models folder; llama.cpp loads it from the first part.")
-    target = models_dir / quant.file
-    if not target.is_file():
+    parts = [p.name for p in split_parts(Path(quant.file))]
+    targets = [models_dir / name for name in parts]
+    if not all(t.is_file() for t in targets):
         check_space(models_dir, quant.size)  # before anything goes over the network
-    expected = quant.sha256.lower()
+    for name in parts:
+        # a model in one file: the catalog's sha256 if it has one; parts: the hub's, each
+        expected = quant.sha256.lower() if len(parts) == 1 else ""
+        _pull_file(quant.hf_repo, name, quant.size if len(parts) == 1 else 0, expected,
+                   models_dir, report, cancel or threading.Event(), endpoint)
+    report(PullProgress(quant.size, quant.size, "done"))
+    return targets[0]
+
+
+def _pull_file(repo: str, file: str, size: int, expected: str, models_dir: Path,
+               report: Callable[[PullProgress], None], cancel: threading.Event,
+               endpoint: str | None) -> Path:
+    """One file from the hub into `models_dir`, through a staging folder (resumable), renamed
+    only once its sha256 is the expected one (the hub's when none is given)."""
+    from huggingface_hub import hf_hub_download
+
+    target = models_dir / file
     if not expected:
         try:
-            expected = hub_sha256(quant.hf_repo, quant.file, endpoint)
+            expected = hub_sha256(repo, file, endpoint)
         except Exception as exc:  # offline, hub errors: one line, no retries
-            raise _fail(quant.file, exc) from exc
+            raise _fail(file, exc) from exc
         if not expected:
             raise DownloadError(
-                f"Neither the catalog nor the hub gives a sha256 for {quant.file}, so it could "
+                f"Neither the catalog nor the hub gives a sha256 for {file}, so it could "
                 "not be verified; nothing was downloaded. Add its sha256 to models.toml.")
     if target.is_file():
         report(PullProgress(0, target.stat().st_size, "verifying"))
         if sha256_of(target) == expected:
-            report(PullProgress(quant.size, quant.size, "done"))
             return target
         # a file of the right name whose hash is wrong is replaced by a verified download
-    check_space(models_dir, quant.size)
-    staging = models_dir / STAGING / quant.file
-    cancel = cancel or threading.Event()
+    if size:
+        check_space(models_dir, size)
+    staging = models_dir / STAGING / file
     try:
-        path = Path(hf_hub_download(
-            quant.hf_repo, quant.file, local_dir=staging, endpoint=endpoint,
-            tqdm_class=_progress_class(report, cancel),
-        ))
+        path = Path(hf_hub_download(repo, file, local_dir=staging, endpoint=endpoint,
+                                    tqdm_class=_progress_class(report, cancel)))
     except DownloadError:
         raise
     except Exception as exc:  # HTTP and OS errors, after huggingface_hub's own retries
-        raise _fail(quant.file, exc) from exc
-    report(PullProgress(0, quant.size, "verifying"))
+        raise _fail(file, exc) from exc
+    report(PullProgress(0, path.stat().st_size, "verifying"))
     actual = sha256_of(path)
     if actual != expected:
         path.unlink(missing_ok=True)
         raise DownloadError(
-            f"{quant.file} has sha256 {actual}, but {expected} was expected. The file was "
+            f"{file} has sha256 {actual}, but {expected} was expected. The file was "
             "deleted; nothing was registered.")
     os.replace(path, target)
     shutil.rmtree(staging, ignore_errors=True)
-    report(PullProgress(quant.size, quant.size, "done"))
     return target

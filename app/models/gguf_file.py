@@ -9,6 +9,7 @@ gguf package's type tables.
 from __future__ import annotations
 
 import mmap
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,11 +104,45 @@ class _Cursor:
         raise CorruptModelError(f"{self.path} has a damaged header (unknown value type {vtype}).")
 
 
+SPLIT_PART = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def split_parts(first: Path) -> list[Path]:
+    """Every part of a model published in parts (`NAME-00001-of-00003.gguf`), from the first;
+    [first] for a model in one file."""
+    found = SPLIT_PART.search(first.name)
+    if found is None:
+        return [first]
+    count = int(found.group(2))
+    stem = first.name[:found.start()]
+    return [first.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+
+
 def read_header(path: Path, want: set[str] | None = None) -> GGUFHeader:
-    """Parse the header of `path`; raise `CorruptModelError` with a reason a user can act on.
+    """Parse the header of `path` (of every part, for a model in parts: one model, its
+    tensors summed); raise `CorruptModelError` with a reason a user can act on.
 
     `want`: strings to look for in the vocabulary (special tokens), reported in found_tokens."""
     path = Path(path)
+    parts = split_parts(path)
+    if len(parts) > 1 and parts[0] == path:
+        missing = [p.name for p in parts if not p.is_file()]
+        if missing:
+            raise CorruptModelError(f"{path.name} is part 1 of {len(parts)}; missing: "
+                                    f"{', '.join(missing)}. Pull it again to fetch every part.")
+        head = _read_one(path, want)
+        for part in parts[1:]:
+            more = _read_one(part, None)
+            head.size += more.size
+            head.tensor_count += more.tensor_count
+            for name in ("tensor_bytes", "parameters", "embedding_bytes", "output_bytes",
+                         "expert_bytes", "repack_bytes"):
+                setattr(head, name, getattr(head, name) + getattr(more, name))
+        return head
+    return _read_one(path, want)
+
+
+def _read_one(path: Path, want: set[str] | None) -> GGUFHeader:
     if not path.is_file():
         raise ModelNotFoundError(f"No model file at {path}.")
     size = path.stat().st_size

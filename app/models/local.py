@@ -15,7 +15,7 @@ from pathlib import Path
 from app.errors import ModelNotFoundError
 from app.models import other_stores, starters
 from app.models.catalog import CatalogModel, load_catalog
-from app.models.gguf_file import read_header
+from app.models.gguf_file import SPLIT_PART, read_header, split_parts
 
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"  # the fallback: small machines, fast tests
 CODE_STARTER = starters.QWEN_CODER.id
@@ -41,8 +41,13 @@ class LocalModel:
         return self.path.is_file()
 
     @property
+    def parts(self) -> list[Path]:
+        """Its files: one, or every part of a model published in parts."""
+        return split_parts(self.path)
+
+    @property
     def size(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
+        return sum(p.stat().st_size for p in self.parts if p.exists())
 
     @property
     def chat_tuned(self) -> bool:
@@ -94,8 +99,12 @@ def find_local(models_dir: Path, user_catalog: Path | None = None,
     seen = {m.path.resolve() for m in found}
     if models_dir.is_dir():
         for path in sorted(models_dir.glob("*.gguf")):
+            part = SPLIT_PART.search(path.name)
+            if part is not None and part.group(1) != "00001":
+                continue  # a later part: the first stands for the model
+            name = path.name[:part.start()] if part else path.stem
             if path.resolve() not in seen:
-                found.append(LocalModel(path.stem, path, "models folder",
+                found.append(LocalModel(name, path, "models folder",
                                         match_catalog(path.name, catalog)))
     if other_tools:
         for f in other_stores.ollama_models():

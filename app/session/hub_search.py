@@ -113,8 +113,10 @@ def _row(manager: ModelManager, repo: hub.HubRepo, file: hub.HubFile, head: GGUF
     repack, experts = int(head.repack_bytes * scale), int(head.expert_bytes * scale)
     verdict = fitmod.verdict(arch, weights, ctx, manager.hardware, None, repack=repack,
                              experts=experts)
-    shape = speedmod.shape_of(arch, weights, head.parameters, experts or None,
-                              int(head.embedding_bytes * scale), tied=head.output_bytes == 0)
+    # a model in parts: its first part's header, scaled to all of its weights (an estimate)
+    parameters = head.parameters * scale
+    shape = speedmod.shape_of(arch, weights, parameters, experts or None,
+                              head.embedding_bytes, tied=head.output_bytes == 0)
     predicted = speedmod.predict(shape, manager.hardware, manager.speed,
                                  verdict.estimate.gpu_layers,
                                  cpu_expert_layers=verdict.estimate.cpu_expert_layers)
@@ -122,12 +124,12 @@ def _row(manager: ModelManager, repo: hub.HubRepo, file: hub.HubFile, head: GGUF
     largest = fitmod.largest_context(arch, weights, manager.hardware, trained,
                                      repack=repack) if verdict.fits else 0
     row = HubRow(repo.repo, file.file, file.quant, file.size, max(1, len(file.parts)),
-                 round(head.parameters / 1e9, 2), head.architecture, verdict.fits,
+                 round(parameters / 1e9, 2), head.architecture, verdict.fits,
                  verdict.words(), verdict.estimate.total, round(predicted.decode_tps, 1),
                  round(predicted.prompt_seconds(2048), 1), largest, has_fim, repo.license,
                  repo.gated, repo.downloads, verdict=verdict, speed=predicted)
     fast = _fast_enough(row, purpose)
-    quality = head.parameters * QUANT_QUALITY.get(file.quant.upper(), 0.8)
+    quality = parameters * QUANT_QUALITY.get(file.quant.upper(), 0.8)
     wanted = 1.0 if purpose != "code" or has_fim else 0.0
     row.score = (float(row.fits), float(fast), wanted, quality, float(repo.downloads))
     return row

@@ -360,7 +360,8 @@ class ModelManager:
             other_stores.delete_huggingface(other_stores.FoundFile(model.name, model.path,
                                                                    "huggingface", model.detail))
         else:
-            model.path.unlink()
+            for part in model.parts:  # every part of a model published in parts
+                part.unlink(missing_ok=True)
         return model
 
     def use(self, name: str, purpose: str) -> LocalModel:
