@@ -86,6 +86,9 @@ def test_the_search_command_and_pulling_what_it_found(hub_server: HubServer, hom
         assert missing.returncode == 1 and "tiny-chat.Q4_K_M.gguf" in missing.stderr
         text = tramontane("models", "search", "smollm2", env=env)
         assert "SmolLM2-135M-Instruct-GGUF:smollm2-135m-instruct-q8_0.gguf" in text.stdout
+    kept = tramontane("models", "search", "smollm2", env=env)  # the hub is gone now
+    assert kept.returncode == 0 and "cannot be reached" in kept.stderr
+    assert "smollm2-135m-instruct-q8_0.gguf" in kept.stdout  # from what was kept
     offline = tramontane("models", "search", "qwen", env={"HF_ENDPOINT": "http://127.0.0.1:9"})
     assert offline.returncode == 1 and "Could not search the Hugging Face hub" in offline.stderr
     assert "Traceback" not in offline.stderr

@@ -60,8 +60,39 @@ def _api(endpoint: str | None) -> object:
     return HfApi(endpoint=endpoint)
 
 
-def search(query: str, endpoint: str | None = None, limit: int = 20) -> list[HubRepo]:
-    """Repositories with GGUF files matching `query`, most downloaded first, with their files."""
+def search(query: str, endpoint: str | None = None, limit: int = 20,
+           cache: Path | None = None) -> tuple[list[HubRepo], str]:
+    """Repositories with GGUF files matching `query`, most downloaded first, with their files;
+    and '' or, offline, a line saying the answer is the one kept from an earlier search (in
+    `cache`). Offline with nothing kept: `HubError`, one line."""
+    import hashlib
+    import json
+    import logging
+    import time
+
+    kept = cache / f"search-{hashlib.sha256(f'{query}|{limit}'.encode()).hexdigest()[:16]}" \
+        f".json" if cache is not None else None
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries are not ours
+    try:
+        found = _search(query, endpoint, limit)
+    except HubError:
+        if kept is None or not kept.is_file():
+            raise
+        data = json.loads(kept.read_text(encoding="utf-8"))
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(data["at"]))
+        repos = [HubRepo(r["repo"], r["downloads"], r["likes"], r["license"], r["gated"],
+                         [HubFile(**f) for f in r["files"]]) for r in data["repos"]]
+        return repos, f"The hub cannot be reached: these are its answers of {when}."
+    if kept is not None:
+        from dataclasses import asdict
+
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({"at": time.time(), "repos": [asdict(r) for r in found]}),
+                        encoding="utf-8")
+    return found, ""
+
+
+def _search(query: str, endpoint: str | None, limit: int) -> list[HubRepo]:
     from concurrent.futures import ThreadPoolExecutor
 
     api = _api(endpoint)

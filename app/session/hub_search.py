@@ -71,6 +71,7 @@ class SearchResult:
     seconds: float
     bytes_read: int
     headers_read: int
+    note: str = ""  # offline: the answer kept from an earlier search
 
 
 def search(manager: ModelManager, query: str, purpose: str = "chat", limit: int = 20,
@@ -80,7 +81,7 @@ def search(manager: ModelManager, query: str, purpose: str = "chat", limit: int 
     cache = manager.ctx.paths.data_dir / "hub-headers"
     from concurrent.futures import ThreadPoolExecutor
 
-    repos = hub.search(query, endpoint, limit)
+    repos, note = hub.search(query, endpoint, limit, cache)
     with ThreadPoolExecutor(max_workers=8) as pool:  # range reads in parallel
         heads = list(pool.map(lambda r: hub.read_header(_representative(r.files), cache,
                                                         endpoint, set(fim.MARKERS)), repos))
@@ -89,7 +90,7 @@ def search(manager: ModelManager, query: str, purpose: str = "chat", limit: int 
     read, headers = sum(h.bytes_read for h in heads), len(heads)
     rows.sort(key=lambda r: r.score, reverse=True)
     _explain(rows, purpose)
-    return SearchResult(rows, time.perf_counter() - t0, read, headers)
+    return SearchResult(rows, time.perf_counter() - t0, read, headers, note)
 
 
 def as_model_row(row: HubRow) -> ModelRow:

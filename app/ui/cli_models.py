@@ -267,6 +267,8 @@ def _search(m: ModelManager, args: argparse.Namespace) -> int:
                           "seconds": round(found.seconds, 2), "bytes_read": found.bytes_read},
                          indent=2))
         return 0
+    if found.note:
+        print(f"tramontane: {found.note}", file=sys.stderr)
     print(f"This machine: {m.hardware.summary()}")
     print(f"{'SIZE':>9}  {'FITS':<4} {'TOK/S':>6} {'2K PROMPT':>9} {'MAX CTX':>8}  "
           f"{'LICENCE':<12} MODEL (pull it as shown)")
