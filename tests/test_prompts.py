@@ -109,8 +109,10 @@ TOOL_CONVERSATIONS = [
 @pytest.mark.parametrize("messages", TOOL_CONVERSATIONS)
 def test_mistral_tool_calls_match_mistral_common(messages: list[Message],
                                                  chat_format: str) -> None:
-    """[AVAILABLE_TOOLS], [TOOL_CALLS] and [TOOL_RESULTS], text and tokens, as mistral-common."""
+    """[AVAILABLE_TOOLS], [TOOL_CALLS] and [TOOL_RESULTS], text and tokens, as mistral-common
+    (given the same messages: with tools, ours carry the policy of when to call)."""
     text = chat.build(chat_format, messages, {}, [WEATHER]).text
+    messages = chat.with_tool_policy(messages)
     assert text == _mistral_common(messages, chat_format, [WEATHER])
     expected = _tokenizer(chat_format).encode_chat_completion(
         _request(messages, [WEATHER])).tokens

@@ -177,6 +177,8 @@ def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any
     Offered `tools` go where the template puts them; a format that has no place for them gets
     them in the system prompt, in the Hermes format the call grammar expects."""
     template = str(metadata.get("tokenizer.chat_template") or "")
+    if tools:
+        messages = with_tool_policy(messages)
     native = chat_format in MISTRAL_TOOL_FORMATS or ("tool_call" in template and chat_format
                                                        not in MISTRAL_FORMATS + ("plain",))
     if not native:
@@ -194,6 +196,18 @@ def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any
         eos_token=str(metadata.get("eos_token_text", "")),
         tools=tools,
     )
+
+
+TOOL_POLICY = ("Call a function only when the user's request needs exactly what that function "
+               "does; otherwise answer the question yourself in plain text.")
+
+
+def with_tool_policy(messages: Sequence[Message]) -> list[Message]:
+    """The system prompt says when to call: small models otherwise call some tool for any
+    question (Qwen 1.5B set a timer when asked how many legs a spider has)."""
+    if messages and messages[0].role == "system":
+        return [Message("system", f"{messages[0].content}\n\n{TOOL_POLICY}"), *messages[1:]]
+    return [Message("system", f"You are a helpful assistant. {TOOL_POLICY}"), *messages]
 
 
 def with_tools_in_system(messages: Sequence[Message], tools: Sequence[Tool]) -> list[Message]:
