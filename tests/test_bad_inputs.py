@@ -300,13 +300,26 @@ def test_the_worker_dies_within_a_second_of_a_killed_app(home: Path, smollm2: Pa
         parent = psutil.Process(app.pid)
         wait_until(lambda: bool(parent.children()), timeout=60, what="the worker to start")
         workers = parent.children(recursive=True)
-        wait_until(lambda: any(w.cpu_percent(0.05) > 20 for w in workers), timeout=60,
+
+        def busy(w: psutil.Process) -> bool:
+            try:
+                return w.cpu_percent(0.05) > 20
+            except (psutil.Error, OSError):  # a helper process that already ended
+                return False
+
+        def alive(w: psutil.Process) -> bool:
+            try:
+                return w.is_running() and w.status() != psutil.STATUS_ZOMBIE
+            except (psutil.Error, OSError):
+                return False
+
+        wait_until(lambda: any(busy(w) for w in workers), timeout=60,
                    what="the worker busy (loading or evaluating the prompt)")
         app.send_signal(signal.SIGKILL)
         app.wait(5)
         t0 = time.monotonic()
-        wait_until(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE
-                                   for w in workers), timeout=1.0, what="the worker gone")
+        wait_until(lambda: not any(alive(w) for w in workers), timeout=1.0,
+                   what="the worker gone")
         assert time.monotonic() - t0 <= 1.0
     finally:
         if app.poll() is None:

@@ -126,6 +126,6 @@ def test_a_template_without_tools_gets_them_in_the_system_prompt() -> None:
              Message("assistant", "", (tools.ToolCall("get_weather", {"city": "Lyon"}, "c1"),)),
              Message("tool", "14 C", tool_call_id="c1")]
     text = chat_prompts.build("auto", turns, meta, tools.from_json(json.dumps([WEATHER]))).text
-    assert text.startswith("<system>You are a helpful assistant. Call a function only when")
+    assert text.startswith("<system>You are a helpful assistant. When one of the functions")
     assert "\n\n# Tools" in text and "<tools>" in text
     assert '"arguments": {"city": "Lyon"}' in text and "<tool_response>\n14 C" in text

@@ -198,8 +198,8 @@ def build(chat_format: str, messages: Sequence[Message], metadata: dict[str, Any
     )
 
 
-TOOL_POLICY = ("Call a function only when the user's request needs exactly what that function "
-               "does; otherwise answer the question yourself in plain text.")
+TOOL_POLICY = ("When one of the functions can answer the user's request, call it; when none of "
+               "them fits, answer the question yourself in plain text.")
 
 
 def with_tool_policy(messages: Sequence[Message]) -> list[Message]:
