@@ -201,4 +201,6 @@ async def test_the_qwen_starter_searches_the_repo_when_asked_in_the_app(
         await settle(pilot, lambda: bool(app.query(ToolView)) and not app.chat.busy,
                      timeout=180, what="the answer after the search")
         answer = views(app)[-1].text
-        assert views(app)[-1].state == "complete" and "serve.py" in answer
+        assert views(app)[-1].state == "complete"
+        # it read the result: it names files only the search could have told it of
+        assert any(name in answer for name in ("serve.py", "fim.py", "notes.md")), answer
