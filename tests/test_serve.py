@@ -188,7 +188,7 @@ def test_openai_package_gets_json_it_asked_for(served: Served) -> None:
                          "json_schema": {"name": "person", "schema": PERSON}})
     jsonschema.validate(json.loads(shaped.choices[0].message.content or ""), PERSON)
     pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model=CHAT, messages=ask, max_tokens=60, temperature=0.7, stream=True,  # type: ignore[arg-type]
+        model=CHAT, messages=ask, max_tokens=150, temperature=0, seed=3, stream=True,  # type: ignore[arg-type]
         response_format={"type": "json_object"}) if c.choices]
     assert isinstance(json.loads("".join(pieces)), dict)
     with pytest.raises(openai.BadRequestError) as bad:
