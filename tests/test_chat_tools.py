@@ -163,7 +163,8 @@ async def test_the_app_asks_before_a_tool_runs_and_folds_its_result(home: Path,
         await pilot.press("ctrl+t")
         assert app.chat.tools_wanted
         await send(pilot, "Which files call postprocess?")
-        await settle(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the question")
+        await settle(pilot, lambda: isinstance(app.screen, ChoiceDialog)
+                     and bool(app.screen.query("#once")), what="the question")
         assert 'search(text="postprocess")' in app.screen.question  # type: ignore[attr-defined]
         app.screen.query_one("#once", Button).press()
         await settle(pilot, lambda: bool(views(app)) and views(app)[-1].state == "complete"
@@ -193,7 +194,8 @@ async def test_the_qwen_starter_searches_the_repo_when_asked_in_the_app(
     app = TramontaneApp(Tramontane.open())
     async with app.run_test(size=(110, 40)) as pilot:
         await send(pilot, "Which files in this repo call postprocess?")
-        await settle(pilot, lambda: isinstance(app.screen, ChoiceDialog), timeout=120,
+        await settle(pilot, lambda: isinstance(app.screen, ChoiceDialog)
+                     and bool(app.screen.query("#once")), timeout=120,
                      what="the model's call, to approve")
         asked = app.screen.question  # type: ignore[attr-defined]
         assert "search(" in asked and "postprocess" in asked
