@@ -43,6 +43,10 @@ class ToolCall:
     id: str = field(default_factory=lambda: "".join(  # 9 letters and digits, as Mistral's
         secrets.choice(string.ascii_letters + string.digits) for _ in range(9)))
 
+    def key(self) -> str:
+        """The call's identity: its tool and arguments (a repeated call has the same)."""
+        return self.name + json.dumps(self.arguments, sort_keys=True)
+
     def shown(self) -> str:
         """The call as the user reads it: name(arg="value", …)."""
         args = ", ".join(f"{k}={json.dumps(v)}" for k, v in self.arguments.items())

@@ -34,7 +34,6 @@ from app.session.chat_tools import (
     ToolAsked,
     Toolbox,
     ToolDone,
-    call_key,
     stored_calls,
 )
 from app.store.history import Chat, ChatStore, title_from
@@ -146,7 +145,7 @@ class ChatSession:
             replaces = frozenset()
             if not self.calls:
                 return
-            if all(call_key(c) in answered for c in self.calls):
+            if all(c.key() in answered for c in self.calls):
                 self.calls = []  # a small model asking again for what it has: answer in text
                 async for event in self._reply(tool_choice="none"):
                     yield event
@@ -158,7 +157,7 @@ class ChatSession:
                     else "The user did not allow this call."
                 saved = self.store.add_message(self.chat.id, "user", result)
                 self.store.update_message(saved, tool_call_id=call.id)
-                answered.add(call_key(call))
+                answered.add(call.key())
                 yield ToolDone(call, result, allowed)
 
     async def _allowed(self, call: ToolCall) -> bool:

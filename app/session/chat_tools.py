@@ -72,10 +72,6 @@ class ToolDone:
 ChatEvent = Event | ToolAsked | ToolDone  # what a chat's reply streams to a face
 
 
-def call_key(call: ToolCall) -> str:
-    return call.name + json.dumps(call.arguments, sort_keys=True)
-
-
 def stored_calls(text: str) -> tuple[ToolCall, ...]:
     """The calls kept with a reply in the history."""
     return tuple(ToolCall(c["name"], c["arguments"], c["id"]) for c in json.loads(text or "[]"))

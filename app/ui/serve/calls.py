@@ -76,12 +76,8 @@ async def split(events: AsyncIterator[Event]) -> AsyncGenerator[Event | Called, 
 def answered(messages: Sequence[Message]) -> set[str]:
     """The calls this conversation has results for (name and arguments)."""
     has_result = {m.tool_call_id for m in messages if m.role == "tool"}
-    return {_key(c) for m in messages for c in m.tool_calls
+    return {c.key() for m in messages for c in m.tool_calls
             if c.id in has_result or not has_result}
-
-
-def _key(call: tools.ToolCall) -> str:
-    return call.name + json.dumps(call.arguments, sort_keys=True)
 
 
 async def reply(make: Callable[[Params], AsyncGenerator[Event, None]],
@@ -93,7 +89,7 @@ async def reply(make: Callable[[Params], AsyncGenerator[Event, None]],
     repeated = False
     async with aclosing(split(make(params))) as first:  # closed (the model freed) before again
         async for event in first:
-            if isinstance(event, Called) and done and all(_key(c) in done for c in event.calls):
+            if isinstance(event, Called) and done and all(c.key() in done for c in event.calls):
                 repeated = True
                 break
             yield event
