@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine import json_grammar
+
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 
 
@@ -111,12 +113,10 @@ def grammar(tools: Sequence[Tool], choice: str, style: str = "hermes") -> str:
     """GBNF for a reply under `choice`: "auto" (a call, or text that is not one), "required"
     or a tool's name (a call, to that tool for a name). Built in the llama.cpp worker, with
     llama.cpp's own JSON Schema converter."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
     if choice not in ("auto", "required"):
         tools = [t for t in tools if t.name == choice]
     rules = re.sub(r"(?m)^root ::=", "tc-json ::=",
-                   json_schema_to_gbnf(json.dumps(call_schema(tools))))
+                   json_grammar.gbnf(json.dumps(call_schema(tools))))
     lines = ["root ::= tc-call | tc-text" if choice == "auto" else "root ::= tc-call",
              # the call in the model's format, or as the JSON block a small model writes
              f'tc-call ::= "{CALL_OPEN}\\n" tc-json "\\n{CALL_CLOSE}" '

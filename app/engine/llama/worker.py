@@ -66,9 +66,11 @@ def _grammar(gbnf: str, json_schema: str) -> Any:
     None for neither. Kept: a client asks with the same schema again and again."""
     if not (gbnf or json_schema):
         return None
-    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+    from llama_cpp.llama_grammar import LlamaGrammar
 
-    return LlamaGrammar.from_string(gbnf or json_schema_to_gbnf(json_schema), verbose=False)
+    from app.engine import json_grammar
+
+    return LlamaGrammar.from_string(gbnf or json_grammar.gbnf(json_schema), verbose=False)
 
 
 @functools.lru_cache(maxsize=8)
