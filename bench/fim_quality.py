@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRAMONTANE_HOME", tempfile.mkdtemp(prefix="tram-bench-"))
 
 from app.engine.llama.backend import LlamaBackend  # noqa: E402
-from app.engine.prompts.fim import postprocess  # noqa: E402
+from app.engine.prompts.fim_end import postprocess  # noqa: E402
 from app.session.complete import CompletionSession  # noqa: E402
 from app.session.context import AppContext  # noqa: E402
 from bench.common import table, write  # noqa: E402

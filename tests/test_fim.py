@@ -11,7 +11,7 @@ from mistral_common.protocol.fim.request import FIMRequest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from app.engine.backend import ModelRef, Params
-from app.engine.prompts import fim
+from app.engine.prompts import fim, fim_end
 from app.errors import TramontaneError
 from app.session.complete import CompletionSession, NotTextError, read_text_file, split_at
 from tests.fixtures.scripted import ScriptedBackend
@@ -98,29 +98,29 @@ def test_postprocess_cuts_what_repeats_the_suffix() -> None:
     prefix = "def f(xs):\n    total = 0\n"
     suffix = "    return total\n"
     raw = "    for x in xs:\n        total += x\n    return total\n"
-    assert fim.postprocess(raw, prefix, suffix) == "    for x in xs:\n        total += x\n"
+    assert fim_end.postprocess(raw, prefix, suffix) == "    for x in xs:\n        total += x\n"
 
 
 def test_postprocess_whitespace_only_is_dropped() -> None:
-    assert fim.postprocess("   \n\n  ", "x = ", "\n") == ""
+    assert fim_end.postprocess("   \n\n  ", "x = ", "\n") == ""
 
 
 def test_postprocess_one_line_when_text_follows_the_cursor() -> None:
     # SmolLM2 continuing `print(` with the rest of its line and more
-    assert fim.postprocess('"hello")\nprint("again")\n', "print(", ")\n") == '"hello"'
+    assert fim_end.postprocess('"hello")\nprint("again")\n', "print(", ")\n") == '"hello"'
 
 
 def test_postprocess_stops_at_a_dedent() -> None:
     prefix = "def add(a, b):\n    return "
     # what SmolLM2 produced: an answer, then a Markdown fence at column 0
-    assert fim.postprocess("0\n```", prefix, "\n") == "0"
+    assert fim_end.postprocess("0\n```", prefix, "\n") == "0"
     # Gemma 3: an answer then indented blank lines
-    assert fim.postprocess("2 \n    \n    \n", prefix, "\n") == "2"
+    assert fim_end.postprocess("2 \n    \n    \n", prefix, "\n") == "2"
 
 
 def test_postprocess_balances_brackets() -> None:
-    assert fim.postprocess("1, 2)", "x = foo(", ")\n") == "1, 2"  # the suffix closes it
-    assert fim.postprocess("max(a, b", "x = ", "") == "max(a, b)"  # end of file: close it
+    assert fim_end.postprocess("1, 2)", "x = foo(", ")\n") == "1, 2"  # the suffix closes it
+    assert fim_end.postprocess("max(a, b", "x = ", "") == "max(a, b)"  # end of file: close it
 
 
 @pytest.mark.skipif(not DATA.is_file(), reason="HumanEval infilling data (../shared/data) absent")
@@ -130,7 +130,7 @@ def test_overshoot_on_humaneval_single_line() -> None:
     exact = 0
     for t in tasks:
         first = t["suffix"].split("\n", 1)[0] + ("\n" if "\n" in t["suffix"] else "")
-        exact += fim.postprocess(t["canonical_solution"] + first, t["prompt"], t["suffix"]) \
+        exact += fim_end.postprocess(t["canonical_solution"] + first, t["prompt"], t["suffix"]) \
             == t["canonical_solution"]
     assert exact / len(tasks) >= 0.98
 
@@ -228,10 +228,76 @@ def test_a_hole_that_ends_a_loop_keeps_its_lower_lines() -> None:
     prefix = "def total(xs):\n    s = 0\n    for x in xs:\n"
     suffix = "    return s\n"
     answer = "        s += x\n    s *= 2\n"
-    assert fim.postprocess(answer + suffix, prefix, suffix) == answer
-    assert fim.postprocess(answer, prefix, suffix) == answer
-    # a line below the suffix's own indentation is past the hole
-    assert fim.postprocess("        s += x\nprint(s)\n", prefix, suffix) == "        s += x\n"
+    assert fim_end.postprocess(answer + suffix, prefix, suffix) == answer
+    assert fim_end.postprocess(answer, prefix, suffix) == answer
+    # cut by the limit: a line below the suffix's own indentation is past the hole
+    assert fim_end.postprocess("        s += x\nprint(s)\n", prefix, suffix, cut=True) \
+        == "        s += x\n"
+
+
+PRIME = "def largest_prime_factor(n):\n    largest = 1\n    for j in range(2, n + 1):\n"
+PRIME_MIDDLE = "        if n % j == 0 and is_prime(j):\n            largest = max(largest, j)\n" \
+    "    return largest\n"
+
+
+def test_a_model_that_stops_by_itself_keeps_its_lines_past_the_block() -> None:
+    """The issue's case: the hole ends the loop and the function; the suffix is empty."""
+    assert fim_end.postprocess(PRIME_MIDDLE, PRIME, "") == PRIME_MIDDLE
+    # the suffix starts deeper than the hole's last line: the hole opened the block
+    assert fim_end.postprocess("    if x:\n", "def f(x):\n", "        return 1\n") == "    if x:\n"
+
+
+def test_only_a_repeat_of_the_suffixs_first_lines_is_cut() -> None:
+    suffix = "    return largest\n\nprint(largest_prime_factor(15))\n"
+    body = PRIME_MIDDLE.replace("    return largest\n", "")
+    assert fim_end.postprocess(body + suffix, PRIME, suffix) == body
+    # one line equal to the suffix's first, then something else: not a repeat
+    other = body + "    return largest\n\nprint(1)\n"
+    assert fim_end.postprocess(other, PRIME, suffix) == other.rstrip("\n") + "\n"
+    # JavaScript: the closing brace at the suffix's own indentation is the overlap
+    js_prefix, js_suffix = "function f(a) {\n  if (a) {\n", "  }\n  return a\n}\n"
+    assert fim_end.postprocess("    a += 1\n  }\n  return a\n}\n", js_prefix, js_suffix,
+                               path="f.js") == "    a += 1\n"
+
+
+def test_a_cut_completion_ends_at_what_parses() -> None:
+    """At the token limit the unfinished line goes, then the longest run of lines that parses
+    best in place is kept (tree-sitter)."""
+    raw = PRIME_MIDDLE + "\nprint(larg"
+    assert fim_end.postprocess(raw, PRIME, "", cut=True, path="p.py") == PRIME_MIDDLE
+    js_prefix = "function f(xs) {\n  let s = 0\n  for (const x of xs) {\n"
+    js_suffix = "  return s\n}\n"
+    raw = "    s += x\n    if (s > 10) {\n      break"
+    assert fim_end.postprocess(raw, js_prefix, js_suffix, cut=True, path="f.js") \
+        == "    s += x\n"
+    # without a parser, the lines below the hole's block go
+    assert fim_end.postprocess("    s += x\nprint(s)\nmore", "for x in xs:\n", "",
+                               cut=True, path="f.txt") == "    s += x\n"
+
+
+def test_a_chat_models_code_fence_ends_the_completion() -> None:
+    assert fim_end.postprocess("    return 1\n```\nThis returns one.", "def f():\n", "") \
+        == "    return 1\n"
+
+
+def test_every_shape_of_hole_in_the_stdlib_is_kept() -> None:
+    """bench/fim_holes.py's Python holes (six shapes cut from the standard library): the right
+    answer comes out whole, and so does the answer followed by the suffix."""
+    from bench.fim_holes import PY_MODULES, holes_of, sources
+
+    seen = 0
+    for lang, name, text in sources():
+        if lang != "python" or name not in PY_MODULES[:6]:
+            continue
+        for h in holes_of(lang, name, text):
+            seen += 1
+            assert fim_end.postprocess(h.answer, h.prefix, h.suffix, path="x.py").strip("\n") \
+                == h.answer.strip("\n"), h.where
+            assert fim_end.postprocess(h.answer + h.suffix, h.prefix, h.suffix,
+                                       path="x.py").strip("\n") == h.answer.strip("\n")
+        if seen > 150:
+            break
+    assert seen > 100
 
 
 def test_trimming_counts_each_line_once() -> None:

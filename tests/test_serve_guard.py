@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.engine.backend import Token, printable
-from app.engine.prompts.fim import postprocess
+from app.engine.prompts.fim_end import postprocess
 from app.session.context import AppContext
 from app.session.serving import ServeSession, ServeSettings, running_server, write_token
 from app.ui.serve.routes import Server

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.engine.backend import Backend, ContextChunk, Done, Error, ModelRef, Params, Stats, Token
-from app.engine.prompts import cursor, fim
+from app.engine.prompts import cursor, fim, fim_end
 from app.errors import TramontaneError
 from app.files import NotTextError, decode_text, read_text
 
@@ -27,6 +27,7 @@ SOURCE_LIMIT = 8_000_000  # bytes of a file the code pane or `complete` opens
 WINDOW_STEP = 8  # the local window's edges move in steps of this many lines
 CONTEXT_CHARS = 2000  # around the cursor, for the cache key
 CACHE_SIZE = 256
+CUT = ("length", "time", "context", "cancelled")  # stop reasons where the model did not end it
 FIM_CONTEXT_TIMEOUT_S = 0.5  # a completion waits this long at most for plugins' context
 FILE_EVENT_TIMEOUT_S = 5.0
 
@@ -230,7 +231,7 @@ class CompletionSession:
                         raw += piece
                         if first_line is not None and not had_line and "\n" in raw.lstrip("\n"):
                             # the first line is whole: show it while the rest comes
-                            line = fim.postprocess(raw, prefix, suffix).split("\n", 1)[0]
+                            line = fim_end.postprocess(raw, prefix, suffix, True, path).split("\n", 1)[0]
                             if line.strip():
                                 first_line(line)
                     case Done(s):
@@ -302,7 +303,7 @@ class CompletionSession:
                 raise
             self.last_extra = []  # plugins' context must never cost the completion: once more
             raw, stats = await self._ask(seen_prefix, seen_suffix, path, params)
-        text = fim.postprocess(raw, prefix, suffix)
+        text = fim_end.postprocess(raw, prefix, suffix, stats.stop_reason in CUT, path)
         key = self._key(prefix, suffix, variant)
         self._cache[key] = text
         self._cache.move_to_end(key)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.atomic import atomic_write
+from app.engine import syntax
 from app.engine.backend import ContextChunk, Done, Error, Stats, Thought, Token, printable
 from app.engine.prompts import edit as prompts
 from app.engine.prompts.fim import approx_tokens
@@ -84,14 +85,10 @@ def range_at(text: str, line: int, path: str = "") -> tuple[int, int]:
         raise TramontaneError(f"Line {line} is outside the file (it has {len(lines)} lines).")
     suffix = os.path.splitext(path)[1].lower()
     found = _python_range(text, line) if suffix in ("", ".py", ".pyi") else \
-        _tree_sitter_range(text, line, suffix)
+        _tree_sitter_range(text, line, path)
     return found or _indent_range(lines, line)
 
 
-_GRAMMARS = {".js": "tree_sitter_javascript", ".jsx": "tree_sitter_javascript",
-             ".mjs": "tree_sitter_javascript", ".go": "tree_sitter_go",
-             ".rs": "tree_sitter_rust", ".java": "tree_sitter_java", ".sh": "tree_sitter_bash",
-             ".bash": "tree_sitter_bash"}
 _DEFINITIONS = {"function_declaration", "function_definition", "method_definition",
                 "method_declaration", "class_declaration", "function_item", "impl_item",
                 "struct_item", "enum_item", "trait_item", "interface_declaration",
@@ -99,17 +96,10 @@ _DEFINITIONS = {"function_declaration", "function_definition", "method_definitio
                 "enum_declaration"}
 
 
-def _tree_sitter_range(text: str, line: int, suffix: str) -> tuple[int, int] | None:
-    import importlib
-
-    try:
-        import tree_sitter
-
-        grammar = importlib.import_module(_GRAMMARS[suffix])
-        parser = tree_sitter.Parser(tree_sitter.Language(grammar.language()))
-    except (KeyError, ImportError, ValueError, TypeError):
+def _tree_sitter_range(text: str, line: int, path: str) -> tuple[int, int] | None:
+    tree = syntax.tree(text, path)
+    if tree is None:
         return None
-    tree = parser.parse(text.encode("utf-8"))
     best: tuple[int, int] | None = None
     stack = [tree.root_node]
     while stack:

@@ -1,4 +1,5 @@
-"""Fill-in-the-middle prompt formats and the post-processor. Data plus pure functions.
+"""Fill-in-the-middle prompt formats. Data plus pure functions (where a completion ends is
+`fim_end`).
 
 A FIM prompt is a list of pieces: special tokens by their text, and text pieces. The worker
 turns each piece into tokens itself (llama-cpp-python's own `suffix=` path hard-codes the FIM
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from app.engine.backend import ContextChunk, printable
+from app.engine.backend import ContextChunk
 
 
 @dataclass(frozen=True)
@@ -163,99 +164,6 @@ def _fitting(lines: list[str], budget: int, count: Callable[[str], int]) -> list
         if used > budget:
             return lines[:i]
     return lines
-
-
-_OPEN, _CLOSE = "([{", ")]}"
-_PAIR = dict(zip(_CLOSE, _OPEN, strict=True))
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
-
-
-def _balance(text: str, suffix_line: str, close_open: bool) -> str:
-    """Cut at a closer the completion did not open when the suffix already has it; close what
-    the completion opened and left open when nothing after the cursor can (`close_open`)."""
-    stack: list[str] = []
-    quote = ""
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote and text[i - 1] != "\\":
-                quote = ""
-            continue
-        if ch in "\"'`":
-            quote = ch
-        elif ch in _OPEN:
-            stack.append(ch)
-        elif ch in _CLOSE:
-            if stack and stack[-1] == _PAIR[ch]:
-                stack.pop()
-            elif not stack and suffix_line.lstrip().startswith(ch):
-                return text[:i].rstrip(" \t")
-    if stack and not quote and close_open:
-        closers = "".join(_CLOSE[_OPEN.index(c)] for c in reversed(stack))
-        if not suffix_line.lstrip().startswith(closers[0]):
-            text += closers
-    return text
-
-
-def postprocess(text: str, prefix: str, suffix: str) -> str:
-    """Make a raw completion fit the place it is inserted: cut where it starts repeating the
-    suffix, drop whitespace-only results, one line when text follows the cursor on its line,
-    stop at a line indented less than both the cursor's block and the suffix's first line,
-    balance the brackets it opened. Control characters never survive (model text is data)."""
-    text = printable(text)
-    if not text.strip():
-        return ""
-    at_line_start = prefix == "" or prefix.endswith("\n")
-    cursor_line = prefix.rsplit("\n", 1)[-1]
-    suffix_line = suffix.split("\n", 1)[0]
-    suffix_lines = [ln for ln in suffix.split("\n") if ln.strip()]
-    first_suffix = suffix_lines[0].rstrip() if suffix_lines else ""
-
-    if not at_line_start and suffix_line.strip():
-        text = text.split("\n", 1)[0]  # mid-line, with text after the cursor: one line
-        if suffix_line and text.endswith(suffix_line):
-            text = text[: -len(suffix_line)]
-        text = text.rstrip()
-        # the completion retyping the text after the cursor
-        for n in range(len(suffix_line), 0, -1):
-            if text.endswith(suffix_line[:n]) and n >= 2:
-                text = text[:-n]
-                break
-        text = _balance(text, suffix_line, close_open=False)
-        return text if text.strip() else ""
-
-    lines = text.split("\n")
-    if at_line_start:
-        block = next((_indent(ln) for ln in lines if ln.strip()), 0)
-    else:
-        block = _indent(cursor_line)
-        if cursor_line.rstrip().endswith((":", "{", "(", "[")):
-            block += 1  # the body of what this line opens
-    # Where the hole ends is told by the suffix, not by the first dedent: a hole that ends a
-    # loop or an `if` goes on at a lower indentation, down to the suffix's own. A line below
-    # that, or the suffix's first line itself, is past the hole.
-    floor = min(block, _indent(first_suffix)) if first_suffix else block
-    kept: list[str] = []
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if first_suffix and line.rstrip() == first_suffix and (i > 0 or at_line_start):
-            break  # the completion runs into the suffix
-        if i > 0 and stripped and _indent(line) < floor:
-            break  # left the block the suffix goes on in
-        kept.append(line)
-    while kept and not kept[-1].strip():
-        kept.pop()
-    if not kept:
-        return ""
-    out = "\n".join(kept)
-    out = _balance(out, suffix_line, close_open=not suffix.strip())
-    if at_line_start and (suffix.strip() or len(lines) > len(kept)):
-        out += "\n"  # whole lines go in before the line the suffix starts with
-    elif not at_line_start:
-        out = out.rstrip(" \t")
-    return out if out.strip() else ""
 
 
 _LINE_COMMENT = {".c": "//", ".h": "//", ".cc": "//", ".cpp": "//", ".hpp": "//", ".java": "//",

@@ -132,7 +132,7 @@ class Server:
         answer = {"content": result.text, "model": self.serve.code.model.name,
                   "tokens_cached": st.cached_tokens, "tokens_evaluated": st.prompt_tokens,
                   "tokens_predicted": st.generated_tokens, "truncated": False, "stop": True,
-                  "stop_type": "limit" if st.stop_reason == "length" else "eos",
+                  "stop_type": "limit" if st.stop_reason in ("length", "time") else "eos",
                   "source": result.source, "timings": timings(st, elapsed)}
         if req.response_fields:
             answer = bodies.picked(answer, req.response_fields)
