@@ -42,6 +42,10 @@ class OddServer:
                                                                 b'{"data": [{"id": "m"}]}'))
 
             def do_POST(self) -> None:
+                if odd.case == "echo key":  # an error that quotes the request's key
+                    send_json(self, {"error": {"message": "key rejected: "
+                                               + self.headers.get("Authorization", "")}}, 400)
+                    return
                 start_sse(self)
                 if odd.case == "endless":
                     piece = {"choices": [{"index": 0, "delta": {"content": "la "},
@@ -92,6 +96,16 @@ async def test_a_model_list_in_no_openai_shape_is_one_line(odd: OddServer, case:
     await backend.close()
     assert "\n" not in str(refused.value) and odd.url.split("/v1")[0].split("//")[1] in \
         str(refused.value)
+
+
+async def test_a_key_the_server_echoes_is_never_shown(odd: OddServer) -> None:
+    odd.case = "echo key"
+    backend = OpenAIBackend(odd.url, "sk-secret-1234")
+    await backend.load(ModelRef("m", source="openai"))
+    events = await _reply(backend, Params(max_tokens=20))
+    await backend.close()
+    assert isinstance(events[-1], Error) and "key rejected" in events[-1].message
+    assert "sk-secret-1234" not in events[-1].message and "[api key]" in events[-1].message
 
 
 async def test_a_stream_that_ignores_max_tokens_is_cut_on_our_side(odd: OddServer) -> None:

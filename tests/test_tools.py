@@ -129,3 +129,67 @@ def test_a_template_without_tools_gets_them_in_the_system_prompt() -> None:
     assert text.startswith("<system>You are a helpful assistant. When one of the functions")
     assert "\n\n# Tools" in text and "<tools>" in text
     assert '"arguments": {"city": "Lyon"}' in text and "<tool_response>\n14 C" in text
+
+
+async def test_a_call_counts_only_when_its_arguments_were_said() -> None:
+    """A held call stands when one of its values is in the conversation; a call made of
+    nothing said (the weather in New York, asked about spiders) gives way to the reply asked
+    again without tools. Text that is not a call streams untouched."""
+    from app.engine.llama import call_check
+
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    asked = [Message("user", "Is it raining in Oslo?")]
+    kept = [e async for e in call_check.confirmed(_reply(call), asked, lambda: _reply("x"))]
+    assert "".join(e.text for e in kept if isinstance(e, Token)) == call
+    assert isinstance(kept[-1], Done)
+    spider = [Message("user", "How many legs does a spider have?")]
+    again = [e async for e in call_check.confirmed(_reply(call), spider,
+                                                    lambda: _reply("Eight legs."))]
+    assert "".join(e.text for e in again if isinstance(e, Token)) == "Eight legs."
+    text = [e async for e in call_check.confirmed(_reply("Eight."), spider, lambda: _reply("x"))]
+    assert "".join(e.text for e in text if isinstance(e, Token)) == "Eight."
+
+
+def test_what_grounds_a_call() -> None:
+    from app.engine.llama.call_check import grounded
+
+    said = [Message("user", "How much is 20 euros in dollars?")]
+    assert grounded(tools.ToolCall("convert", {"amount": 20, "from": "EUR", "to": "USD"}), said)
+    assert not grounded(tools.ToolCall("convert", {"amount": 21, "to": "USD"}), said)
+    assert grounded(tools.ToolCall("git_status", {}), said)  # nothing to make up
+    assert not grounded(tools.ToolCall("send_email", {"to": "the boss"}),
+                        [Message("user", "Who wrote the play?")])  # "the" says nothing
+    assert grounded(tools.ToolCall("read_file", {"path": "src/app.py"}),
+                    [Message("user", "list src"), Message("tool", "src/app.py\nsrc/b.py")])
+
+
+@pytest.mark.qwen
+async def test_qwen_answers_in_text_when_no_offered_tool_fits(qwen: Path) -> None:
+    """The issue's no-call case on the real model: offered a timer and the weather, asked how
+    many legs a spider has, Qwen 1.5B calls a tool; it then says no to its own call and
+    answers; asked for the weather, it calls and confirms."""
+    from contextlib import aclosing
+
+    from app.engine.backend import ModelRef
+    from app.engine.llama.backend import LlamaBackend
+
+    timer = {"type": "function", "function": {
+        "name": "set_timer", "description": "Start a countdown timer",
+        "parameters": {"type": "object", "properties": {"minutes": {"type": "integer"}},
+                       "required": ["minutes"]}}}
+    backend = LlamaBackend()
+    params = Params(max_tokens=80, temperature=0.0, tools=json.dumps([WEATHER, timer]),
+                    tool_choice="auto", context_length=2048)
+    await backend.load(ModelRef("qwen", path=qwen, chat_format="auto"), params)
+
+    async def reply(question: str) -> str:
+        async with aclosing(backend.chat([Message("user", question)], params)) as stream:
+            return "".join([e.text async for e in stream if isinstance(e, Token)])
+    try:
+        legs = await reply("How many legs does a spider have?")
+        weather = await reply("What is the weather in Lyon right now?")
+    finally:
+        await backend.unload()
+    assert tools.parse(legs) is None and ("8" in legs or "eight" in legs.lower()), legs
+    (call,) = tools.parse(weather) or []
+    assert call.name == "get_weather" and call.arguments == {"city": "Lyon"}

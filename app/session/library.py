@@ -44,8 +44,12 @@ class ChatLibrary:
     def store(self) -> ChatStore:
         return self.ctx.store
 
-    def chats(self, query: str = "") -> list[Chat]:
-        return self.store.search(query) if query.strip() else self.store.chats()
+    def chats(self, query: str = "", limit: int = 200) -> list[Chat]:
+        """The newest chats (those matching `query`), at most `limit` (0: every one)."""
+        return self.store.search(query, limit) if query.strip() else self.store.chats(limit)
+
+    def count(self) -> int:
+        return self.store.count_chats()
 
     def new(self, model: str | None = None, system_prompt: str | None = None,
             overrides: Mapping[str, object] | None = None) -> ChatSession:

@@ -93,7 +93,13 @@ class ChatStore:
             raise ChatNotFoundError(f"There is no chat {chat_id}. `tramontane history list` shows them.")
         return _chat(row)
 
+    def count_chats(self) -> int:
+        with self._guard() as db:
+            return int(db.execute("SELECT COUNT(*) FROM chats").fetchone()[0])
+
     def chats(self, limit: int = 200) -> list[Chat]:
+        """The newest `limit` chats (every one for a limit of 0 or less)."""
+        limit = limit if limit > 0 else -1  # SQLite: a negative LIMIT has no bound
         with self._guard() as db:
             rows = db.execute(
                 "SELECT * FROM chats ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)
@@ -172,6 +178,7 @@ class ChatStore:
         words = [w for w in text.replace('"', " ").split() if w]
         if not words:
             return self.chats(limit)
+        limit = limit if limit > 0 else -1
         match = " ".join(f'"{w}"*' for w in words)
         # % and _ are LIKE's wildcards: escaped, a search for "50%" finds "50%", not "50 ..."
         like = "%" + "%".join(w.replace("\\", "\\\\").replace("%", "\\%")

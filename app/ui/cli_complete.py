@@ -32,8 +32,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-tokens", type=int, help="default: [code] max_tokens (64)")
     p.add_argument("--force", action="store_true",
                    help="load the model even when it does not fit this machine's memory")
-    p.add_argument("--show-prompt", action="store_true", help="print the exact prompt to stderr")
-    p.add_argument("--dry-run", action="store_true", help="with --show-prompt: print it, load nothing")
+    p.add_argument("--show-prompt", action="store_true",
+                   help="print the exact prompt to stderr, then complete")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the exact prompt to stdout (nothing else) and load nothing")
     p.add_argument("--no-server", action="store_true",
                    help="load the model here even when `tramontane serve` is running")
     p.set_defaults(func=run)

@@ -19,7 +19,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         library = door.chats
         if args.action == "list":
-            chats = library.chats()
+            limit = 0 if args.all else max(1, args.limit)
+            chats = library.chats(limit=limit)
+            total = library.count() if limit and len(chats) == limit else len(chats)
+            if total > len(chats):
+                print(f"Showing the newest {len(chats)} of {total} chats; --all lists every one.",
+                      file=sys.stderr)
             if args.json:
                 print(json.dumps([asdict(c) for c in chats], indent=2))
                 return 0
@@ -39,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
                 if out.exists() and out.resolve() in library.own_files():
                     raise TramontaneError(f"{out} is Tramontane's own data; export to another "
                                           "file.")
+                if (out.exists() or out.is_symlink()) and not args.force:
+                    raise TramontaneError(f"{out} already exists; add --force to replace it.")
                 if not out.parent.is_dir():
                     raise TramontaneError(f"There is no folder {out.parent} to export into.")
                 try:

@@ -25,6 +25,7 @@ from app.engine.backend import (
     Stats,
     Token,
 )
+from app.engine.llama import call_check
 from app.engine.llama.messages import (
     AskMemory,
     Cancel,
@@ -141,6 +142,13 @@ class LlamaBackend:
             return
         opened = prompt.text.rstrip().endswith(thinking.OPEN)  # the template opened the block
         events = self._generate(worker, prompt.text, prompt.stop, params, kind=params.work)
+        if offered and params.tool_choice == "auto":
+            def again() -> AsyncGenerator[Event, None]:  # a no: the reply without the tools
+                bare = chat_prompts.build(self._chat_format(), messages, self._template_vars())
+                return self._generate(worker, bare.text, bare.stop,
+                                      replace(params, tool_choice="none"), kind=params.work)
+
+            events = call_check.confirmed(events, messages, again)
         async for event in thinking.split(events, inside=opened):
             yield event
 

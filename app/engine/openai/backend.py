@@ -46,6 +46,8 @@ from app.engine.backend import (
     Thought,
     Token,
 )
+from app.engine.openai.errors import TRANSPORT as _TRANSPORT
+from app.engine.openai.errors import explain
 from app.engine.prompts import fim
 from app.errors import BackendError
 
@@ -53,17 +55,6 @@ FIM_MODES = ("infill", "suffix", "prompt")
 LIMIT_S_PER_TOKEN = 1.0  # the longest a reply may stream: a second a token (120 s at least)
 
 
-def _transport_errors() -> tuple[type[Exception], ...]:
-    """What a broken connection raises: httpx's, and that of the httpx fork newer `openai`
-    releases stream through (its errors can escape mid-stream, unwrapped)."""
-    try:
-        import httpx2
-    except ImportError:
-        return (httpx.HTTPError,)
-    return (httpx.HTTPError, httpx2.HTTPError)
-
-
-_TRANSPORT = _transport_errors()
 _FAILURES: tuple[type[Exception], ...] = (openai.APIError, *_TRANSPORT)
 _STREAM_FAILURES: tuple[type[Exception], ...] = (*_FAILURES, TimeoutError, ValueError)
 
@@ -102,33 +93,16 @@ class OpenAIBackend:
                                       headers=headers)
         self.model: ModelRef | None = None
         self._fim_mode: str | None = None
+        self._key = api_key
+
+    def redact(self, text: str) -> str:
+        """`text` (from the server) without the API key, which a server may echo."""
+        return text.replace(self._key, "[api key]") if len(self._key) >= 4 else text
 
     # -- errors ------------------------------------------------------------------------------
 
     def explain(self, exc: BaseException, model: str = "") -> str:
-        if isinstance(exc, openai.AuthenticationError):
-            return (f"The server at {self.host} refused the API key (401). Set [openai] api_key "
-                    "or TRAMONTANE_OPENAI_API_KEY to a key it accepts.")
-        if isinstance(exc, openai.PermissionDeniedError):
-            return f"The server at {self.host} does not allow this key to do that (403)."
-        if isinstance(exc, openai.NotFoundError):
-            return (f"The server at {self.host} has no model '{model}' (404). "
-                    "`tramontane models list --backend openai` lists what it serves.")
-        if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx.TimeoutException) or \
-                type(exc).__name__.endswith("Timeout"):
-            return (f"The server at {self.host} stopped sending. It may be loading a large "
-                    "model; raise [openai] first_token_timeout or read_timeout, or check it.")
-        if isinstance(exc, openai.APIConnectionError | httpx.ConnectError):
-            return (f"No OpenAI-compatible server is answering at {self.host}. Start it (e.g. "
-                    "`vllm serve`, `llama-server`), or set [openai] base_url.")
-        if isinstance(exc, openai.APIStatusError):
-            return f"The server at {self.host} answered {exc.status_code}: {_detail(exc)}"
-        if isinstance(exc, json.JSONDecodeError | ValueError):
-            return f"The server at {self.host} sent an event that is not valid JSON; the reply " \
-                   "was cut there."
-        if isinstance(exc, (*_TRANSPORT, openai.APIError)):
-            return f"The connection to {self.host} broke mid-reply ({type(exc).__name__})."
-        return f"The server at {self.host} failed: {exc}"
+        return self.redact(explain(exc, self.host, model))
 
     # -- streaming ---------------------------------------------------------------------------
 
@@ -275,8 +249,8 @@ class OpenAIBackend:
             async with asyncio.timeout(self.first_token_timeout):
                 r = await self.http.post(f"{self.root}/infill", json=body)
             if r.status_code >= 400:
-                yield Error(f"The server at {self.host} answered {r.status_code} to /infill: "
-                            f"{r.text[:200]}")
+                yield Error(self.redact(f"The server at {self.host} answered {r.status_code} "
+                                        f"to /infill: {r.text[:200]}"))
                 return
             data = r.json()
             content = str(data.get("content", ""))
@@ -370,16 +344,6 @@ class OpenAIBackend:
         except _FAILURES as exc:
             details["error"] = self.explain(exc)
         return BackendInfo(self.name, self.model.name if self.model else None, details)
-
-
-def _detail(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return str(inner.get("message") or inner.get("detail") or inner)[:200]
-        return str(inner)[:200]
-    return str(exc.message)[:200]
 
 
 def _stats(usage: Any, counted: int, t0: float, t_first: float, finish: str) -> Stats:

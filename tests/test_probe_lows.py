@@ -1,0 +1,45 @@
+"""The probe's low defects (issue 24): each as the probe met it, each with one clear line and
+nothing lost, overwritten or leaked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.session.context import AppContext
+from tests.helpers import tramontane
+
+
+def test_history_list_says_when_it_shows_only_the_newest(home: Path) -> None:
+    ctx = AppContext()
+    for _ in range(5):
+        ctx.store.create_chat("m", "llama.cpp", "", {})
+    ctx.close()
+    capped = tramontane("history", "list", "--limit", "3")
+    assert capped.returncode == 0 and len(capped.stdout.splitlines()) == 3
+    assert "newest 3 of 5" in capped.stderr and "--all" in capped.stderr
+    every = tramontane("history", "list", "--all")
+    assert len(every.stdout.splitlines()) == 5 and every.stderr == ""
+
+
+def test_an_export_does_not_replace_a_file_unasked(home: Path, tmp_path: Path) -> None:
+    ctx = AppContext()
+    chat = ctx.store.create_chat("m", "llama.cpp", "", {})
+    ctx.close()
+    mine = tmp_path / "notes.md"
+    mine.write_text("my notes\n")
+    out = tramontane("history", "export", str(chat.id), "-o", str(mine))
+    assert out.returncode == 1 and "already exists" in out.stderr and "--force" in out.stderr
+    assert mine.read_text() == "my notes\n"
+    forced = tramontane("history", "export", str(chat.id), "-o", str(mine), "--force")
+    assert forced.returncode == 0 and mine.read_text() != "my notes\n"
+
+
+def test_complete_help_says_where_the_dry_run_prints(tmp_path: Path) -> None:
+    code = tmp_path / "a.py"
+    code.write_text("x = 1\n")
+    shown = tramontane("complete", "--help").stdout
+    dry = " ".join(shown.split("--dry-run", 2)[-1].split())
+    assert "to stdout" in dry, shown
+    out = tramontane("complete", str(code), "--line", "1", "--col", "5", "--dry-run",
+                     env={"TRAMONTANE_SERVER": "off"})
+    assert out.returncode == 0 and out.stdout == "x =" and out.stderr == "", out.stderr
