@@ -28,7 +28,8 @@ gpu_layers = {gpu_layers}      # layers on the GPU; -1 = as many as fit (the fit
 # "lookup" always; "off" never. The output is the same either way.
 speculative = "{speculative}"
 # A thinking model's <think> block is closed after this many seconds, so the answer always
-# comes (0: after half the reply's max_tokens, whatever the machine's speed).
+# comes (0: the time the speed model predicts this machine takes for half the reply's
+# max_tokens, at most 120 s).
 think_budget_s = {think_budget_s}
 
 [code]

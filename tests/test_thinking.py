@@ -190,3 +190,51 @@ async def _words(text: str) -> AsyncGenerator[Event, None]:
     for piece in text.split(" "):
         yield Token(piece + " ")
     yield Done()
+
+
+def test_the_think_budget_comes_from_the_speed_model(home: Path, smollm2: Path) -> None:
+    """With no [params] think_budget_s, a chat on llama.cpp thinks for the time this machine
+    is predicted to take for half the reply's tokens (the speed model, from the recorded
+    calibration); a budget set in the config is kept; a server's model gets the token count."""
+    from app.models import speed
+    from app.models.gguf_file import read_header
+    from app.session.context import AppContext
+    from app.session.think_time import THINK_MAX_S, think_seconds
+    from tests.helpers import write_machine_speed
+
+    ctx = AppContext()
+    write_machine_speed(ctx.paths.data_dir)
+    ref = ModelRef("smollm2", path=smollm2)
+    params = Params(max_tokens=2000)
+    tps = speed.predict(speed.shape_of_header(read_header(smollm2)), ctx.hardware,
+                        speed.load_cached(ctx.paths.data_dir, ctx.hardware)).decode_tps
+    budget = think_seconds(ctx.paths.data_dir, ctx.hardware, ref, params)
+    assert budget == pytest.approx(min(THINK_MAX_S, 1000 / tps)) and 0 < budget
+    assert think_seconds(ctx.paths.data_dir, ctx.hardware, ref,
+                         Params(max_tokens=2000, think_budget_s=7.0)) == 7.0
+    assert think_seconds(ctx.paths.data_dir, ctx.hardware, ModelRef("qwen3", source="ollama"),
+                         params) == 0.0
+    sent: list[Params] = []
+    backend = ScriptedBackend(["Fine."])
+    original = backend.chat
+
+    def spy(messages: list[Message], p: Params) -> AsyncGenerator[Event, None]:
+        sent.append(p)
+        return original(messages, p)
+
+    backend.chat = spy  # type: ignore[method-assign]
+    backend.name = "llama.cpp"  # as the library sees it: a local model
+    from app.session.library import ChatLibrary
+
+    session = ChatLibrary(ctx, backend).new()
+    session.model = ref
+    import asyncio
+
+    async def drain() -> None:
+        async with aclosing(session.send("Hi")) as stream:
+            async for _ in stream:
+                pass
+    asyncio.run(drain())
+    assert sent and sent[0].think_budget_s == pytest.approx(
+        think_seconds(ctx.paths.data_dir, ctx.hardware, ref, session.params))
+    ctx.close()

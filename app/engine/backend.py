@@ -62,7 +62,7 @@ class Params:
     work: str = "chat"  # the kind of work ("chat", "edit"): speculation pays differently
     json_schema: str = ""  # the reply must be JSON matching this schema (engine/structured.py)
     tools: str = ""  # the tools offered, as OpenAI's JSON list (engine/tools.py)
-    think_budget_s: float = 0.0  # a thinking model's <think> time (0: half the reply's tokens)
+    think_budget_s: float = 0.0  # a thinking model's <think> time (0: session/think_time.py)
     tool_choice: str = "auto"  # "auto", "none", "required", or a tool's name
     grammar: str = ""  # a GBNF grammar the reply must follow (llama.cpp only)
 

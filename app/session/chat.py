@@ -65,6 +65,7 @@ class ChatSession:
         self.auto_approve: set[str] = set()  # tools that run without asking (config.toml)
         self.always: set[str] = set()  # tools the user allowed for the rest of this chat
         self.calls: list[ToolCall] = []  # the calls the last reply made
+        self.think_time: Callable[[ModelRef, Params], float] | None = None  # see think_time
 
     @property
     def chat_id(self) -> int:
@@ -288,6 +289,8 @@ class ChatSession:
         """The backend's reply (offering the chat's tools under `tool_choice`); one that must be
         JSON is checked before it counts as done."""
         params = self.params
+        if params.think_budget_s <= 0 and self.think_time is not None:
+            params = replace(params, think_budget_s=self.think_time(self.model, params))
         if self.toolbox is not None and self.toolbox.tools:
             params = replace(params, tools=tools.to_json(self.toolbox.tools),
                              tool_choice=tool_choice)

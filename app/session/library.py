@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from app.models.local import LocalModel
 from app.session.chat import ChatSession
 from app.session.complete import CompletionSession
 from app.session.context import SERVER_BACKENDS, AppContext, model_ref, stored_name
+from app.session.think_time import think_seconds
 from app.store.history import Chat, ChatStore, StoredMessage
 
 __all__ = ["Chat", "ChatLibrary", "ModelChoice", "StoredMessage"]
@@ -60,7 +62,8 @@ class ChatLibrary:
         system = system_prompt if system_prompt is not None else str(
             self.ctx.cfg.get("chat", "system_prompt"))
         chat = self.store.create_chat(name, self.backend.name, system, params.to_dict())
-        return ChatSession(self.store, self.backend, chat, ref, params, self.ctx.plugins)
+        return self._timed(ChatSession(self.store, self.backend, chat, ref, params,
+                                       self.ctx.plugins))
 
     def for_client(self, messages: list[Message], model: ModelRef, backend: Backend,
                    params: Params) -> ChatSession:
@@ -74,7 +77,8 @@ class ChatLibrary:
             if m.role != "system":  # calls and tool answers are kept as their text
                 shown = as_text(m) if m.role == "tool" or m.tool_calls else m
                 self.store.add_message(chat.id, shown.role, shown.content)
-        return ChatSession(self.store, backend, chat, model, params, self.ctx.plugins)
+        return self._timed(ChatSession(self.store, backend, chat, model, params,
+                                       self.ctx.plugins))
 
     def ask_about(self, code: CompletionSession, path: str, question: str) -> ChatSession:
         """A chat about code in a file (the code pane's Ctrl+L), kept in the history like any
@@ -86,8 +90,8 @@ class ChatLibrary:
                          temperature=0.2)
         chat = self.store.create_chat(code.model.name, code.backend.name, ASK_SYSTEM,
                                       params.to_dict(), title=title)
-        return ChatSession(self.store, code.backend, chat, code.model, params,
-                           self.ctx.plugins)
+        return self._timed(ChatSession(self.store, code.backend, chat, code.model, params,
+                                       self.ctx.plugins))
 
     def open(self, chat_id: int, model: str | None = None,
              overrides: Mapping[str, object] | None = None) -> ChatSession:
@@ -110,7 +114,14 @@ class ChatLibrary:
         if model or overrides:
             self.store.update_chat(chat.id, params=params.to_dict(), model=stored)
             chat = self.store.chat(chat_id)
-        return ChatSession(self.store, backend, chat, ref, params, self.ctx.plugins)
+        return self._timed(ChatSession(self.store, backend, chat, ref, params, self.ctx.plugins))
+
+    def _timed(self, session: ChatSession) -> ChatSession:
+        """A thinking model's budget from the speed model, on llama.cpp (think_time.py)."""
+        if session.backend.name == "llama.cpp":
+            session.think_time = functools.partial(think_seconds, self.ctx.paths.data_dir,
+                                                   self.ctx.hardware)
+        return session
 
     @property
     def tools_on(self) -> bool:

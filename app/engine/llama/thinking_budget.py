@@ -1,6 +1,7 @@
 """A thinking model's `<think>` block, held to a budget: past it the block is closed for the
 model (its closing tag evaluated as if it had written it), so the answer always gets its turn.
-The budget is [params] think_budget_s, or half the reply's tokens."""
+The budget is the request's think_budget_s (seconds: session/think_time.py sets it from the speed
+model), or half the reply's tokens when it is 0."""
 
 from __future__ import annotations
 
