@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app.session.context import AppContext
 from tests.helpers import tramontane
 
@@ -43,3 +45,43 @@ def test_complete_help_says_where_the_dry_run_prints(tmp_path: Path) -> None:
     out = tramontane("complete", str(code), "--line", "1", "--col", "5", "--dry-run",
                      env={"TRAMONTANE_SERVER": "off"})
     assert out.returncode == 0 and out.stdout == "x =" and out.stderr == "", out.stderr
+
+
+def _drain(events):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    async def go() -> list[object]:
+        return [e async for e in events]
+    return asyncio.run(go())
+
+
+def test_regenerate_with_the_backend_down_adds_no_empty_reply(home: Path) -> None:
+    from app.engine.backend import Error
+    from app.errors import BackendError
+    from app.session.library import ChatLibrary
+    from tests.fixtures.scripted import ScriptedBackend
+
+    ctx = AppContext()
+    backend = ScriptedBackend(["The first answer."])
+    session = ChatLibrary(ctx, backend).new()
+    _drain(session.send("Question?"))
+
+    async def down(*args: object, **kwargs: object) -> None:
+        raise BackendError("No Ollama server is answering at 127.0.0.1:11434.")
+
+    backend.load = down  # type: ignore[method-assign]
+    events = _drain(session.regenerate())
+    assert isinstance(events[-1], Error) and "answering" in events[-1].message
+    kept = ctx.store.messages(session.chat_id)
+    assert [(m.role, m.content) for m in kept] == [("user", "Question?"),
+                                                   ("assistant", "The first answer.")]
+    ctx.close()
+
+
+@pytest.mark.model
+def test_a_chat_left_before_anything_was_said_is_not_kept(home: Path) -> None:
+    for typed in ("/quit\n", "/file /etc/hostname\n", ""):
+        out = tramontane("chat", input=typed)
+        assert out.returncode == 0, out.stderr
+        listed = tramontane("history", "list", "--json")
+        assert listed.stdout.strip() == "[]", (typed, listed.stdout)

@@ -248,8 +248,7 @@ class ChatSession:
                 await self.backend.load(self.model, self.params)
             except TramontaneError as exc:
                 finished = True
-                if not saver.finish("error", error=str(exc)):
-                    self._save_failed(saver)
+                self._failed(saver, str(exc))
                 yield Error(str(exc))
                 return
             async with aclosing(self._stream(messages, tool_choice)) as stream:
@@ -277,13 +276,24 @@ class ChatSession:
                                     reply=saver.text, stats=stats.to_dict())
                         case Error(message):
                             finished = True
-                            if not saver.finish("error", error=message):
-                                self._save_failed(saver)
+                            self._failed(saver, message)
                     yield event
         finally:
             if not finished and not saver.finish("partial"):
                 self._save_failed(saver)
 
+
+    def _failed(self, saver: Autosave, message: str) -> None:
+        """A reply that failed: kept with its error when anything came, else not kept at all
+        (a backend that is down must not leave an empty reply in the chat)."""
+        if not saver.text and not saver.thoughts:
+            try:
+                self.store.delete_message(saver.message_id)
+                return
+            except TramontaneError:
+                pass  # kept as an error below, if the history takes that
+        if not saver.finish("error", error=message):
+            self._save_failed(saver)
 
     def _stream(self, messages: list[Message], tool_choice: str) -> AsyncGenerator[Event, None]:
         """The backend's reply (offering the chat's tools under `tool_choice`); one that must be

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 
@@ -154,15 +155,11 @@ def run(args: argparse.Namespace) -> int:
     prompt = ChatPrompt(door.plugins)
     with asyncio.Runner() as runner:
         try:
-            try:
-                runner.run(session.load())
-                if args.tools or door.chats.tools_on:
-                    for problem in runner.run(door.chats.with_tools(session)):
-                        print(f"tramontane: warning: {problem}", file=sys.stderr)
-                    session.approve = ask_to_run
-            except TramontaneError:
-                session.drop_if_empty()  # a chat that never started leaves no "(untitled)"
-                raise
+            runner.run(session.load())
+            if args.tools or door.chats.tools_on:
+                for problem in runner.run(door.chats.with_tools(session)):
+                    print(f"tramontane: warning: {problem}", file=sys.stderr)
+                session.approve = ask_to_run
             if args.prompt is not None:
                 text = prompt_text(args.prompt)
                 if not text.strip():
@@ -176,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
                     return 130
             return repl(runner, session, prompt, args.stats, args.hide_thinking)
         finally:
+            with contextlib.suppress(TramontaneError):
+                session.drop_if_empty()  # a chat where nothing was said leaves no "(untitled)"
             if session.toolbox is not None:
                 runner.run(session.toolbox.close())
             runner.run(door.unload())
