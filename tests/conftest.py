@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ import pytest
 
 from app.models import starters
 from app.plugins.manager import reset_host
-from tests.helpers import write_machine_speed
+from tests.helpers import link_starter, write_machine_speed
 
 BIN = Path(sys.executable).parent
 
@@ -73,12 +72,7 @@ def qwen_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def qwen(qwen_file: Path, home: Path) -> Path:
     """The Qwen starter in this test's models folder (a hard link: no copy), as if assembled."""
-    models = home / "data" / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    linked = models / qwen_file.name
-    if not linked.exists():
-        os.link(qwen_file, linked)
-    return linked
+    return link_starter(qwen_file, home / "data" / "models")
 
 
 @pytest.fixture

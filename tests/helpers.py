@@ -162,3 +162,17 @@ def split_gguf(source: Path, folder: Path, stem: str, parts: int = 3) -> list[Pa
         writer.write_tensor_data(tensor.data, tensor_endianess=reader.endianess)
     writer.close()
     return sorted(folder.glob(f"{stem}-*-of-*.gguf"))
+
+
+def link_starter(assembled: Path, models: Path) -> Path:
+    """An assembled Qwen starter in another models folder, as a hard link (no copy), with
+    the note that it was hashed (the same inode: the hash holds)."""
+    from app.models import starters
+
+    models.mkdir(parents=True, exist_ok=True)
+    linked = models / assembled.name
+    if not linked.exists():
+        os.link(assembled, linked)
+        starter = next(s for s in starters.CHUNKED.values() if s.file == assembled.name)
+        starters.remember(linked, starter.expected_sha256())
+    return linked

