@@ -19,7 +19,7 @@ import tomlkit
 import tomlkit.exceptions
 
 from app.atomic import atomic_write
-from app.config_defaults import DEFAULTS
+from app.config_defaults import DEFAULTS, RANGES
 from app.errors import ConfigError
 
 APP_NAME = "tramontane"
@@ -109,6 +109,9 @@ class Config:
         try:
             from app.config_template import TEMPLATE
 
+            if self.path.exists() and not self.path.is_file():
+                raise ConfigError(f"{self.path} is not a regular file; {section}.{key} holds "
+                                  "until the app stops.")
             text = self.path.read_text(encoding="utf-8") if self.path.exists() else TEMPLATE
             doc = tomlkit.parse(text)
         except tomlkit.exceptions.ParseError as exc:
@@ -143,6 +146,9 @@ def load_config(p: Paths | None = None) -> Config:
     p = p or paths()
     cfg = Config(path=p.config_file)
     if not p.config_file.exists():
+        return cfg
+    if not p.config_file.is_file():  # a FIFO or a device would hang every command
+        cfg.warnings.append(f"{p.config_file}: not a regular file. Using the default settings.")
         return cfg
     try:
         text = p.config_file.read_text(encoding="utf-8")
@@ -197,6 +203,12 @@ def _checked(path: Path, text: str, section: str, values: dict[str, Any],
         if default is not None and not either and not _fits(default, value):
             warnings.append(f"{path}: line {_line_of(text, section, key)}: [{section}] {key} "
                             f"should be {_kind(default)}, not {value!r}; using {default!r}.")
+            continue
+        low, high = RANGES.get((section, key), (None, None))
+        if low is not None and high is not None and not low <= value <= high:
+            warnings.append(f"{path}: line {_line_of(text, section, key)}: [{section}] {key} "
+                            f"should be from {low:g} to {high:g}, not {value!r}; using "
+                            f"{default!r}.")
             continue
         kept[key] = value
     return kept

@@ -33,3 +33,28 @@ DEFAULTS: dict[str, Any] = {
     "plugins": {"disabled": []},
     "tools": {"enabled": False, "auto_approve": [], "allow_secrets": False},
 }
+
+# The values a number may take (inclusive); one outside is named and left at its default.
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("params", "temperature"): (0.0, 5.0),
+    ("params", "top_p"): (0.0, 1.0),
+    ("params", "top_k"): (0, 1_000_000),
+    ("params", "repeat_penalty"): (0.0, 10.0),
+    ("params", "max_tokens"): (1, 1_000_000),
+    ("params", "context_length"): (64, 10_000_000),
+    ("params", "threads"): (0, 4096),
+    ("params", "gpu_layers"): (-1, 100_000),
+    ("params", "think_budget_s"): (0.0, 86_400.0),
+    ("code", "debounce_ms"): (0, 60_000),
+    ("code", "prefix_lines"): (0, 100_000),
+    ("code", "suffix_lines"): (0, 100_000),
+    ("code", "max_tokens"): (1, 100_000),
+    ("code", "temperature"): (0.0, 5.0),
+    ("ollama", "connect_timeout"): (0.1, 3600.0),
+    ("ollama", "first_token_timeout"): (0.1, 86_400.0),
+    ("ollama", "read_timeout"): (0.1, 86_400.0),
+    ("openai", "connect_timeout"): (0.1, 3600.0),
+    ("openai", "first_token_timeout"): (0.1, 86_400.0),
+    ("openai", "read_timeout"): (0.1, 86_400.0),
+    ("serve", "port"): (1, 65_535),
+}

@@ -117,3 +117,33 @@ def test_an_assembled_starter_is_known_by_its_hash_not_its_size(tmp_path: Path) 
     assert not starters.verified(target, tiny.expected_sha256())
     assert tiny.path(models, assemble=False) is None  # wrong, and not assembled here
     assert tiny.path(models) == target and target.read_bytes() == whole
+
+
+def _config(home: Path, text: str) -> Path:
+    path = home / "config" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_out_of_range_settings_are_named_by_every_command(home: Path) -> None:
+    from app.config import load_config
+
+    _config(home, "[params]\ntemperature = 9.0\ntop_p = 2\n[serve]\nport = 70000\n")
+    cfg = load_config()
+    assert cfg.get("params", "temperature") == 0.7 and cfg.get("serve", "port") == 8012
+    assert any("line 2: [params] temperature should be from 0 to 5" in w for w in cfg.warnings)
+    listed = tramontane("history", "list")
+    assert listed.returncode == 0 and "top_p should be from 0 to 1" in listed.stderr
+    assert "port should be from 1 to 65535" in tramontane("models", "list").stderr
+
+
+def test_a_config_that_is_a_fifo_hangs_nothing(home: Path) -> None:
+    import os
+
+    path = home / "config" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    assert tramontane("--version", timeout=30).returncode == 0
+    out = tramontane("history", "list", timeout=30)
+    assert out.returncode == 0 and "not a regular file" in out.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.config import Config, Paths
+from app.config import Config, Paths, load_config
 from app.engine.backend import Backend, Params
 from app.plugins.manager import PluginHost
 from app.session import serving
@@ -140,3 +140,7 @@ class Tramontane:
     def close(self) -> None:
         self._ctx.close()
 
+
+def config_warnings() -> list[str]:
+    """What is wrong in config.toml, for a command that opens no session of its own."""
+    return load_config().warnings

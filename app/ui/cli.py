@@ -13,6 +13,7 @@ from pathlib import Path
 from app import __version__
 from app.errors import TramontaneError
 from app.plugins.manager import get_host
+from app.session.front import config_warnings
 from app.ui import (
     cli_chat,
     cli_complete,
@@ -127,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["ui"])
     if args.command not in ("ui", "code"):  # the app shows these itself
         _report_plugins_on_stderr()
+    if args.command not in ("ui", "code", "chat"):  # these show the config's warnings too
+        for warning in config_warnings():
+            print(f"tramontane: warning: {warning}", file=sys.stderr)
     try:
         return int(args.func(args))
     except TramontaneError as exc:
