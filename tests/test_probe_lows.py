@@ -147,3 +147,32 @@ def test_a_config_that_is_a_fifo_hangs_nothing(home: Path) -> None:
     assert tramontane("--version", timeout=30).returncode == 0
     out = tramontane("history", "list", timeout=30)
     assert out.returncode == 0 and "not a regular file" in out.stderr
+
+
+def test_a_read_only_home_still_lists_and_shows_the_history(home: Path, tmp_path: Path) -> None:
+    """Root reads and writes everything, so the home is made read-only by a read-only bind
+    mount (skipped where mounting is not allowed)."""
+    import subprocess
+
+    ctx = AppContext()
+    chat = ctx.store.create_chat("m", "llama.cpp", "", {}, title="Kept chat")
+    ctx.store.add_message(chat.id, "user", "Still readable?")
+    ctx.close()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "--bind", str(home), str(ro)], capture_output=True).returncode:
+        pytest.skip("no bind mounts here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)],
+                          capture_output=True).returncode:
+            pytest.skip("no read-only remount here")
+        env = {"TRAMONTANE_HOME": str(ro)}
+        listed = tramontane("history", "list", env=env)
+        assert listed.returncode == 0 and "Kept chat" in listed.stdout, listed.stderr
+        shown = tramontane("history", "show", str(chat.id), env=env)
+        assert "Still readable?" in shown.stdout
+        gone = tramontane("history", "delete", str(chat.id), env=env)
+        assert gone.returncode == 1 and "cannot be written" in gone.stderr
+        assert "Traceback" not in gone.stderr
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)

@@ -98,7 +98,32 @@ UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 
 
 def open_db(path: Path) -> sqlite3.Connection:
-    """Open (creating 0600 if new) and upgrade the history database."""
+    """Open (creating 0600 if new) and upgrade the history database; one in a folder that
+    cannot be written (a read-only home) is opened to be read, and says so when written."""
+    try:
+        return _open_writable(path)
+    except HistoryError:
+        if not path.is_file() or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            raise
+    return _open_read_only(path)
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                             timeout=2.0, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise HistoryError(explain(path, exc)) from exc
+    if version != len(UPGRADES):
+        db.close()
+        raise HistoryError(f"The chat history {path} cannot be written, and it needs an "
+                           "upgrade to be read by this Tramontane. Check its permissions.")
+    return db
+
+
+def _open_writable(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
