@@ -176,3 +176,34 @@ def test_a_read_only_home_still_lists_and_shows_the_history(home: Path, tmp_path
         assert "Traceback" not in gone.stderr
     finally:
         subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_chat_stopped_by_a_signal_keeps_the_reply_shown(home: Path, sig: str) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from tests.helpers import BIN
+
+    proc = subprocess.Popen(
+        [str(BIN / "tramontane"), "chat", "--max-tokens", "400", "--temperature", "0",
+         "Tell me a long story about a dragon and a lighthouse."],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert proc.stdout is not None
+    shown = b""
+    while len(shown) < 60:
+        piece = os.read(proc.stdout.fileno(), 256)
+        assert piece, proc.stderr.read() if proc.stderr else ""
+        shown += piece
+    proc.send_signal(getattr(signal, sig))
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    (chat,) = json.loads(tramontane("history", "list", "--json").stdout)
+    text = tramontane("history", "export", str(chat["id"]), "--format", "json").stdout
+    reply = [m for m in json.loads(text)["messages"] if m["role"] == "assistant"][-1]
+    assert reply["state"] == "partial"
+    assert (shown + rest).decode().strip().startswith(reply["content"].strip()[:60])
+    assert len(reply["content"]) >= len(shown.decode(errors="ignore").strip()) - 8

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 
 from app.engine import structured
@@ -153,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         door.close()
         raise
     prompt = ChatPrompt(door.plugins)
+    for number in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl+C: the reply shown is saved
+        signal.signal(number, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     with asyncio.Runner() as runner:
         try:
             runner.run(session.load())

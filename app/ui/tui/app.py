@@ -5,7 +5,9 @@ quits only once every code pane's unsaved edits are saved or knowingly discarded
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 from pathlib import Path
 
 from textual.app import App
@@ -63,6 +65,9 @@ class TramontaneApp(App[None]):
         door.plugins.on_report = lambda message: self.notify(message, severity="error", timeout=10)
         if self.open_file is not None:
             self.open_code(self.open_file)
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal, a kill: leave as
+            loop.add_signal_handler(number, self.exit)  # Ctrl+Q does, replies saved
         gc.collect()
         gc.freeze()  # what start-up built lives as long as the app: keep it out of GC passes
 
