@@ -207,3 +207,33 @@ def test_a_chat_stopped_by_a_signal_keeps_the_reply_shown(home: Path, sig: str) 
     assert reply["state"] == "partial"
     assert (shown + rest).decode().strip().startswith(reply["content"].strip()[:60])
     assert len(reply["content"]) >= len(shown.decode(errors="ignore").strip()) - 8
+
+
+def test_a_one_shot_chat_on_a_full_disk_says_exactly_what_was_lost(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The history fills up mid-reply: a one-shot chat ends right after, so it must not
+    promise a later save; it tries once more, then says how much the history holds."""
+    import asyncio
+
+    from app.errors import HistoryError
+    from app.session.library import ChatLibrary
+    from app.session.slash import ChatPrompt
+    from app.ui.cli_chat import stream_reply
+    from tests.fixtures.scripted import ScriptedBackend
+
+    ctx = AppContext()
+    session = ChatLibrary(ctx, ScriptedBackend(["A reply that the disk cannot take."])).new()
+    real = ctx.store.update_message
+
+    def full(message_id: int, **fields: object) -> None:
+        if fields.get("content"):
+            raise HistoryError(f"The disk holding {ctx.store.path} is full; free some space.")
+        real(message_id, **fields)
+
+    ctx.store.update_message = full  # type: ignore[method-assign]
+    code = asyncio.run(stream_reply(session, ChatPrompt(ctx.plugins), "Hi", False,
+                                    one_shot=True))
+    err = capsys.readouterr().err
+    assert code == 1 and "is full" in err and "holds only its first 0" in err
+    assert "saved as soon as" not in err  # no promise a one-shot chat cannot keep
+    ctx.close()

@@ -29,6 +29,7 @@ class Autosave:
         self.task: asyncio.Task[None] | None = None
         self.problem = ""  # why the last save failed ("" when it did not)
         self.final: tuple[str, dict[str, object]] | None = None  # a finish not yet written
+        self.saved_chars = 0  # how much of the reply the history holds
 
     @property
     def text(self) -> str:
@@ -65,7 +66,7 @@ class Autosave:
         except HistoryError as exc:
             self.problem = str(exc)
             return
-        self.dirty, self.problem = False, ""
+        self.dirty, self.problem, self.saved_chars = False, "", len(self.text)
 
     def finish(self, state: str, **fields: object) -> bool:
         """Write the whole reply and its state; False when it could not be (kept to retry)."""
@@ -86,6 +87,7 @@ class Autosave:
             self.problem = str(exc)
             return False
         self.final, self.problem, self.dirty = None, "", False
+        self.saved_chars = len(self.text)
         return True
 
 

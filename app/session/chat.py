@@ -212,11 +212,19 @@ class ChatSession:
         self.unsaved = [s for s in self.unsaved if not s.retry()]
         return not self.unsaved
 
-    def unsaved_note(self) -> str:
-        """What was kept, and where, when a reply could not be saved ("" when all were)."""
+    def unsaved_note(self, leaving: bool = False) -> str:
+        """What was kept, and where, when a reply could not be saved ("" when all were).
+        `leaving`: the face is about to exit, so one last try, then exactly what is lost."""
+        if leaving:
+            self.retry_unsaved()
         if not self.unsaved:
             return ""
         size = sum(len(s.text) for s in self.unsaved)
+        if leaving:
+            kept = sum(s.saved_chars for s in self.unsaved)
+            return (f"{self.unsaved[-1].problem} The reply ({size:,} characters) was shown, "
+                    f"but the history (chat {self.chat.id}) holds only its first {kept:,}; the "
+                    "rest is lost when this command ends.")
         return (f"{self.unsaved[-1].problem} The reply ({size:,} characters) is complete on "
                 "screen and kept in memory; it is saved as soon as the history can be written "
                 "(tried again with each message). Only the start saved before the failure is in "

@@ -57,7 +57,8 @@ def open_session(door: Tramontane, args: argparse.Namespace) -> ChatSession:
 
 
 async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
-                       show_stats: bool, hide_thinking: bool = False) -> int:
+                       show_stats: bool, hide_thinking: bool = False,
+                       one_shot: bool = False) -> int:
     """Run a slash command or print one reply as it streams. 0 when it finished (or there was
     nothing to send), 1 on an error."""
     prepared = await prompt.prepare(text, session)
@@ -102,8 +103,9 @@ async def stream_reply(session: ChatSession, prompt: ChatPrompt, text: str,
                 print(f"tramontane: {message}", file=sys.stderr)
                 code = 1
     sys.stdout.flush()
-    if session.unsaved_note():
-        print(f"tramontane: {session.unsaved_note()}", file=sys.stderr)
+    note = session.unsaved_note(leaving=one_shot)
+    if note:
+        print(f"tramontane: {note}", file=sys.stderr)
         code = 1
     if session.left_out:
         print(f"tramontane: note: the {session.left_out} oldest messages of this chat were not "
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                     return 2
                 try:
                     return runner.run(stream_reply(session, prompt, text, args.stats,
-                                                   args.hide_thinking))
+                                                   args.hide_thinking, one_shot=True))
                 except KeyboardInterrupt:
                     print("\n[stopped]", file=sys.stderr)
                     return 130
@@ -184,6 +186,14 @@ def run(args: argparse.Namespace) -> int:
             door.close()
 
 
+def leave(session: ChatSession) -> int:
+    """0, or 1 after saying exactly what of a reply the history could not take."""
+    note = session.unsaved_note(leaving=True)
+    if note:
+        print(f"tramontane: {note}", file=sys.stderr)
+    return 1 if note else 0
+
+
 def repl(runner: asyncio.Runner, session: ChatSession, prompt: ChatPrompt, show_stats: bool,
          hide_thinking: bool = False) -> int:
     print(f"Chat {session.chat_id} with {session.model.name}. Ctrl+C stops a reply, "
@@ -193,9 +203,9 @@ def repl(runner: asyncio.Runner, session: ChatSession, prompt: ChatPrompt, show_
             line = input("> ")
         except (EOFError, KeyboardInterrupt):
             print(file=sys.stderr)
-            return 0
+            return leave(session)
         if line.strip() in ("/quit", "/exit"):
-            return 0
+            return leave(session)
         if not line.strip():
             continue
         try:
