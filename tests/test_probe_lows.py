@@ -237,3 +237,17 @@ def test_a_one_shot_chat_on_a_full_disk_says_exactly_what_was_lost(
     assert code == 1 and "is full" in err and "holds only its first 0" in err
     assert "saved as soon as" not in err  # no promise a one-shot chat cannot keep
     ctx.close()
+
+
+def test_models_pull_says_what_to_do(home: Path) -> None:
+    starter = tramontane("models", "pull", "smollm2")
+    assert starter.returncode == 1 and "comes with Tramontane" in starter.stderr
+    assert "nothing to pull" in starter.stderr
+    repo = tramontane("models", "pull", "someone/some-model-GGUF")
+    assert repo.returncode == 1 and "models pull someone/some-model-GGUF:Q4_K_M" in repo.stderr
+    unknown = tramontane("models", "pull", "nosuch-model")
+    assert "models search nosuch-model" in unknown.stderr
+    offline = tramontane("models", "pull", "someone/some-model-GGUF:Q4_K_M",
+                         env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert offline.returncode == 1 and "cannot be reached" in offline.stderr, offline.stderr
+    assert "Traceback" not in offline.stderr

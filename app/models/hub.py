@@ -187,8 +187,12 @@ def hub_file(ref: str, endpoint: str | None) -> tuple[CatalogModel, Quant]:
     try:
         files = repo_files(repo, endpoint).files
     except Exception as exc:
-        raise TramontaneError(f"Could not ask the hub about {repo}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else exc}.") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Name or service not known" in why or "resolution" in why or "onnect" in why:
+            raise TramontaneError(f"The hub cannot be reached to pull {repo} (no network: "
+                                  f"{why}). `tramontane models list` shows what is on this "
+                                  "machine.") from None
+        raise TramontaneError(f"Could not ask the hub about {repo}: {why}.") from None
     found = next((f for f in files if wanted in (f.file, f.quant)), None)
     if found is None:
         names = ", ".join(f.file for f in files) or "none"

