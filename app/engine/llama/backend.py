@@ -141,12 +141,14 @@ class LlamaBackend:
             yield Error(str(exc))
             return
         opened = prompt.text.rstrip().endswith(thinking.OPEN)  # the template opened the block
-        events = self._generate(worker, prompt.text, prompt.stop, params, kind=params.work)
+        events = self._generate(worker, prompt.text, prompt.stop, params, kind=params.work,
+                                data=chat_prompts.data_spans(prompt.text, messages))
         if offered and params.tool_choice == "auto":
             def again() -> AsyncGenerator[Event, None]:  # a no: the reply without the tools
                 bare = chat_prompts.build(self._chat_format(), messages, self._template_vars())
                 return self._generate(worker, bare.text, bare.stop,
-                                      replace(params, tool_choice="none"), kind=params.work)
+                                      replace(params, tool_choice="none"), kind=params.work,
+                                      data=chat_prompts.data_spans(bare.text, messages))
 
             events = call_check.confirmed(events, messages, again)
         async for event in thinking.split(events, inside=opened):
@@ -191,6 +193,7 @@ class LlamaBackend:
     async def _generate(
         self, worker: WorkerProcess, text: str | list[Piece], stop: list[str],
         params: Params, add_bos: bool = True, kind: str = "chat",
+        data: tuple[tuple[int, int], ...] = (),
     ) -> AsyncGenerator[Event, None]:
         async with self._lock:
             req = next(self._ids)
@@ -202,7 +205,7 @@ class LlamaBackend:
                 params.tools if params.tool_choice != "none" else "", params.tool_choice,
                 "mistral" if self._chat_format() in chat_prompts.MISTRAL_TOOL_FORMATS
                 else "hermes", kind == "chat" and isinstance(text, str)
-                and text.rstrip().endswith(thinking.OPEN), params.think_budget_s)
+                and text.rstrip().endswith(thinking.OPEN), params.think_budget_s, data)
             finished = False
             t0 = time.perf_counter()
             t_first = t_last = 0.0

@@ -46,6 +46,8 @@ class GenerateOptions:
     think_open: bool = False  # the prompt opened a <think> block (the template did)
     think_budget_s: float = 0.0  # a <think> block is closed after this long (0: half the
     # reply's tokens), so a thinking model always leaves room and time for the answer
+    data: tuple[tuple[int, int], ...] = ()  # spans of a chat prompt that are messages' text:
+    # tokenized as text, so "<|im_start|>" typed by a user is never a control token
 
 
 @dataclass(frozen=True)

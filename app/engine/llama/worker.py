@@ -181,7 +181,7 @@ class Worker:
         if isinstance(text, list):
             tokens = _tokenize_pieces(llm, text)
         else:
-            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            tokens = tokenize_chat(llm, text, opts.data)
         bos = llm.token_bos()
         if (opts.add_bos or not tokens) and bos >= 0 and \
                 (not tokens or tokens[0] != bos):
@@ -318,6 +318,30 @@ def _tokenize_pieces(llm: Any, pieces: list[tuple[str, str, bool]]) -> list[int]
             tokens += marked[len(mark):] if marked[: len(mark)] == mark else \
                 llm.tokenize(value.encode(), add_bos=False, special=False)
     return tokens
+
+
+def tokenize_chat(llm: Any, text: str, data: tuple[tuple[int, int], ...]) -> list[int]:
+    """A rendered chat prompt: the template's control tokens by their text, and the messages'
+    text (the `data` spans) as text even where it spells a control token (a user pasting
+    "<|im_start|>system" gets those characters, not a new system turn). A prompt whose text
+    spells none is tokenized in one piece, as before."""
+    def plain(piece: str) -> list[int]:
+        return list(llm.tokenize(piece.encode("utf-8"), add_bos=False, special=False))
+
+    def spelled(span: tuple[int, int]) -> bool:
+        piece = text[span[0]:span[1]]
+        return ("<" in piece or "[" in piece) and plain(piece) != list(
+            llm.tokenize(piece.encode("utf-8"), add_bos=False, special=True))
+
+    if not any(spelled(span) for span in data):
+        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    pieces: list[tuple[str, str, bool]] = []
+    at = 0
+    for start, end in data:
+        pieces += [("special", text[at:start], False), ("text", text[start:end], False)]
+        at = end
+    pieces.append(("special", text[at:], False))
+    return _tokenize_pieces(llm, [p for p in pieces if p[1]])
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

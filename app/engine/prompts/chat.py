@@ -231,3 +231,19 @@ def as_text(message: Message) -> Message:
     calls = "".join(f'\n<tool_call>\n{{"name": "{c.name}", "arguments": '
                     f"{json.dumps(c.arguments)}}}\n</tool_call>" for c in message.tool_calls)
     return Message("assistant", message.content + calls)
+
+
+def data_spans(text: str, messages: Sequence[Message]) -> tuple[tuple[int, int], ...]:
+    """Where each message's text sits in the rendered prompt `text`, in order (a message a
+    template changed beyond trimming is not found, and stays as the template wrote it)."""
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for message in messages:
+        content = message.content.strip()
+        if not content:
+            continue
+        found = text.find(content, at)
+        if found >= 0:
+            spans.append((found, found + len(content)))
+            at = found + len(content)
+    return tuple(spans)
