@@ -46,3 +46,28 @@ async def test_a_question_streams_a_reply_that_is_kept(home: Path) -> None:
         assert titles == ["Another colour?", "Name a colour."]  # newest first
         assert app.screen.query_one(ChatList).display
     assert not list((home / "data").rglob("*.gguf"))  # no model file was needed
+
+
+async def test_a_hangup_mid_reply_leaves_the_app_with_the_reply_kept(home: Path) -> None:
+    """A closed terminal (SIGHUP) or a kill (SIGTERM) mid-reply: the app leaves as Ctrl+Q
+    does, and what was shown of the reply is saved (partial). The signal is real, sent to
+    this process; the handler the test keeps in place meanwhile says if it ever reached it."""
+    import os
+    import signal
+
+    reached: list[int] = []
+    before = signal.signal(signal.SIGHUP, lambda number, frame: reached.append(number))
+    try:
+        backend = ScriptedBackend(replies=["One two three four five six."], hold_after=3)
+        app = TramontaneApp(_door(home, backend))
+        async with app.run_test() as pilot:
+            await send(pilot, "Count.")
+            await settle(pilot, lambda: backend.streamed == 3, what="half the reply")
+            os.kill(os.getpid(), signal.SIGHUP)
+            await settle(pilot, lambda: not app.is_running, what="the app to leave")
+        assert not reached  # the app's own handler took it
+        stored = app.library.store.messages(app.library.chats()[0].id)
+        assert stored[-1].role == "assistant" and stored[-1].content == "One two three "
+        assert stored[-1].state == "partial"
+    finally:
+        signal.signal(signal.SIGHUP, before)
