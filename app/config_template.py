@@ -45,6 +45,9 @@ suffix_lines = 8
 # Completion's own sampling, for the pane, `complete`, `edit` and `serve` (a client's n_predict
 # or temperature wins for its request): greedy, so the same place gives the same suggestion.
 max_tokens = 64
+# A suggestion stops this long after its first token (0: no cap), so a busy machine still
+# answers; what came is cut back to whole lines. A client's t_max_predict_ms wins in `serve`.
+max_time_ms = 2000
 temperature = 0.0
 seed = 1
 

@@ -207,6 +207,20 @@ async def test_multi_line_ghost_text_shows_every_line(tmp_path: Path) -> None:
         assert "return s" in editor.render_line(6).text  # no ghost lines any more
 
 
+async def test_right_takes_a_word_of_a_multi_line_suggestion_not_all_of_it(
+        tmp_path: Path) -> None:
+    backend = FimBackend("s += x\n        if s > 10:\n            break")
+    path, app = _calc(tmp_path, backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await _open(pilot, path)
+        await pilot.press("ctrl+space")
+        await settle(pilot, lambda: bool(editor.pending))
+        await pilot.press("right")
+        assert editor.text.splitlines()[3] == "        s"
+        assert editor.text.splitlines()[4].strip() == "return s"  # nothing more went in
+        assert editor.pending.startswith(" += x\n")
+
+
 async def test_next_suggestion_is_ready_after_tab(tmp_path: Path) -> None:
     """After a suggestion shows, the one after accepting it is asked for at once; Tab then
     shows it from the cache."""

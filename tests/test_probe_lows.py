@@ -280,3 +280,31 @@ def test_control_tokens_typed_by_a_user_are_text(smollm2: Path) -> None:
     asked = chat_prompts.build("auto", plain, meta).text
     assert tokenize_chat(llm, asked, chat_prompts.data_spans(asked, plain)) == \
         llm.tokenize(asked.encode(), add_bos=False, special=True)  # unchanged otherwise
+
+
+@pytest.mark.model
+def test_the_code_pane_caps_a_suggestions_time(home: Path, smollm2: Path) -> None:
+    """[code] max_time_ms (2 s by default) holds every suggestion of the pane and `complete`;
+    an edit is not capped (its whole range must come back)."""
+    import asyncio
+    from dataclasses import replace
+
+    from app.engine.llama.backend import LlamaBackend
+    from app.session.complete import CompletionSession, code_params
+
+    ctx = AppContext()
+    assert code_params(ctx).max_time_ms == 2000
+    backend = LlamaBackend()
+    session = CompletionSession.for_context(ctx, backend, "smollm2-135m-instruct")
+    session.params = replace(session.params, max_tokens=2000, max_time_ms=150)
+
+    async def go() -> object:
+        try:
+            return await session.complete("# A long list of fruit names, one per line:\n",
+                                          "", "notes.py")
+        finally:
+            await backend.unload()
+    result = asyncio.run(go())
+    assert result.stats.stop_reason == "time"  # type: ignore[attr-defined]
+    assert result.stats.generated_tokens < 2000  # type: ignore[attr-defined]
+    ctx.close()

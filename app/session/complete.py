@@ -116,7 +116,8 @@ def code_params(ctx: AppContext, max_tokens: int | None = None) -> Params:
     sampling (the one place completion defaults live)."""
     code = ctx.cfg.section("code")
     return replace(ctx.default_params(), max_tokens=max_tokens or int(code["max_tokens"]),
-                   temperature=float(code["temperature"]), seed=int(code["seed"]))
+                   temperature=float(code["temperature"]), seed=int(code["seed"]),
+                   max_time_ms=int(code["max_time_ms"]))
 
 
 class CompletionSession:

@@ -195,7 +195,7 @@ async def stream(session: CompletionSession, instruction: str, where: Span, path
     messages = prompts.edit_messages(said, where.before, where.code, where.after, path, extra)
     params = replace(session.params,
                      max_tokens=max(session.params.max_tokens, answer_budget(where.code)),
-                     temperature=0.0, seed=1, work="edit")
+                     temperature=0.0, seed=1, work="edit", max_time_ms=0)
     await session.backend.load(session.model, params)
     async with aclosing(session.backend.chat(messages, params)) as events:
         async for event in events:
@@ -208,7 +208,7 @@ async def warm(session: CompletionSession, where: Span, path: str = "",
     """While the user types the instruction: load the model and evaluate the prompt up to
     the instruction (it comes last), so the edit starts at once (as llama.vim's warm-up)."""
     messages = prompts.edit_messages("", where.before, where.code, where.after, path, extra)
-    params = replace(session.params, max_tokens=0, work="edit")
+    params = replace(session.params, max_tokens=0, work="edit", max_time_ms=0)
     await session.backend.load(session.model, params)
     async with aclosing(session.backend.chat(messages, params)) as events:
         async for _ in events:

@@ -87,6 +87,7 @@ class ChatLibrary:
 
         title = f"{Path(path).name}: {question.strip().splitlines()[0][:60]}"
         params = replace(code.params, max_tokens=self.ctx.default_params().max_tokens,
+                         max_time_ms=0,
                          temperature=0.2)
         chat = self.store.create_chat(code.model.name, code.backend.name, ASK_SYSTEM,
                                       params.to_dict(), title=title)

@@ -3,8 +3,8 @@
 A suggestion shows dimmed at the cursor, all of it: its first line after the cursor (Textual's
 own `suggestion`), its other lines as dimmed lines under the cursor's line that push the code
 below them down until the suggestion is accepted or dismissed. Tab accepts it all, Ctrl+Down
-one line, Ctrl+Right one word, Esc dismisses it, and typing what it starts with keeps the
-rest."""
+one line, Ctrl+Right (or Right) one word, Esc dismisses it, and typing what it starts with
+keeps the rest."""
 
 from __future__ import annotations
 
@@ -115,8 +115,10 @@ class CodeEditor(TextArea):
         self.offer("")
 
     def action_cursor_right(self, select: bool = False) -> None:
+        """Right with a suggestion showing takes its next word (as Ctrl+Right), never the
+        whole of a multi-line suggestion; without one, it moves the cursor."""
         if self.pending and not select:
-            self.insert(self.pending)
+            self.action_accept_word()
             return
         super().action_cursor_right(select)
 
