@@ -15,6 +15,7 @@ import gzip
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ async def run(tasks: list[dict[str, str]], heal: bool) -> dict[str, Any]:
     ctx = AppContext()
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
     session = CompletionSession.for_context(ctx, backend, None, max_tokens=48)
+    # quality, not speed: no time cap, so a busy machine gives the same answers
+    session.params = replace(session.params, max_time_ms=0)
     doubled = ok = 0
     t0 = time.perf_counter()
     try:

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,8 @@ async def in_process(holes_: list[Hole]) -> list[dict[str, Any]]:
     ctx = AppContext()
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
     session = CompletionSession.for_context(ctx, backend, MODEL)
+    # quality, not speed: no time cap, so a busy machine gives the same answers
+    session.params = replace(session.params, max_time_ms=0)
     await backend.load(session.model, session.params)
     out = []
     try:
@@ -148,8 +151,12 @@ def ask_all(url: str, holes_: list[Hole]) -> tuple[list[bool], float]:
 
 
 def against_anchor(binary: str, holes_: list[Hole]) -> tuple[list[bool], list[bool]]:
+    from app.config import paths
     from tests.fixtures.openai_server import free_port
 
+    config = paths().config_file  # the bench's own home: serve without a time cap either
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[code]\nmax_time_ms = 0\n", encoding="utf-8")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
                              "--code-model", MODEL, "-m", "smollm2-135m-instruct"],

@@ -65,6 +65,8 @@ async def model_pass(tasks: list[dict[str, str]],
     ctx = AppContext()
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
     session = CompletionSession.for_context(ctx, backend, None, max_tokens=48)
+    # quality, not speed: no time cap, so a busy machine gives the same answers
+    session.params = replace(session.params, max_time_ms=0)
     if fim_format:
         session.model = replace(session.model, fim_format=fim_format)
     ok, t0 = 0, time.perf_counter()
