@@ -34,7 +34,9 @@ LONG_PROMPT = "Summarise this log.\n" + "\n".join(
 
 async def main() -> None:
     ctx = AppContext()
-    figures, runs = await calibrate(ctx)
+    figures, runs, not_saved = await calibrate(ctx, force=True)
+    if not_saved:
+        print(f"note: {not_saved}")
     print(f"calibrated: bandwidth {figures.bandwidth / 1e9:.1f} GB/s, efficiency "
           f"{figures.efficiency:.2f}, {figures.layer_s * 1e6:.0f} us/layer decode, "
           f"{figures.prompt_flops / 1e9:.0f} GFLOP/s + {figures.head_s * 1e6:.1f} us/layer-head "

@@ -308,3 +308,52 @@ def test_the_code_pane_caps_a_suggestions_time(home: Path, smollm2: Path) -> Non
     assert result.stats.stop_reason == "time"  # type: ignore[attr-defined]
     assert result.stats.generated_tokens < 2000  # type: ignore[attr-defined]
     ctx.close()
+
+
+def test_a_busy_or_slower_calibration_never_replaces_a_better_one(
+        home: Path, smollm2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor's figures: each measurement the best of its repeats (here: given); a busy
+    machine, an implausible run, or figures far slower than those saved are not saved, and
+    doctor says why; --recalibrate saves them anyway."""
+    import asyncio
+
+    from app.models import speed
+    from app.models.gguf_file import read_header
+    from app.session import calibrate as cal
+    from tests.helpers import write_machine_speed
+
+    ctx = AppContext()
+    write_machine_speed(ctx.paths.data_dir)
+    saved = speed.load_cached(ctx.paths.data_dir, ctx.hardware)
+    assert saved is not None
+    shape = speed.shape_of_header(read_header(smollm2))
+    good = speed.predict(shape, ctx.hardware, saved).decode_tps
+    rate = {"decode": good}
+
+    async def measure(backend: object, c: object, name: str) -> tuple[cal.Measured, object]:
+        if name != "smollm2-135m-instruct":
+            raise cal.TramontaneError("not installed here")
+        return cal.Measured(name, rate["decode"], 2000.0, 600), shape
+
+    monkeypatch.setattr(cal, "measure", measure)
+    monkeypatch.setattr(speed, "measure_bandwidth", lambda threads: saved.bandwidth)
+    monkeypatch.setattr(cal.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+
+    def run(force: bool = False) -> str:
+        return asyncio.run(cal.calibrate(ctx, force=force))[2]
+
+    rate["decode"] = good / 3  # a busy moment's figures
+    why = run()
+    assert "saved figures are kept" in why and "--recalibrate" in why
+    assert speed.load_cached(ctx.paths.data_dir, ctx.hardware) == saved
+    rate["decode"] = good / 1000  # nothing like this machine: not a figure at all
+    assert "plausible" in run(force=True)
+    monkeypatch.setattr(cal.os, "getloadavg", lambda: (7.5, 7.0, 6.0))
+    rate["decode"] = good
+    assert "busy" in run(force=True)
+    assert speed.load_cached(ctx.paths.data_dir, ctx.hardware) == saved
+    monkeypatch.setattr(cal.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    rate["decode"] = good / 3
+    assert run(force=True) == ""  # --recalibrate: the user says the machine is this slow
+    assert speed.load_cached(ctx.paths.data_dir, ctx.hardware) != saved
+    ctx.close()

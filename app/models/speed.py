@@ -237,6 +237,9 @@ def predict(shape: ModelShape, hw: Hardware, speed: MachineSpeed, gpu_layers: in
 
 # -- measuring ---------------------------------------------------------------------------------
 
+BANDWIDTH_TRIES = 3
+
+
 def measure_bandwidth(threads: int, seconds: float = 0.3, block: int = 128 * 2**20) -> float:
     """Bytes/s that `threads` threads reading large buffers reach (a sum streams every byte
     once, as a decoded token streams the weights). Buffers are filled before the clock starts."""
@@ -287,15 +290,19 @@ def save(data_dir: Path, speed: MachineSpeed) -> None:
         pass
 
 
-def machine_speed(data_dir: Path, hw: Hardware, remeasure: bool = False) -> MachineSpeed:
-    """This machine's figures: cached, or the bandwidth measured now with default factors."""
+def machine_speed(data_dir: Path, hw: Hardware, remeasure: bool = False,
+                  save_it: bool = True) -> MachineSpeed:
+    """This machine's figures: cached, or the bandwidth measured now (the best of
+    BANDWIDTH_TRIES: a busy moment slows one) with default factors."""
     cached = None if remeasure else load_cached(data_dir, hw)
     if cached is not None:
         return cached
-    found = MachineSpeed(bandwidth=measure_bandwidth(max(1, hw.threads)),
+    bandwidth = max(measure_bandwidth(max(1, hw.threads)) for _ in range(BANDWIDTH_TRIES))
+    found = MachineSpeed(bandwidth=bandwidth,
                          prompt_flops=DEFAULT_FLOPS_PER_CORE * max(1, hw.cores),
                          measured_at=time.time(), cpu=hw.cpu_name)
-    save(data_dir, found)
+    if save_it:
+        save(data_dir, found)
     return found
 
 

@@ -7,6 +7,7 @@ every `models list`, `models fit` and the models screen use them.
 
 from __future__ import annotations
 
+import os
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
@@ -22,6 +23,10 @@ PROMPT = ("Here is a Python module. Read it and say what it does.\n\n"
           + "\n".join(f"def step_{i}(x):\n    return x * {i} + {i * 7} // 3\n" for i in range(48)))
 WARM_UP = "Write one word."
 DECODE_TOKENS = 48
+REPEATS = 2  # each measurement is taken this often, and the best kept
+BUSY_LOAD = 0.5  # a 1-minute load average over this share of the cores: the machine is busy
+PLAUSIBLE = 30.0  # see `plausible`
+WORSE = 0.7  # a calibration predicting under this share of the saved one's speed is not kept
 
 
 @dataclass(frozen=True)
@@ -43,15 +48,20 @@ async def measure(backend: LlamaBackend, ctx: AppContext, name: str,
     # llama.cpp maps the weights lazily: a first short run pages them in, so the measured run
     # times the model, not the disk. Its prompt differs, so nothing of it is cached.
     await _run(backend, WARM_UP, replace(params, max_tokens=4))
-    stats = await _run(backend, prompt, params)
-    if stats is None or stats.decode_tps <= 0:
-        raise TramontaneError(f"{name} produced no tokens to measure.")
-    new_tokens = stats.prompt_tokens - stats.cached_tokens
-    prompt_s = stats.ttft_ms / 1000 - 1 / stats.decode_tps
-    head = read_header(local.path)
-    shape = speedmod.shape_of_header(head)
-    return Measured(local.name, stats.decode_tps, new_tokens / max(prompt_s, 1e-3),
-                    new_tokens), shape
+    best: Measured | None = None
+    for i in range(REPEATS):  # a busy moment slows one run: the best of them is the machine
+        stats = await _run(backend, f"{i}: {prompt}", params)  # nothing cached between runs
+        if stats is None or stats.decode_tps <= 0:
+            raise TramontaneError(f"{name} produced no tokens to measure.")
+        new_tokens = stats.prompt_tokens - stats.cached_tokens
+        prompt_s = stats.ttft_ms / 1000 - 1 / stats.decode_tps
+        run = Measured(local.name, stats.decode_tps, new_tokens / max(prompt_s, 1e-3),
+                       new_tokens)
+        best = run if best is None else Measured(
+            run.model, max(run.decode_tps, best.decode_tps),
+            max(run.prompt_tps, best.prompt_tps), run.prompt_tokens)
+    assert best is not None
+    return best, speedmod.shape_of_header(read_header(local.path))
 
 
 async def _run(backend: LlamaBackend, prompt: str, params: Params) -> Stats | None:
@@ -65,10 +75,31 @@ async def _run(backend: LlamaBackend, prompt: str, params: Params) -> Stats | No
     return stats
 
 
+def busy(cores: int) -> str:
+    """Why the machine is too busy to measure ("" when it is not)."""
+    load = os.getloadavg()[0]
+    if load > BUSY_LOAD * max(1, cores):
+        return (f"the machine is busy (load average {load:.1f} on {cores} cores); run "
+                "`tramontane doctor` again when it is idle")
+    return ""
+
+
+def plausible(found: Measured, shape: speedmod.ModelShape, bandwidth: float) -> bool:
+    """A decode rate within a factor of PLAUSIBLE of reading the weights once per token at
+    the measured bandwidth (small models pay fixed costs per token, so the floor is low)."""
+    ceiling = bandwidth / max(shape.bytes_per_token, 1.0)
+    return ceiling / PLAUSIBLE <= found.decode_tps <= ceiling * PLAUSIBLE and \
+        found.prompt_tps > 0
+
+
 async def calibrate(ctx: AppContext, names: tuple[str, ...] = CALIBRATION_STARTERS,
-                    ) -> tuple[speedmod.MachineSpeed, list[Measured]]:
-    """Measure bandwidth and the starters that are installed; save and return the figures."""
-    base = speedmod.machine_speed(ctx.paths.data_dir, ctx.hardware, remeasure=True)
+                    force: bool = False) -> tuple[speedmod.MachineSpeed, list[Measured], str]:
+    """Measure bandwidth and the starters that are installed; save the figures unless the
+    machine was busy, a run was implausible, or (without `force`) they predict far slower
+    than those saved. The figures, the runs, and why they were not saved ("" when saved)."""
+    before = speedmod.load_cached(ctx.paths.data_dir, ctx.hardware)
+    base = speedmod.machine_speed(ctx.paths.data_dir, ctx.hardware, remeasure=True,
+                                  save_it=False)
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "worker.log", measuring=True)
     runs: list[tuple[speedmod.ModelShape, float, float, int]] = []
     measured: list[Measured] = []
@@ -78,10 +109,24 @@ async def calibrate(ctx: AppContext, names: tuple[str, ...] = CALIBRATION_STARTE
                 found, shape = await measure(backend, ctx, name)
             except TramontaneError:
                 continue  # a starter that is not installed, or fails, is left out
+            if not plausible(found, shape, base.bandwidth):
+                continue  # a run slowed to nothing, or a clock that jumped: not a figure
             measured.append(found)
             runs.append((shape, found.decode_tps, found.prompt_tps, found.prompt_tokens))
     finally:
         await backend.unload()
     result = speedmod.calibrated(base, runs, " + ".join(m.model for m in measured))
-    speedmod.save(ctx.paths.data_dir, result)
-    return result, measured
+    why = busy(ctx.hardware.cores)
+    if not why and not measured:
+        why = "no starter gave a plausible measurement"
+    if not why and not force and before is not None and before.is_calibrated and runs:
+        shape = runs[-1][0]
+        old = speedmod.predict(shape, ctx.hardware, before).decode_tps
+        new = speedmod.predict(shape, ctx.hardware, result).decode_tps
+        if new < WORSE * old:
+            why = (f"these figures predict {new:.1f} tok/s for {measured[-1].model} where "
+                   f"the saved ones predict {old:.1f}; the machine may have been busy. The "
+                   "saved figures are kept (`tramontane doctor --recalibrate` replaces them)")
+    if not why:
+        speedmod.save(ctx.paths.data_dir, result)
+    return result, measured, why

@@ -118,16 +118,18 @@ async def smoke_inference(ctx: AppContext) -> dict[str, Any]:
     return result
 
 
-async def speed_figures(ctx: AppContext) -> dict[str, Any]:
-    """Re-measure this machine's speed figures with the starters (cached for `models`)."""
+async def speed_figures(ctx: AppContext, force: bool = False) -> dict[str, Any]:
+    """Re-measure this machine's speed figures with the starters (cached for `models`,
+    unless `not_saved` says why not)."""
     try:
-        figures, measured = await calibrate(ctx)
+        figures, measured, why = await calibrate(ctx, force=force)
     except TramontaneError as exc:
         return {"error": str(exc)}
-    return figures.to_dict() | {"measured": [m.__dict__ for m in measured]}
+    return figures.to_dict() | {"measured": [m.__dict__ for m in measured], "not_saved": why}
 
 
-async def run_doctor(ctx: AppContext, measure_speed: bool = True) -> dict[str, Any]:
+async def run_doctor(ctx: AppContext, measure_speed: bool = True,
+                     recalibrate: bool = False) -> dict[str, Any]:
     mem = psutil.virtual_memory()
     try:
         models = [{"name": m.name, "path": str(m.path), "size": m.size, "source": m.source,
@@ -155,5 +157,6 @@ async def run_doctor(ctx: AppContext, measure_speed: bool = True) -> dict[str, A
         "smoke": smoke,
         "gpu": {"offload_built": bool(smoke.get("llama", {}).get("gpu_offload", False)),
                 "gpus": [g.__dict__ for g in gpus]},
-        "speed": await speed_figures(ctx) if measure_speed and smoke["ok"] else {},
+        "speed": await speed_figures(ctx, recalibrate) if measure_speed and smoke["ok"]
+        else {},
     }

@@ -123,11 +123,13 @@ class Tramontane:
 
         return code_window(self._ctx)
 
-    async def doctor(self, measure_speed: bool = True) -> dict[str, Any]:
+    async def doctor(self, measure_speed: bool = True, recalibrate: bool = False,
+                     ) -> dict[str, Any]:
         """`tramontane doctor`'s report: this machine, the models, the servers, a smoke test."""
         from app.session.doctor import run_doctor
 
-        return await run_doctor(self._ctx, measure_speed=measure_speed)
+        return await run_doctor(self._ctx, measure_speed=measure_speed,
+                                recalibrate=recalibrate)
 
     # -- the end ----------------------------------------------------------------------------
 

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.add_argument("--quick", action="store_true",
                         help="skip re-measuring this machine's speed with the starters")
+    doctor.add_argument("--recalibrate", action="store_true",
+                        help="save the speed figures even when they predict slower than "
+                        "those saved")
     doctor.set_defaults(func=cli_misc.doctor)
     tools = sub.add_parser("tools", help="the tools a chat may call here (folder and MCP)")
     tools.add_argument("--json", action="store_true")

@@ -15,7 +15,8 @@ from app.sizes import human_size
 def doctor(args: argparse.Namespace) -> int:
     door = Tramontane.open()
     try:
-        report = asyncio.run(door.doctor(measure_speed=not args.quick))
+        report = asyncio.run(door.doctor(measure_speed=not args.quick,
+                                         recalibrate=args.recalibrate))
     finally:
         door.close()
     if args.json:
@@ -85,8 +86,10 @@ def _print_doctor(r: dict[str, Any]) -> None:
     sp = r.get("speed") or {}
     if "bandwidth" in sp:
         runs = ", ".join(f"{m['model']} {m['decode_tps']:.0f} tok/s" for m in sp["measured"])
+        saved = f"not saved: {sp['not_saved']}" if sp.get("not_saved") else \
+            "saved for `models list`"
         print(f"Speed      {sp['bandwidth'] / 1e9:.1f} GB/s read bandwidth; measured {runs} "
-              "(saved for `models list`)")
+              f"({saved})")
     elif "error" in sp:
         print(f"Speed      not measured: {sp['error']}")
     if smoke["ok"]:
