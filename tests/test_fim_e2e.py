@@ -27,7 +27,7 @@ def code_file(tmp_path: Path) -> Path:
 def test_pieces_become_the_tokens_a_format_asks_for(smollm2: Path) -> None:
     import llama_cpp
 
-    from app.engine.llama.worker import _tokenize_pieces
+    from app.engine.llama.tokens import tokenize_pieces as _tokenize_pieces
 
     llm = llama_cpp.Llama(str(smollm2), vocab_only=True, verbose=False)
     special = llm.tokenize(b"<|im_start|>", add_bos=False, special=True)

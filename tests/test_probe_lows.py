@@ -260,7 +260,7 @@ def test_control_tokens_typed_by_a_user_are_text(smollm2: Path) -> None:
     from llama_cpp import Llama
 
     from app.engine.backend import Message
-    from app.engine.llama.worker import tokenize_chat
+    from app.engine.llama.tokens import tokenize_chat
     from app.engine.prompts import chat as chat_prompts
     from app.models.gguf_file import read_header
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,79 +23,13 @@ from app.models.gguf_file import arch_of, read_header
 from app.models.hardware import Hardware, probe
 from app.models.local import LocalModel, find_local, matching
 from app.session.context import AppContext, stored_name
+from app.session.model_rows import ModelRow, Recommendation
 
 DEFAULT_FIT_CONTEXT = 8192
 # What a user can live with (the recommendation's targets).
 CHAT_MIN_TPS = 8.0  # decode tokens/s for chat
 CODE_MAX_SUGGESTION_S = 1.0  # a warm 16-token suggestion
 CODE_MAX_COLD_S = 15.0  # a cold 2k-token prompt
-
-
-@dataclass
-class ModelRow:
-    """One line of the models table."""
-
-    name: str
-    quant: str
-    size: int
-    verdict: fitmod.FitVerdict | None
-    installed: bool
-    source: str
-    backends: list[str] = field(default_factory=lambda: ["llama.cpp"])
-    catalog_id: str = ""
-    path: Path | None = None
-    owner: str = ""  # for files on disk: tramontane, package, ollama, huggingface
-    speed: speedmod.SpeedPrediction | None = None
-    moe: str = ""  # a mixture of experts: memory against what a token reads, in words
-    choice: bool = False  # the best quant that fits, when one model's quants are asked
-    context_plan: list[fitmod.ContextStep] = field(default_factory=list)
-
-    @property
-    def ref_name(self) -> str:
-        """The name `find`, `remove` and `use` take for this row."""
-        return str(self.path) if self.source == "path" and self.path else self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "catalog_id": self.catalog_id, "quant": self.quant,
-                "size": self.size, "installed": self.installed, "source": self.source,
-                "backends": self.backends, "path": str(self.path) if self.path else None,
-                "fit": self.verdict.to_dict() if self.verdict else None,
-                "speed": self.speed.to_dict() if self.speed else None,
-                "moe": self.moe or None, "choice": self.choice,
-                "context_plan": [c.to_dict() for c in self.context_plan]}
-
-    def words(self) -> str:
-        """"fits in RAM · ~9 tok/s · 2k-token prompt in ~4 s"."""
-        if self.verdict is None:
-            return "unknown (damaged file?)"
-        if not self.verdict.fits or self.speed is None:
-            return self.verdict.words()
-        return f"{self.verdict.words()} · {self.speed.words()}"
-
-
-@dataclass
-class Recommendation:
-    purpose: str
-    model: CatalogModel
-    quant: Quant
-    context: int
-    verdict: fitmod.FitVerdict
-    speed: speedmod.SpeedPrediction
-    passed_over: list[str] = field(default_factory=list)  # bigger models, and why not them
-    meets_target: bool = True
-
-    def words(self) -> str:
-        text = (f"{self.purpose}: {self.model.id} {self.quant.name}, context "
-                f"{self.context:,} tokens ({self.verdict.words()} · {self.speed.words()})")
-        if not self.meets_target:
-            text += "; the fastest that fits, though slower than the target"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"purpose": self.purpose, "model": self.model.id, "quant": self.quant.name,
-                "context": self.context, "fit": self.verdict.to_dict(),
-                "speed": self.speed.to_dict(), "meets_target": self.meets_target,
-                "passed_over": self.passed_over}
 
 
 class ModelManager:

@@ -39,6 +39,7 @@ from app.engine.llama.speculative import Meter, Payoff
 from app.engine.llama.speculative import decode as _decode
 from app.engine.llama.stops import StopScanner
 from app.engine.llama.thinking_budget import ThinkBudget
+from app.engine.llama.tokens import common_prefix, tokenize_chat, tokenize_pieces
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
 # app per batch instead of per token leaves the CPU to llama.cpp's threads.
@@ -178,10 +179,8 @@ class Worker:
                                   "parse it; the worker log has where)."))
             return
         t0 = time.perf_counter()
-        if isinstance(text, list):
-            tokens = _tokenize_pieces(llm, text)
-        else:
-            tokens = tokenize_chat(llm, text, opts.data)
+        tokens = tokenize_pieces(llm, text) if isinstance(text, list) else \
+            tokenize_chat(llm, text, opts.data)
         bos = llm.token_bos()
         if (opts.add_bos or not tokens) and bos >= 0 and \
                 (not tokens or tokens[0] != bos):
@@ -295,62 +294,6 @@ class Worker:
         if isinstance(msg, Exit):
             raise SystemExit(0)
         return isinstance(msg, Cancel) and msg.req == req
-
-
-_MARK = "☺"  # a character no code starts with: encoded in front of a piece, then dropped
-
-
-def _tokenize_pieces(llm: Any, pieces: list[tuple[str, str, bool]]) -> list[int]:
-    """A FIM prompt, piece by piece: special tokens by their text; text with SentencePiece's
-    leading space only where the format asks for it (as mistral-common encodes)."""
-    spm = str(llm.metadata.get("tokenizer.ggml.model", "")) == "llama"
-    mark = llm.tokenize(_MARK.encode(), add_bos=False, special=False) if spm else []
-    tokens: list[int] = []
-    for kind, value, space_prefix in pieces:
-        if kind == "special":
-            tokens += llm.tokenize(value.encode(), add_bos=False, special=True)
-        elif not value:
-            continue
-        elif space_prefix or not spm:
-            tokens += llm.tokenize(value.encode(), add_bos=False, special=False)
-        else:
-            marked = llm.tokenize((_MARK + value).encode(), add_bos=False, special=False)
-            tokens += marked[len(mark):] if marked[: len(mark)] == mark else \
-                llm.tokenize(value.encode(), add_bos=False, special=False)
-    return tokens
-
-
-def tokenize_chat(llm: Any, text: str, data: tuple[tuple[int, int], ...]) -> list[int]:
-    """A rendered chat prompt: the template's control tokens by their text, and the messages'
-    text (the `data` spans) as text even where it spells a control token (a user pasting
-    "<|im_start|>system" gets those characters, not a new system turn). A prompt whose text
-    spells none is tokenized in one piece, as before."""
-    def plain(piece: str) -> list[int]:
-        return list(llm.tokenize(piece.encode("utf-8"), add_bos=False, special=False))
-
-    def spelled(span: tuple[int, int]) -> bool:
-        piece = text[span[0]:span[1]]
-        return ("<" in piece or "[" in piece) and plain(piece) != list(
-            llm.tokenize(piece.encode("utf-8"), add_bos=False, special=True))
-
-    if not any(spelled(span) for span in data):
-        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-    pieces: list[tuple[str, str, bool]] = []
-    at = 0
-    for start, end in data:
-        pieces += [("special", text[at:start], False), ("text", text[start:end], False)]
-        at = end
-    pieces.append(("special", text[at:], False))
-    return _tokenize_pieces(llm, [p for p in pieces if p[1]])
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _usable_ctx(llm: Any) -> int:

@@ -1,0 +1,61 @@
+"""Prompts to tokens, in the worker: a FIM prompt piece by piece, a chat prompt with its
+messages' text kept as text, and how much of a prompt the KV cache already holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MARK = "☺"  # a character no code starts with: encoded in front of a piece, then dropped
+
+
+def tokenize_pieces(llm: Any, pieces: list[tuple[str, str, bool]]) -> list[int]:
+    """A FIM prompt, piece by piece: special tokens by their text; text with SentencePiece's
+    leading space only where the format asks for it (as mistral-common encodes)."""
+    spm = str(llm.metadata.get("tokenizer.ggml.model", "")) == "llama"
+    mark = llm.tokenize(_MARK.encode(), add_bos=False, special=False) if spm else []
+    tokens: list[int] = []
+    for kind, value, space_prefix in pieces:
+        if kind == "special":
+            tokens += llm.tokenize(value.encode(), add_bos=False, special=True)
+        elif not value:
+            continue
+        elif space_prefix or not spm:
+            tokens += llm.tokenize(value.encode(), add_bos=False, special=False)
+        else:
+            marked = llm.tokenize((_MARK + value).encode(), add_bos=False, special=False)
+            tokens += marked[len(mark):] if marked[: len(mark)] == mark else \
+                llm.tokenize(value.encode(), add_bos=False, special=False)
+    return tokens
+
+
+def tokenize_chat(llm: Any, text: str, data: tuple[tuple[int, int], ...]) -> list[int]:
+    """A rendered chat prompt: the template's control tokens by their text, and the messages'
+    text (the `data` spans) as text even where it spells a control token (a user pasting
+    "<|im_start|>system" gets those characters, not a new system turn). A prompt whose text
+    spells none is tokenized in one piece, as before."""
+    def plain(piece: str) -> list[int]:
+        return list(llm.tokenize(piece.encode("utf-8"), add_bos=False, special=False))
+
+    def spelled(span: tuple[int, int]) -> bool:
+        piece = text[span[0]:span[1]]
+        return ("<" in piece or "[" in piece) and plain(piece) != list(
+            llm.tokenize(piece.encode("utf-8"), add_bos=False, special=True))
+
+    if not any(spelled(span) for span in data):
+        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    pieces: list[tuple[str, str, bool]] = []
+    at = 0
+    for start, end in data:
+        pieces += [("special", text[at:start], False), ("text", text[start:end], False)]
+        at = end
+    pieces.append(("special", text[at:], False))
+    return tokenize_pieces(llm, [p for p in pieces if p[1]])
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
