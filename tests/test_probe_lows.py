@@ -357,3 +357,45 @@ def test_a_busy_or_slower_calibration_never_replaces_a_better_one(
     assert run(force=True) == ""  # --recalibrate: the user says the machine is this slow
     assert speed.load_cached(ctx.paths.data_dir, ctx.hardware) != saved
     ctx.close()
+
+
+def test_the_decode_thread_count_follows_what_is_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request times WINDOW tokens on the last winner and WINDOW on the other count; the
+    faster one is kept (the full count unless fewer are faster by the margin)."""
+    import llama_cpp
+
+    from app.engine.llama import threads
+
+    calls: list[int] = []
+    monkeypatch.setattr(llama_cpp, "llama_set_n_threads",
+                        lambda ctx, n, n_batch: calls.append(n))
+
+    class Ctx:
+        ctx = None
+
+    class Llm:
+        _ctx = Ctx()
+
+    tuner = threads.ThreadTuner(Llm(), 2, adapt=True)
+
+    def request(full_s: float, fewer_s: float) -> None:
+        tuner.begin()
+        now, first = 0.0, tuner.best
+        for n in range(1, 2 + 2 * threads.WINDOW + 3):
+            on = first if n <= 2 + threads.WINDOW else (1 if first == 2 else 2)
+            now += (full_s if on == 2 else fewer_s) / threads.WINDOW
+            tuner.saw(n, now)
+        tuner.end()
+
+    request(full_s=0.6, fewer_s=0.3)  # the machine is busy: one thread wins
+    assert tuner.best == 1 and calls[:3] == [2, 1, 1]
+    request(full_s=0.2, fewer_s=0.3)  # idle again: both threads win
+    assert tuner.best == 2 and tuner.choices == [1, 2]
+    request(full_s=0.3, fewer_s=0.28)  # within the margin: the full count stays
+    assert tuner.best == 2
+    off = threads.ThreadTuner(Llm(), 2, adapt=False)
+    calls.clear()
+    off.begin()
+    off.saw(2, 0.0)
+    off.end()
+    assert calls == []  # [params] threads set by the user: never changed

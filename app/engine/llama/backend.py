@@ -87,7 +87,8 @@ class LlamaBackend:
         worker = WorkerProcess(self.log_path)
         self.worker = worker
         log_start = log_size(self.log_path)
-        opts = LoadOptions(params.context_length, params.thread_count, gpu_layers)
+        opts = LoadOptions(params.context_length, params.thread_count, gpu_layers,
+                           adapt_threads=params.threads <= 0 and gpu_layers == 0)
         try:
             worker.send(Load(str(model.path), opts))
             reply = await worker.recv()

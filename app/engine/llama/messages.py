@@ -22,6 +22,7 @@ class LoadOptions:
     context_length: int
     threads: int
     gpu_layers: int
+    adapt_threads: bool = False  # [params] threads = 0: the decode count is measured (threads.py)
 
 
 @dataclass(frozen=True)

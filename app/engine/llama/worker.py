@@ -39,6 +39,7 @@ from app.engine.llama.speculative import Meter, Payoff
 from app.engine.llama.speculative import decode as _decode
 from app.engine.llama.stops import StopScanner
 from app.engine.llama.thinking_budget import ThinkBudget
+from app.engine.llama.threads import ThreadTuner
 from app.engine.llama.tokens import common_prefix, tokenize_chat, tokenize_pieces
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
@@ -103,6 +104,7 @@ class Worker:
         self.llm: Any = None
         self.path = ""
         self.pays = Payoff()
+        self.tuner = ThreadTuner(None, 1, False)
 
     def serve(self) -> None:
         while True:
@@ -146,6 +148,7 @@ class Worker:
             return
         self.path = path
         llm = self.llm
+        self.tuner = ThreadTuner(llm, opts.threads, opts.adapt_threads)
         meta = dict(llm.metadata)
         vocab = llm._model.vocab
         bos, eos = llm.token_bos(), llm.token_eos()
@@ -226,6 +229,7 @@ class Worker:
         t_first = t_last = 0.0
         think = ThinkBudget(opts.think_open, opts.think_budget_s, max_tokens) \
             if grammar is None and opts.kind == "chat" else None
+        self.tuner.begin()
         try:
             for token in _decode(llm, tokens[-1], opts, lookup, n_ctx, meter,
                                  self.pays.costs, grammar,
@@ -234,6 +238,7 @@ class Worker:
                     break
                 generated += 1
                 t_last = time.perf_counter()
+                self.tuner.saw(generated, t_last)
                 if generated == 1:
                     t_first = t_last
                 if think is not None:
@@ -263,6 +268,8 @@ class Worker:
             llm.n_tokens = 0  # the cache's state is unknown: the next prompt is evaluated anew
             self.conn.send(Failed(req, f"llama.cpp failed while generating: {exc}"))
             return
+        finally:
+            self.tuner.end()
         closed = think.forced() if think is not None else ""
         rest = outbox + scanner.feed(closed) + scanner.flush() + decoder.decode(b"", final=True)
         if rest:
