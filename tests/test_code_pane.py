@@ -188,7 +188,7 @@ async def test_files_opened_in_the_same_repository_feed_the_completion(
 
 async def test_multi_line_ghost_text_shows_every_line(tmp_path: Path) -> None:
     """All of what Tab inserts shows, dimmed: the first line after the cursor, the others as
-    lines under it that push the code below down; Tab inserts exactly that."""
+    lines under it that push the code below down; Right takes a word, Tab the rest."""
     backend = FimBackend("s += x\n        if s > 10:\n            break")
     path, app = _calc(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -199,26 +199,15 @@ async def test_multi_line_ghost_text_shows_every_line(tmp_path: Path) -> None:
         screen_text = [editor.render_line(y).text for y in range(7)]
         assert screen_text[4].strip() == "if s > 10:" and screen_text[5].strip() == "break"
         assert screen_text[6].strip().endswith("return s")  # pushed down by two lines
+        await pilot.press("right")  # a word of it, never the whole multi-line suggestion
+        assert editor.text.splitlines()[3:5] == ["        s", "    return s"]
+        assert editor.pending.startswith(" += x\n")
         await pilot.press("tab")
         assert editor.text.splitlines()[3:6] == ["        s += x", "        if s > 10:",
                                                  "            break"]
         await pilot.press("escape")  # the next suggestion (ready at once) is dismissed
         assert editor.pending == ""
         assert "return s" in editor.render_line(6).text  # no ghost lines any more
-
-
-async def test_right_takes_a_word_of_a_multi_line_suggestion_not_all_of_it(
-        tmp_path: Path) -> None:
-    backend = FimBackend("s += x\n        if s > 10:\n            break")
-    path, app = _calc(tmp_path, backend)
-    async with app.run_test(size=(100, 30)) as pilot:
-        editor = await _open(pilot, path)
-        await pilot.press("ctrl+space")
-        await settle(pilot, lambda: bool(editor.pending))
-        await pilot.press("right")
-        assert editor.text.splitlines()[3] == "        s"
-        assert editor.text.splitlines()[4].strip() == "return s"  # nothing more went in
-        assert editor.pending.startswith(" += x\n")
 
 
 async def test_next_suggestion_is_ready_after_tab(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from contextlib import aclosing
 from typing import Any
 
 from app.engine import tools
-from app.engine.backend import Done, Event, Message, Token
+from app.engine.backend import Event, Message, Token
+from app.engine.held_calls import HeldCall, hold_calls
 from app.engine.tools import ToolCall
 
 COMMON = frozenset({
@@ -62,31 +63,19 @@ async def confirmed(events: AsyncGenerator[Event, None], messages: Sequence[Mess
                     ) -> AsyncGenerator[Event, None]:
     """`events`, but a reply that is a call comes only when each of its calls is grounded in
     `messages`; else the reply `again` gives. Text that is not a call streams as it comes."""
-    held, mode = "", "start"  # start -> text | call
-    finished: Done | None = None
-    async with aclosing(events) as stream:
+    finished: HeldCall | None = None
+    async with aclosing(hold_calls(events)) as stream:
         async for event in stream:
-            if isinstance(event, Token) and mode != "text":
-                held += event.text
-                if mode == "start":
-                    mode = {"call": "call", "maybe": "start", "text": "text"}[
-                        tools.opening(held)]
-                    if mode == "text":
-                        yield Token(held)
-                continue
-            if held and mode != "text":
-                if isinstance(event, Done):
-                    finished = event
-                    break  # the stream closes (and frees the worker) before the question
-                yield Token(held)  # an error before the end: what came is kept
-                held, mode = "", "text"
+            if isinstance(event, HeldCall):
+                finished = event
+                break  # the stream closes (and frees the worker) before the check
             yield event
     if finished is None:
         return
-    calls = tools.parse(held)
+    calls = tools.parse(finished.text)
     if not calls or all(grounded(c, messages) for c in calls):
-        yield Token(held)
-        yield finished
+        yield Token(finished.text)
+        yield finished.done
         return
     async with aclosing(again()) as text:
         async for event in text:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.engine import tools
-from app.engine.backend import Done, Event, Message, Params, Token
+from app.engine.backend import Event, Message, Params, Token
+from app.engine.held_calls import HeldCall, hold_calls
 from app.ui.serve.bodies import BadRequest, get
 
 
@@ -53,24 +54,14 @@ def offered(body: dict[str, Any]) -> tuple[str, str]:
 async def split(events: AsyncIterator[Event]) -> AsyncGenerator[Event | Called, None]:
     """The reply's events, but a reply that opens a call is held and given as `Called`
     (before `Done`); text that is not a call streams as it comes."""
-    held, mode = "", "start"  # start -> text | call
-    async with aclosing(events) as stream:  # type: ignore[type-var]
+    async with aclosing(hold_calls(events)) as stream:
         async for event in stream:
-            if isinstance(event, Token) and mode != "text":
-                held += event.text
-                if mode == "start":
-                    mode = {"call": "call", "maybe": "start", "text": "text"}[
-                        tools.opening(held)]
-                    if mode == "text":
-                        yield Token(held)
-                continue
-            if isinstance(event, Done) and held and mode != "text":
-                calls = tools.parse(held)
-                if calls:
-                    yield Called(calls)
-                else:
-                    yield Token(held)
-            yield event
+            if isinstance(event, HeldCall):
+                calls = tools.parse(event.text)
+                yield Called(calls) if calls else Token(event.text)
+                yield event.done
+            else:
+                yield event
 
 
 def answered(messages: Sequence[Message]) -> set[str]:
