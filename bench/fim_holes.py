@@ -45,6 +45,16 @@ class Hole:
     prefix: str
     answer: str
     suffix: str
+    # for a hole in a doctested function (`doctest_holes`): how to run the filled function
+    module: str = ""
+    function: str = ""  # its name, "Class.method" for a method
+    head: str = ""  # the neighbours before the function, at the start of `prefix`
+    tail: str = ""  # and after it, at the end of `suffix`
+
+    def source(self, middle: str) -> str:
+        """The function with `middle` in the hole (for `doctest_holes`)."""
+        suffix = self.suffix[: len(self.suffix) - len(self.tail)] if self.tail else self.suffix
+        return self.prefix[len(self.head):] + middle + suffix
 
 
 @dataclass(frozen=True)
@@ -177,3 +187,42 @@ def holes_of(lang: str, name: str, text: str, seed: int = 7) -> list[Hole]:
 def holes() -> list[Hole]:
     """The whole set, in a fixed order."""
     return [h for lang, name, text in sources() for h in holes_of(lang, name, text)]
+
+
+def doctest_holes(per_shape: int = 10) -> list[Hole]:
+    """Holes of every shape in standard-library functions that carry their own doctests
+    (bench/code_tasks.py finds them): a filled function passes when its doctests do. The file
+    is the function with a dozen lines of its module on each side; holes in the docstring are
+    left out, and a file_end hole drops the lines after the function."""
+    from bench.code_tasks import _candidates, _neighbours
+
+    found: dict[str, list[Hole]] = {shape: [] for shape in SHAPES}
+    for module, name, owner, src in _candidates():
+        doc_end = 0
+        fn = ast.parse(src).body[0]
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and fn.body and \
+                isinstance(fn.body[0], ast.Expr):
+            doc_end = (fn.body[0].end_lineno or 0)  # 1-based last line of the docstring
+        before, after = _neighbours(module, src)
+        qual = f"{owner}.{name}" if owner else name
+        for h in holes_of("python", f"{module.__name__}.{qual}", src, seed=11):
+            start = h.prefix.count("\n")
+            if start < doc_end:
+                continue
+            tail = "" if h.shape == "file_end" else after
+            found[h.shape].append(Hole("python", h.shape, h.where, before + h.prefix, h.answer,
+                                       h.suffix + tail, module.__name__, qual, before, tail))
+    out: list[Hole] = []
+    for shape in SHAPES:  # a hole counts when its answer passes and an empty one does not
+        real = [h for h in found[shape] if solves(h, h.answer) and not solves(h, "")]
+        step = max(1, len(real) // per_shape)
+        out += real[::step][:per_shape]
+    return out
+
+
+def solves(hole: Hole, middle: str) -> bool:
+    """Whether the function with `middle` in the hole passes its doctests."""
+    from bench.code_tasks import passes
+
+    owner, _, name = hole.function.rpartition(".")
+    return passes(importlib.import_module(hole.module), name, hole.source(middle), owner)

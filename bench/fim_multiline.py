@@ -40,10 +40,16 @@ os.environ.setdefault("TRAMONTANE_HOME", tempfile.mkdtemp(prefix="tram-bench-"))
 
 from app.engine.prompts.fim_end import postprocess  # noqa: E402
 from bench.common import LLAMA_SERVER_HELP, LlamaServer, starter_path, table, write  # noqa: E402
-from bench.fim_holes import SHAPES, Hole, holes  # noqa: E402
+from bench.fim_holes import SHAPES, Hole, doctest_holes, holes, solves  # noqa: E402
 
 EXTENSION = {"python": "x.py", "javascript": "x.js", "shell": "x.sh"}
 MODEL = "qwen2.5-coder-1.5b-instruct"
+
+
+def right(hole: Hole, text: str) -> bool:
+    """A doctested hole is solved when the function passes its doctests; another when the
+    text equals the answer (whitespace at line ends ignored)."""
+    return solves(hole, text) if hole.module else same(text, hole.answer)
 
 
 def same(a: str, b: str) -> bool:
@@ -120,9 +126,10 @@ async def in_process(holes_: list[Hole]) -> list[dict[str, Any]]:
     try:
         for h in holes_:
             result = await session.complete(h.prefix, h.suffix, EXTENSION[h.lang])
-            out.append({"lang": h.lang, "shape": h.shape, "ours": same(result.text, h.answer),
-                        "raw_cut": same(cut_at_suffix(result.raw, h.suffix), h.answer),
-                        "stop": result.stats.stop_reason})
+            out.append({"lang": h.lang, "shape": h.shape, "ours": right(h, result.text),
+                        "raw_cut": right(h, cut_at_suffix(result.raw, h.suffix)),
+                        "stop": result.stats.stop_reason, "where": h.where,
+                        "text": result.text, "raw": result.raw})
     finally:
         await backend.unload()
     return out
@@ -146,7 +153,7 @@ def ask_all(url: str, holes_: list[Hole]) -> tuple[list[bool], float]:
     with httpx.Client(timeout=600) as client:
         for h in holes_:
             reply = client.post(f"{url}/infill", json=vim_body(h)).json()
-            solved.append(same(reply.get("content", ""), h.answer))
+            solved.append(right(h, reply.get("content", "")))
     return solved, time.perf_counter() - t0
 
 
@@ -193,8 +200,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-shape", type=int, default=4)
     ap.add_argument("--anchor", help=LLAMA_SERVER_HELP)
+    ap.add_argument("--set", choices=["shapes", "doctest"], default="shapes",
+                    help="shapes: the three languages, solved when equal to the answer; "
+                    "doctest: stdlib functions with doctests, solved when they pass")
     args = ap.parse_args()
-    found = holes()
+    found = holes() if args.set == "shapes" else doctest_holes(max(args.per_shape, 10))
     rules = rule_checks(found)
     print(table(rules))
     worst = {k: min(r[k] for r in rules) for k in ("kept", "overshoot_line", "overshoot_suffix")}
@@ -204,6 +214,7 @@ def main() -> None:
     result: dict[str, Any] = {"holes": len(found), "rules": rules, "lowest": worst}
     if args.per_shape:
         picked = sample(found, args.per_shape)
+        result["set"] = args.set
         scored = asyncio.run(in_process(picked))
         columns = {"postprocess": [s["ours"] for s in scored],
                    "raw_cut_at_suffix": [s["raw_cut"] for s in scored]}
