@@ -104,10 +104,12 @@ def rule_checks(found: list[Hole]) -> list[dict[str, Any]]:
     return rows
 
 
-def sample(found: list[Hole], per_shape: int) -> list[Hole]:
+def sample(found: list[Hole], per_shape: int, offset: int = 0) -> list[Hole]:
+    """`per_shape` holes of each language and shape, spread over them (`offset`: another
+    spread, for figures taken on holes the rules were not developed on)."""
     out = []
     for _, hs in sorted(groups(found).items()):
-        out += hs[:: max(1, len(hs) // per_shape)][:per_shape]
+        out += hs[offset:][:: max(1, len(hs) // per_shape)][:per_shape]
     return out
 
 
@@ -200,6 +202,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-shape", type=int, default=4)
     ap.add_argument("--anchor", help=LLAMA_SERVER_HELP)
+    ap.add_argument("--offset", type=int, default=0, help="another spread of the holes")
     ap.add_argument("--set", choices=["shapes", "doctest"], default="shapes",
                     help="shapes: the three languages, solved when equal to the answer; "
                     "doctest: stdlib functions with doctests, solved when they pass")
@@ -213,8 +216,8 @@ def main() -> None:
           "(target >= 98%)")
     result: dict[str, Any] = {"holes": len(found), "rules": rules, "lowest": worst}
     if args.per_shape:
-        picked = sample(found, args.per_shape)
-        result["set"] = args.set
+        picked = sample(found, args.per_shape, args.offset)
+        result |= {"set": args.set, "offset": args.offset}
         scored = asyncio.run(in_process(picked))
         columns = {"postprocess": [s["ours"] for s in scored],
                    "raw_cut_at_suffix": [s["raw_cut"] for s in scored]}

@@ -6,9 +6,11 @@ is cut there. A hole may end a block and go on at an outer level, end a function
 or open a block the suffix is inside; the model knows which, and indentation rules would guess.
 
 Only when it was cut (the token or time limit) do the rules apply: the unfinished last line
-goes, a line below both the cursor's block and the suffix's first line is past the hole, and of
-what is left the longest run of lines that parses best (tree-sitter, for the languages with a
-parser here) is kept, with the brackets it opened closed when nothing after the cursor can.
+goes, so does a line that is one of the suffix's first lines (whitespace aside), a line below
+both the cursor's block and the suffix's first line (the top level, when nothing follows), or
+a new definition outside the cursor's block, is past the hole; of what is left the longest run
+of lines that parses best (tree-sitter, for the languages with a parser here) is kept, with the
+brackets it opened closed when nothing after the cursor can.
 
 Mid-line, with text after the cursor on its line, a completion is one line that must not retype
 that text. Control characters never survive: model text is data.
@@ -16,12 +18,18 @@ that text. Control characters never survive: model text is data.
 
 from __future__ import annotations
 
+import re
+
 from app.engine import syntax
 from app.engine.backend import printable
 
 _OPEN, _CLOSE = "([{", ")]}"
 _PAIR = dict(zip(_CLOSE, _OPEN, strict=True))
 OVERLAP_LINES = 3  # the suffix's first lines an overlap must repeat (fewer where output ends)
+# a line that opens a definition (Python, JavaScript, Go, Rust, shell functions, decorators)
+_DEFINITION = re.compile(r"\s*(async\s+def|def|class|function|fn|func|pub\s+fn)\b|\s*@\w"
+                         r"|\s*[A-Za-z_][\w-]*\s*\(\)\s*\{?\s*$")
+_CLOSER = re.compile(r"\s*([)\]}]+[;,]?|fi|done|esac|end)\s*$")  # closes a block, nothing else
 PARSE_PREFIX_LINES, PARSE_SUFFIX_LINES = 400, 200  # what a cut completion is parsed within
 
 
@@ -41,7 +49,8 @@ def postprocess(text: str, prefix: str, suffix: str, cut: bool = False, path: st
         lines = lines[:-1]  # the limit fell inside this line
     lines = _before_overlap(lines, suffix, at_line_start)
     if cut:
-        lines = _whole_lines(lines, prefix, suffix, at_line_start, path)
+        lines = _whole_lines(_loose_overlap(lines, suffix, at_line_start), prefix, suffix,
+                             at_line_start, path)
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -103,24 +112,37 @@ def _indent(line: str) -> int:
 
 def _whole_lines(lines: list[str], prefix: str, suffix: str, at_line_start: bool,
                  path: str) -> list[str]:
-    """A cut-off completion trimmed to what can stand: where the language has a parser, the
-    longest run of lines that parses best in place; else up to a line below both the cursor's
-    block and the suffix's first line (past the hole)."""
-    if syntax.parser_for(path) is not None:
-        return _parses_best(lines, prefix, suffix, at_line_start, path)
+    """A cut-off completion trimmed to what can stand: up to a line past the hole (below both
+    the cursor's block and the suffix's first line, at the top level when nothing follows,
+    or a new definition outside the cursor's block), then, where the language has a parser,
+    the longest run of lines that parses best in place."""
     cursor_line = prefix.rsplit("\n", 1)[-1]
     if at_line_start:
         block = next((_indent(ln) for ln in lines if ln.strip()), 0)
     else:
         block = _indent(cursor_line) + cursor_line.rstrip().endswith((":", "{", "(", "["))
     first_suffix = next((ln for ln in suffix.split("\n") if ln.strip()), "")
-    floor = min(block, _indent(first_suffix)) if first_suffix else block
+    floor = min(block, _indent(first_suffix)) if first_suffix else min(block, 1)
     kept: list[str] = []
     for i, line in enumerate(lines):
-        if i > 0 and line.strip() and _indent(line) < floor:
-            break  # left the block the hole is in
+        if i > 0 and line.strip() and not _CLOSER.match(line) and (
+                _indent(line) < floor or (_indent(line) < block and _DEFINITION.match(line))):
+            break  # left the block the hole is in (a line that only closes one is in it)
         kept.append(line)
-    return kept
+    if syntax.parser_for(path) is None:
+        return kept
+    return _parses_best(kept, prefix, suffix, at_line_start, path)
+
+
+def _loose_overlap(lines: list[str], suffix: str, at_line_start: bool) -> list[str]:
+    """For a cut-off completion: `lines` up to one that is, whitespace aside, one of the
+    suffix's first lines (a model that ran on past the hole rewrites what follows it)."""
+    first = [ln.strip() for ln in suffix.split("\n") if ln.strip()][:OVERLAP_LINES]
+    want = {ln for ln in first if len(ln) > 3}  # not a lone brace or `fi`
+    for i in range(0 if at_line_start else 1, len(lines)):
+        if lines[i].strip() in want:
+            return lines[:i]
+    return lines
 
 
 def _parses_best(lines: list[str], prefix: str, suffix: str, at_line_start: bool,
