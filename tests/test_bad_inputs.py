@@ -187,7 +187,10 @@ async def test_a_failed_or_stopped_retry_keeps_the_old_turn(backend: ScriptedBac
                  else session.edit_last("Name a French river."))
     after = [(m.id, m.role, m.content) for m in ctx.store.messages(session.chat_id)]
     assert after[:2] == before  # the complete turn is still there, word for word
-    assert len(after) > 2  # and the new attempt beside it
+    if isinstance(backend, _Down) and action == "regenerate":
+        assert after == before  # an attempt that failed with nothing in it leaves no reply
+    else:
+        assert len(after) > 2  # the new attempt (or the edited question) beside it
 
 
 async def test_a_complete_retry_replaces_the_old_turn() -> None:
