@@ -9,6 +9,9 @@ in ../shared/data). Each task's tests run in a subprocess with a timeout.
     typing (the whole prompt then reuses the cache of the short one: the suffix-first layout
     reuses it exactly); the suggestion cache is bypassed so every answer is the model's.
 
+Multi-line holes (every shape, checked by execution, ours through `serve` beside
+llama-server's /infill in one run): bench/fim_multiline.py --set doctest --anchor PATH.
+
 Run: .venv/bin/python bench/fim_quality.py [--limit N] [--skip-model]
      [--formats qwen,qwen-psm]
 """
