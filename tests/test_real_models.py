@@ -70,7 +70,9 @@ def test_two_first_runs_assemble_one_file(tmp_path: Path) -> None:
         t.join()
     assert not errors
     assert target.stat().st_size == 900_000
-    assert sorted(p.name for p in target.parent.iterdir()) == [".m.gguf.lock", "m.gguf"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [".m.gguf.lock",
+                                                                ".m.gguf.verified", "m.gguf"]
+    assert starters.verified(target, sha)  # hashed once, and remembered
 
 
 def test_a_wrong_checksum_leaves_nothing(tmp_path: Path) -> None:

@@ -256,7 +256,7 @@ class ChatSession:
                 await self.backend.load(self.model, self.params)
             except TramontaneError as exc:
                 finished = True
-                self._failed(saver, str(exc))
+                self._failed(saver, str(exc), retry=bool(replaces))
                 yield Error(str(exc))
                 return
             async with aclosing(self._stream(messages, tool_choice)) as stream:
@@ -284,17 +284,18 @@ class ChatSession:
                                     reply=saver.text, stats=stats.to_dict())
                         case Error(message):
                             finished = True
-                            self._failed(saver, message)
+                            self._failed(saver, message, retry=bool(replaces))
                     yield event
         finally:
             if not finished and not saver.finish("partial"):
                 self._save_failed(saver)
 
 
-    def _failed(self, saver: Autosave, message: str) -> None:
-        """A reply that failed: kept with its error when anything came, else not kept at all
-        (a backend that is down must not leave an empty reply in the chat)."""
-        if not saver.text and not saver.thoughts:
+    def _failed(self, saver: Autosave, message: str, retry: bool = False) -> None:
+        """A reply that failed is kept with its error, but a retry of an old turn (regenerate,
+        edit) that failed with nothing in it is not kept at all: the old turn stays, and a
+        backend that is down must not add an empty reply beside it."""
+        if retry and not saver.text and not saver.thoughts:
             try:
                 self.store.delete_message(saver.message_id)
                 return
