@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
         "threads": 0,
         "gpu_layers": -1,
         "speculative": "auto",
+        "draft_model": "",
         "think_budget_s": 0.0,
     },
     "code": {"model": "", "debounce_ms": 250, "prefix_lines": 24, "suffix_lines": 8,

@@ -24,9 +24,13 @@ context_length = {context_length}
 threads = {threads}          # 0 = as many as the machine has cores
 gpu_layers = {gpu_layers}      # layers on the GPU; -1 = as many as fit (the fit verdict plans it)
 # Speculative decoding (llama.cpp): "auto" drafts from the prompt (prompt lookup) where that
-# was measured to pay on this machine for the kind of work (chat, edit, completion);
-# "lookup" always; "off" never. The output is the same either way.
+# was measured to pay on this machine for the kind of work (chat, edit, completion), and
+# from a small draft model of the same vocabulary where the speed model predicts it pays;
+# "lookup" always; "draft" always with a draft model; "off" never.
 speculative = "{speculative}"
+# The draft model (a name from `models list`, or a path); "": the smallest installed model
+# of the same vocabulary (the Qwen2.5-Coder 0.5B starter for the 1.5B and the 7B).
+draft_model = "{draft_model}"
 # A thinking model's <think> block is closed after this many seconds, so the answer always
 # comes (0: the time the speed model predicts this machine takes for half the reply's
 # max_tokens, at most 120 s).

@@ -71,13 +71,41 @@ def test_payoff_turns_lookup_off_where_it_does_not_pay_and_retries() -> None:
     assert pays.wants_lookup("auto", "chat") and not pays.wants_lookup("off", "chat")
     assert pays.wants_lookup("lookup", "edit")
     pays.record("chat", Meter(single_s=1.0, single_n=10))  # 10 tok/s alone
-    pays.record("chat", Meter(single_s=1.0, single_n=10, spec_s=2.0, spec_tokens=12))
-    assert pays.gains["chat"] == pytest.approx(0.6)
+    pays.record("chat", Meter(single_s=1.0, single_n=10, spec_s={"lookup": 2.0},
+                              spec_tokens={"lookup": 12}))
+    assert pays.gains["chat", "lookup"] == pytest.approx(0.6)
     assert not pays.wants_lookup("auto", "chat")
-    pays.record("edit", Meter(spec_s=1.0, spec_tokens=40))  # 4x on edits
+    pays.record("edit", Meter(spec_s={"lookup": 1.0}, spec_tokens={"lookup": 40}))  # 4x
     assert pays.wants_lookup("auto", "edit")
     tries = [pays.wants_lookup("auto", "chat") for _ in range(RETRY_EVERY - 1)]
     assert tries[-1] and not any(tries[:-1])  # measured again after a while
+
+
+def test_payoff_weighs_the_draft_model_apart_from_lookup() -> None:
+    pays = Payoff()
+    assert pays.drafters("auto", "chat", has_model=True) == (True, True)
+    assert pays.drafters("auto", "chat", has_model=False) == (True, False)
+    assert pays.drafters("draft", "chat", has_model=True) == (False, True)
+    assert pays.drafters("lookup", "chat", has_model=True) == (True, False)
+    pays.record("chat", Meter(single_s=1.0, single_n=10, spec_s={"lookup": 1.0, "model": 2.0},
+                              spec_tokens={"lookup": 20, "model": 10}))
+    assert pays.gains["chat", "model"] == pytest.approx(0.5)
+    assert pays.drafters("auto", "chat", has_model=True) == (True, False)  # lookup pays (2x)
+    assert pays.speedup(25.0) == pytest.approx(2.5)
+
+
+def test_the_draft_model_drafts_only_where_its_price_pays() -> None:
+    """A draft of k tokens costs k draft steps and a pass over k + 1: where a step of the draft
+    model costs half a pass of the big one and batches cost what their tokens do (this CPU), no
+    length pays; where batches are nearly free (a GPU) long drafts do. Forced, it drafts."""
+    from app.engine.llama.draft import DraftModel
+
+    cpu = DraftModel(llm=None, costs=lambda n: 1.0 + 0.3 * (n - 1), step_cost=0.55)
+    gpu = DraftModel(llm=None, costs=lambda n: 1.0 + 0.02 * (n - 1), step_cost=0.1)
+    assert cpu.length(100) == 0
+    assert gpu.length(100) >= 4
+    assert gpu.length(3) <= 3
+    assert DraftModel(llm=None, costs=cpu.costs, step_cost=0.55, force=True).length(100) >= 1
 
 
 # -- on a real model ------------------------------------------------------------------------

@@ -55,9 +55,10 @@ class Params:
     gpu_layers: int = _DEFAULT["gpu_layers"]  # on the GPU; -1 = as the fit verdict plans (ModelRef)
     max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit), as
     # llama.cpp's t_max_predict_ms (the prompt's own time does not count)
-    # speculative decoding in the llama.cpp worker: "auto" (prompt lookup where it pays on
-    # this machine, measured per kind of work), "lookup" (always), "off"
+    # speculative decoding in the llama.cpp worker: "auto" (prompt lookup and a draft model
+    # where they pay on this machine, measured per kind of work), "lookup", "draft", "off"
     speculative: str = _DEFAULT["speculative"]
+    draft_model: str = _DEFAULT["draft_model"]  # a draft model's name or path ("": chosen)
     stop: tuple[str, ...] = ()  # a client's own stop strings, besides the format's
     work: str = "chat"  # the kind of work ("chat", "edit"): speculation pays differently
     json_schema: str = ""  # the reply must be JSON matching this schema (engine/structured.py)
@@ -93,6 +94,7 @@ class ModelRef:
     source: str = ""
     gpu_layers: int = 0  # what the fit verdict plans for this machine (Params can override)
     fit_warning: str = ""  # set when the model does not fit this machine: the faces ask first
+    draft: Path | None = None  # a draft model for speculative decoding (llama.cpp), same vocabulary
 
 
 # why a reply ended: an end token or a stop string; max tokens; the context is full; the time
@@ -111,14 +113,24 @@ class Stats:
     stop_reason: StopReason = "stop"
     drafted_tokens: int = 0  # speculative decoding: tokens drafted, and kept by the model
     accepted_tokens: int = 0
+    drafter: str = ""  # who drafted: "lookup", "draft model", "lookup + draft model"
+    speedup: float = 0.0  # decode speed against this worker's plain one-token passes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def summary(self) -> str:
-        spec = (f" · drafted {self.drafted_tokens}, accepted {self.accepted_tokens} "
+    def drafting(self) -> str:
+        """Speculative decoding's share: "drafted 118, kept 115 (97%) by lookup · 1.6x plain
+        decoding"; "" when nothing was drafted."""
+        if not self.drafted_tokens:
+            return ""
+        return (f"drafted {self.drafted_tokens}, kept {self.accepted_tokens} "
                 f"({self.accepted_tokens / self.drafted_tokens:.0%})"
-                if self.drafted_tokens else "")
+                + (f" by {self.drafter}" if self.drafter else "")
+                + (f" · {self.speedup:.2f}x plain decoding" if self.speedup else ""))
+
+    def summary(self) -> str:
+        spec = f" · {self.drafting()}" if self.drafted_tokens else ""
         return (
             f"prompt {self.prompt_tokens} tok (cached {self.cached_tokens}) · "
             f"generated {self.generated_tokens} tok · first token {self.ttft_ms:.0f} ms · "

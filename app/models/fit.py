@@ -58,6 +58,7 @@ class Estimate:
     # The mapped file pages a repacked copy replaces: resident (so in `total`) until memory is
     # short, then dropped by the kernel, as nothing reads them again. A verdict leaves them out.
     reclaimable: int = 0
+    draft: int = 0  # of the total, a draft model's own (speculative decoding), in the same worker
 
     @property
     def total(self) -> int:
@@ -214,6 +215,26 @@ def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: in
     est = estimate(arch, weights, context, candidates[-1] if candidates else 0, cache_type,
                    swa_full=swa_full, repack=repacked(hw, repack))
     return FitVerdict("no", est, ram_limit, vram_limit)
+
+
+def with_draft(target: FitVerdict, arch: Arch, weights: int, repack: int = 0,
+               hw: Hardware | None = None) -> FitVerdict:
+    """`target`'s verdict with a draft model loaded beside it in the same worker, at the same
+    context: its weights, KV cache and compute buffers count, the process itself once. The
+    draft goes to the GPU when the whole target does."""
+    t = target.estimate
+    on_gpu = target.kind == "gpu"
+    d = estimate(arch, weights, t.context, arch.layers if on_gpu else 0,
+                 repack=repacked(hw, repack) if hw is not None and not on_gpu else 0)
+    gpu = t.gpu_bytes + (d.gpu_bytes - GPU_RESERVE if on_gpu else 0)
+    cpu = t.cpu_bytes + d.cpu_bytes - PROCESS_BYTES
+    both = Estimate(t.weights + d.weights, t.kv_cache + d.kv_cache, t.compute + d.compute,
+                    t.overhead + d.overhead - PROCESS_BYTES, t.gpu_layers, t.layers, gpu, cpu,
+                    t.context, t.cpu_expert_layers, t.reclaimable + d.reclaimable,
+                    draft=d.total - PROCESS_BYTES)
+    fits = target.fits and cpu - both.reclaimable <= target.ram_limit and \
+        (not on_gpu or gpu <= target.vram_limit)
+    return FitVerdict(target.kind if fits else "no", both, target.ram_limit, target.vram_limit)
 
 
 def _experts_in_ram(arch: Arch, weights: int, context: int, hw: Hardware, cache_type: str,

@@ -30,6 +30,7 @@ _SCALARS: dict[int, str] = {
 # copy of those layer weights beside the mapped file, both resident (see fit.py)
 _REPACKED = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_K, GGMLQuantizationType.IQ4_NL}
 _KEEP_ARRAY_ITEMS = 64  # short arrays (layer patterns, languages) are kept; vocabularies not
+VOCAB = "\0vocabulary"  # in `want`: keep every token's text (GGUFHeader.tokens)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class GGUFHeader:
     expert_bytes: int = 0  # mixture-of-experts tensors (`*_exps`): only some are read per token
     repack_bytes: int = 0  # layer weights llama.cpp's CPU backend copies into a repacked layout
     found_tokens: set[str] = field(default_factory=set)  # of the `want` strings, those in vocab
+    tokens: list[str] = field(default_factory=list)  # every token's text, when VOCAB is wanted
 
     @property
     def architecture(self) -> str:
@@ -196,7 +198,10 @@ def _parse(cur: _Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
         vtype = cur.take("<I")
         if vtype == GGUFValueType.ARRAY:
             itype, count = cur.take("<I"), cur.take("<Q")
-            if itype == GGUFValueType.STRING and want and key == "tokenizer.ggml.tokens":
+            if itype == GGUFValueType.STRING and VOCAB in want and key == "tokenizer.ggml.tokens":
+                items = None
+                head.tokens = [cur.string() for _ in range(count)]
+            elif itype == GGUFValueType.STRING and want and key == "tokenizer.ggml.tokens":
                 items = None
                 for _ in range(count):
                     token = cur.string()

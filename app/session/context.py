@@ -15,7 +15,9 @@ from app.errors import ModelNotFoundError
 from app.models import local
 from app.models.hardware import Hardware, probe
 from app.models.local import LocalModel
+from app.models.local import ready as ready_model
 from app.plugins.manager import PluginHost, get_host
+from app.session import drafting
 from app.session.placement import plan_load
 
 if TYPE_CHECKING:
@@ -157,7 +159,15 @@ class AppContext:
         """`local` as a backend loads it: GPU layers from the fit verdict (or `params`), and a
         warning with the numbers when it does not fit this machine."""
         plan = plan_load(local, params.context_length, self.hardware, params.gpu_layers)
-        return replace(model_ref(local), gpu_layers=plan.gpu_layers,
+        pick = drafting.choose(local, self.local_models(), params, self.paths.data_dir,
+                               self.hardware, plan.gpu_layers)
+        draft = None
+        if pick is not None:
+            with_draft = plan_load(local, params.context_length, self.hardware,
+                                   params.gpu_layers, pick[1])
+            if with_draft.fits or params.speculative == "draft" or params.draft_model:
+                plan, draft = with_draft, ready_model(pick[0], self.paths.models_dir).path
+        return replace(model_ref(local), gpu_layers=plan.gpu_layers, draft=draft,
                        fit_warning=plan.warning(local.name))
 
     @property

@@ -104,6 +104,14 @@ class Tramontane:
     def default_params(self) -> Params:
         return self._ctx.default_params()
 
+    def speculation(self, mode: str | None, draft_model: str | None) -> None:
+        """`--speculative` and `--draft-model`: [params] for this run only (not saved)."""
+        params = self._ctx.cfg.values.setdefault("params", {})
+        if mode:
+            params["speculative"] = mode
+        if draft_model:
+            params["draft_model"] = draft_model
+
     def default_model_name(self, purpose: str = "chat") -> str:
         return self._ctx.default_model_name(purpose)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from app.errors import TramontaneError
 from app.models import fit
-from app.models.gguf_file import arch_of, read_header
+from app.models.gguf_file import GGUFHeader, arch_of, read_header
 from app.models.hardware import Hardware
 from app.models.local import LocalModel
 from app.sizes import human_size
@@ -36,16 +36,19 @@ class LoadPlan:
             return ""
         e = self.verdict.estimate
         room = self.verdict.ram_limit + self.verdict.vram_limit
-        return (f"{name} needs about {human_size(e.total)} at {e.context:,} tokens of context "
+        with_draft = f" with its draft model ({human_size(e.draft)})" if e.draft else ""
+        return (f"{name}{with_draft} needs about {human_size(e.total)} at {e.context:,} tokens of "
+                "context "
                 f"(weights {human_size(e.weights)}, KV cache {human_size(e.kv_cache)}), but this "
                 f"machine can give it {human_size(room)}; loading it may swap or be killed. "
                 "A smaller quant or context fits better (`tramontane models fit`).")
 
 
 def plan_load(model: LocalModel, context_length: int, hw: Hardware,
-              gpu_layers: int = -1) -> LoadPlan:
+              gpu_layers: int = -1, draft: GGUFHeader | None = None) -> LoadPlan:
     """The placement for `model` at `context_length`: all layers on the GPU, some, or none, as
-    the fit verdict finds; `gpu_layers` >= 0 is the user's own choice."""
+    the fit verdict finds; `gpu_layers` >= 0 is the user's own choice. A `draft` model loaded
+    beside it (speculative decoding) counts in the verdict."""
     if not model.path.is_file():
         return LoadPlan(None)
     try:
@@ -53,5 +56,8 @@ def plan_load(model: LocalModel, context_length: int, hw: Hardware,
     except TramontaneError:
         return LoadPlan(None)  # the load itself will say what is wrong with the file
     chosen = gpu_layers if gpu_layers >= 0 else None
-    return LoadPlan(fit.verdict(arch_of(head), head.tensor_bytes, context_length, hw, chosen,
-                                repack=head.repack_bytes))
+    found = fit.verdict(arch_of(head), head.tensor_bytes, context_length, hw, chosen,
+                        repack=head.repack_bytes)
+    if draft is not None:
+        found = fit.with_draft(found, arch_of(draft), draft.tensor_bytes, draft.repack_bytes, hw)
+    return LoadPlan(found)

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "[mcp.servers] (each call asks first)")
     chat.add_argument("--hide-thinking", action="store_true",
                       help="leave out a thinking model's reasoning (it is still saved)")
+    cli_chat.add_speculation(chat)
     chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
     chat.set_defaults(func=cli_chat.run)
 

@@ -17,6 +17,7 @@ from app.session.complete import decode_text, read_text_file
 from app.session.front import Tramontane
 from app.session.placement import DoesNotFitError
 from app.session.serving import KEY_VARIABLE
+from app.ui.cli_chat import add_speculation
 
 
 def add_parser(sub: Any) -> None:
@@ -38,6 +39,7 @@ def add_parser(sub: Any) -> None:
                    help="load the model even when it does not fit this machine's memory")
     p.add_argument("--no-server", action="store_true",
                    help="load the model here even when `tramontane serve` is running")
+    add_speculation(p)
     p.set_defaults(func=run)
 
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         start, end = edit.range_at(text, args.line or 1, str(path))
     where = edit.span(text, start, end)
     door = Tramontane.open(args.backend)
+    door.speculation(args.speculative, args.draft_model)
     try:
         if not (args.no_server or args.force or args.model or args.backend):
             url = door.serving.running()  # its model is warm, and it proved it is ours
@@ -76,8 +79,7 @@ def _report(args: argparse.Namespace, path: Path, text: str, result: edit.EditRe
             server: str = "") -> int:
     s = result.stats
     if args.stats:
-        rate = f", {s.accepted_tokens}/{s.drafted_tokens} drafted tokens accepted" \
-            if s.drafted_tokens else ""
+        rate = f" · {s.drafting()}" if s.drafted_tokens else ""
         print(f"lines {result.span.start}-{result.span.end} · first token "
               f"{result.first_token_ms:.0f} ms · {s.generated_tokens} tok at "
               f"{s.decode_tps:.1f} tok/s{rate} · {result.elapsed_ms / 1000:.1f} s",

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.session.front import Tramontane
 from app.session.serving import KEY_VARIABLE, UsageError
+from app.ui.cli_chat import add_speculation
 
 
 def add_parser(sub: Any) -> None:
@@ -22,6 +23,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-m", "--model", help="chat model (default: [chat] model)")
     p.add_argument("--code-model", help="completion model (default: [code] model)")
     p.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"])
+    add_speculation(p)
     p.set_defaults(func=run)
 
 
@@ -31,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from app.ui.serve.routes import Server
 
     door = Tramontane.open(args.backend)
+    door.speculation(args.speculative, args.draft_model)
     try:
         settings = door.serving.settings(args.host, args.port, args.api_key)
     except UsageError as exc:

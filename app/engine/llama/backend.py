@@ -79,7 +79,8 @@ class LlamaBackend:
             raise BackendError(f"{model.name} has no file on disk for llama.cpp to load.")
         params = params or Params()
         gpu_layers = params.gpu_layers if params.gpu_layers >= 0 else model.gpu_layers
-        key = (str(model.path), params.context_length, params.thread_count, gpu_layers)
+        key = (str(model.path), params.context_length, params.thread_count, gpu_layers,
+               str(model.draft or ""))
         if self.model == model and key == self._load_key and self._alive():
             return
         await self._stop_worker()
@@ -88,7 +89,8 @@ class LlamaBackend:
         self.worker = worker
         log_start = log_size(self.log_path)
         opts = LoadOptions(params.context_length, params.thread_count, gpu_layers,
-                           adapt_threads=params.threads <= 0 and gpu_layers == 0)
+                           adapt_threads=params.threads <= 0 and gpu_layers == 0,
+                           draft_path=str(model.draft or ""))
         try:
             worker.send(Load(str(model.path), opts))
             reply = await worker.recv()

@@ -23,6 +23,7 @@ class LoadOptions:
     threads: int
     gpu_layers: int
     adapt_threads: bool = False  # [params] threads = 0: the decode count is measured (threads.py)
+    draft_path: str = ""  # a draft model for speculative decoding, loaded beside (draft.py)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class GenerateOptions:
     stop: tuple[str, ...] = ()
     add_bos: bool = True
     kind: str = "chat"  # "chat", "completion", "edit": speculation pays differently
-    speculative: str = "auto"  # "auto", "lookup", "off"
+    speculative: str = "auto"  # "auto", "lookup", "draft", "off"
     max_time_ms: int = 0  # stop decoding this long after the first token (0: no limit)
     ignore_eos: bool = False  # speed measurements: always generate max_tokens
     json_schema: str = ""  # the reply follows a grammar made from this JSON Schema

@@ -14,9 +14,11 @@ Only the rows of the batch have logits (llama.cpp's output buffer holds the batc
 never the whole context: llama-cpp-python's own `draft_model` hook needs `logits_all`, a
 context x vocabulary array (2.5 GB for Qwen at 4k tokens), so it is not used.
 
-`Payoff` decides, per kind of work (chat, edit, completion), whether drafting pays on this
-machine: it times every pass, compares tokens per second with drafts against single-token
-passes, and turns lookup off for a kind that does not gain (trying again now and then).
+The drafts come from prompt lookup (lookup.py) or a draft model (draft.py), or both: lookup
+where the text copies what came before, else the draft model. `Payoff` decides, per kind of work
+(chat, edit, completion) and per drafter, whether drafting pays on this machine: it times every
+pass, compares tokens per second with drafts against single-token passes, and turns off what
+does not gain (trying again now and then).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine.llama.draft import Both, Drafter, DraftModel
 from app.engine.llama.grammar import GrammarGate
-from app.engine.llama.lookup import PromptLookup, default_costs
+from app.engine.llama.lookup import default_costs
 from app.engine.llama.messages import GenerateOptions
 
-MODES = ("auto", "off", "lookup")
+MODES = ("auto", "off", "lookup", "draft")
 RETRY_EVERY = 8  # requests of a kind run plain before lookup is tried again
 
 
@@ -40,8 +43,19 @@ class Meter:
 
     single_s: float = 0.0
     single_n: int = 0
-    spec_s: float = 0.0
-    spec_tokens: int = 0  # tokens produced by passes that checked a draft
+    spec_s: dict[str, float] = field(default_factory=dict)  # per drafter: "lookup", "model"
+    spec_tokens: dict[str, int] = field(default_factory=dict)  # made by passes with a draft
+
+    def spec(self, who: str, spent: float, tokens: int) -> None:
+        self.spec_s[who] = self.spec_s.get(who, 0.0) + spent
+        self.spec_tokens[who] = self.spec_tokens.get(who, 0) + tokens
+
+
+def who(drafter: Drafter) -> str:
+    """Which drafter made the last draft: "lookup" or "model"."""
+    if isinstance(drafter, Both):
+        return drafter.last
+    return "model" if isinstance(drafter, DraftModel) else "lookup"
 
 
 
@@ -121,15 +135,16 @@ def margin(row_logits: Any, recent: list[int], penalty: float) -> float:
     return float(top[1] - top[0])
 
 
-def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup | None,
+def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: Drafter | None,
            n_ctx: int, meter: Meter | None = None,
            costs: CostTable | None = None, grammar: Any = None,
-           inject: Callable[[int], list[int]] | None = None) -> Iterator[int]:
+           inject: Callable[[int], list[int]] | None = None, plain: int = 0) -> Iterator[int]:
     """The tokens the model generates after the cached prompt and `pending` (its last token,
     not yet evaluated), checking `lookup`'s drafts when given. With a `grammar` each token is
     the one the grammar allows (greedy: checked through `GrammarGate`, the winner first; else
     the sampler chain holds the grammar); a drafted token is kept only where the grammar
-    allows it and the model chose it."""
+    allows it and the model chose it. The first `plain` passes draft nothing: they measure
+    plain decoding, which a reply's speed-up is told against."""
     temp, penalty = opts.temperature, opts.repeat_penalty
     gate = GrammarGate(llm, grammar) if grammar is not None and temp == 0.0 else None
     sampler = llm._init_sampler(top_k=opts.top_k, top_p=opts.top_p, min_p=0.0, temp=temp,
@@ -137,22 +152,23 @@ def decode(llm: Any, pending: int, opts: GenerateOptions, lookup: PromptLookup |
                                 grammar=grammar if gate is None else None)
     try:
         yield from _decode(llm, pending, lookup, n_ctx, meter, costs, sampler, gate, temp,
-                           penalty, inject)
+                           penalty, inject, plain)
     finally:
         if gate is not None:
             gate.close()
 
 
-def _decode(llm: Any, pending: int, lookup: PromptLookup | None, n_ctx: int,
+def _decode(llm: Any, pending: int, lookup: Drafter | None, n_ctx: int,
             meter: Meter | None, costs: CostTable | None, sampler: Any,
             gate: GrammarGate | None, temp: float, penalty: float,
-            inject: Callable[[int], list[int]] | None = None) -> Iterator[int]:
+            inject: Callable[[int], list[int]] | None = None, plain: int = 0) -> Iterator[int]:
     window = int(getattr(llm, "last_n_tokens_size", 64))  # the penalty's look-back
     recent: list[int] = []  # the tokens chosen so far: what the penalty sees
     meter = meter if meter is not None else Meter()
     while True:
         room = n_ctx - llm.n_tokens - 2
-        draft = lookup.draft(room) if lookup is not None else []
+        draft = lookup.draft(room) if lookup is not None and plain <= 0 else []
+        plain -= 1  # the first `plain` passes measure plain decoding, for the speed-up
         batch = [pending, *draft]
         t0 = time.perf_counter()
         _eval_all(llm, batch)
@@ -174,9 +190,8 @@ def _decode(llm: Any, pending: int, lookup: PromptLookup | None, n_ctx: int,
         spent = time.perf_counter() - t0
         if costs is not None:
             costs.record(len(batch), spent)
-        if draft:
-            meter.spec_s += spent
-            meter.spec_tokens += len(kept) + 1
+        if draft and lookup is not None:
+            meter.spec(who(lookup), spent, len(kept) + 1)
         else:
             meter.single_s += spent
             meter.single_n += 1
@@ -201,36 +216,52 @@ def _decode(llm: Any, pending: int, lookup: PromptLookup | None, n_ctx: int,
 
 @dataclass
 class Payoff:
-    """Whether lookup pays, per kind of work, from what it gained in this worker so far."""
+    """Which drafters pay, per kind of work, from what they gained in this worker so far."""
 
-    gains: dict[str, float] = field(default_factory=dict)  # running gain per kind
+    gains: dict[tuple[str, str], float] = field(default_factory=dict)  # (kind, drafter) -> gain
     costs: CostTable = field(default_factory=CostTable)
     single_tps: float = 0.0  # tokens per second of single-token passes, this model, this machine
-    plain_since: dict[str, int] = field(default_factory=dict)  # requests run plain since off
+    plain_since: dict[tuple[str, str], int] = field(default_factory=dict)  # requests since off
+
+    def drafters(self, mode: str, kind: str, has_model: bool) -> tuple[bool, bool]:
+        """(prompt lookup, draft model) for a request of `kind` under `[params] speculative`:
+        "lookup" and "draft" force one, "off" neither, "auto" what pays here (or is not yet
+        measured: the draft model then drafts only where its prices say it may pay)."""
+        if mode in ("lookup", "draft"):
+            return mode == "lookup", mode == "draft" and has_model
+        if mode != "auto":
+            return False, False
+        return self._pays(kind, "lookup"), has_model and self._pays(kind, "model")
 
     def wants_lookup(self, mode: str, kind: str) -> bool:
-        if mode == "lookup":
-            return True
-        if mode != "auto":
-            return False
-        gain = self.gains.get(kind)
+        return self.drafters(mode, kind, False)[0]
+
+    def _pays(self, kind: str, drafter: str) -> bool:
+        key = (kind, drafter)
+        gain = self.gains.get(key)
         if gain is None or gain >= 0.97:
             return True
-        waited = self.plain_since.get(kind, 0) + 1
-        self.plain_since[kind] = waited
+        waited = self.plain_since.get(key, 0) + 1
+        self.plain_since[key] = waited
         if waited >= RETRY_EVERY:  # the work may have changed: measure again
-            self.plain_since[kind] = 0
-            self.gains.pop(kind, None)
+            self.plain_since[key] = 0
+            self.gains.pop(key, None)
             return True
         return False
 
     def record(self, kind: str, meter: Meter) -> None:
-        """Fold one request's passes in: the single-pass speed, and the gain of drafting."""
+        """Fold one request's passes in: the single-pass speed, and each drafter's gain."""
         if meter.single_n >= 4 and meter.single_s > 0:
             tps = meter.single_n / meter.single_s
             self.single_tps = tps if not self.single_tps else 0.7 * self.single_tps + 0.3 * tps
-        if not (self.single_tps and meter.spec_tokens >= 8 and meter.spec_s > 0):
-            return
-        gain = meter.spec_tokens / meter.spec_s / self.single_tps
-        old = self.gains.get(kind)
-        self.gains[kind] = gain if old is None else 0.5 * old + 0.5 * gain
+        for drafter, tokens in meter.spec_tokens.items():
+            spent = meter.spec_s.get(drafter, 0.0)
+            if not (self.single_tps and tokens >= 8 and spent > 0):
+                continue
+            gain = tokens / spent / self.single_tps
+            old = self.gains.get((kind, drafter))
+            self.gains[(kind, drafter)] = gain if old is None else 0.5 * old + 0.5 * gain
+
+    def speedup(self, decode_tps: float) -> float:
+        """A reply's decode speed against single-token passes (0: not yet measured)."""
+        return decode_tps / self.single_tps if self.single_tps and decode_tps else 0.0

@@ -18,7 +18,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from app.engine.backend import Stats, StopReason
-from app.engine.llama.lookup import PromptLookup
+from app.engine.llama.draft import PRIOR, Drafter, load_draft, make_drafter, model_of
+from app.engine.llama.draft import words as _drafter_words
 from app.engine.llama.messages import (
     AskMemory,
     Cancel,
@@ -102,6 +103,9 @@ class Worker:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.llm: Any = None
+        self.draft_llm: Any = None  # a draft model for speculative decoding (draft.py)
+        self.draft_step_s = 0.0  # a draft model's step, measured
+        self.draft_acceptance: dict[str, list[float]] = {}  # per kind of work
         self.path = ""
         self.pays = Payoff()
         self.tuner = ThreadTuner(None, 1, False)
@@ -133,8 +137,8 @@ class Worker:
     def load(self, path: str, opts: LoadOptions) -> None:
         import llama_cpp
 
-        self.llm = None
-        self.pays = Payoff()
+        self.llm = self.draft_llm = None
+        self.pays, self.draft_step_s, self.draft_acceptance = Payoff(), 0.0, {}
         try:
             self.llm = llama_cpp.Llama(
                 model_path=path,
@@ -148,6 +152,13 @@ class Worker:
             return
         self.path = path
         llm = self.llm
+        if opts.draft_path:
+            try:
+                self.draft_llm = load_draft(opts.draft_path, llm, opts.threads, opts.gpu_layers)
+            except ValueError as exc:
+                self.llm = None
+                self.conn.send(LoadFailed(str(exc)))
+                return
         self.tuner = ThreadTuner(llm, opts.threads, opts.adapt_threads)
         meta = dict(llm.metadata)
         vocab = llm._model.vocab
@@ -160,6 +171,7 @@ class Worker:
             "eos_token_text": _piece(llm, eos),
             "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
             "system_info": _system_info(),
+            "draft": opts.draft_path if self.draft_llm is not None else "",
         }
         self.conn.send(Loaded(info))
 
@@ -218,8 +230,7 @@ class Worker:
         ignore_eos = opts.ignore_eos
         budget_s = opts.max_time_ms / 1000
         kind = opts.kind
-        wanted = self.pays.wants_lookup(opts.speculative, kind)
-        lookup = PromptLookup(costs=self.pays.costs.relative) if wanted else None
+        lookup = self._drafter(opts.speculative, kind)
         if lookup is not None:
             lookup.start(tokens)
         meter = Meter()
@@ -233,7 +244,8 @@ class Worker:
         try:
             for token in _decode(llm, tokens[-1], opts, lookup, n_ctx, meter,
                                  self.pays.costs, grammar,
-                                 think.inject(llm) if think is not None else None):
+                                 think.inject(llm) if think is not None else None,
+                                 plain=0 if self.pays.single_tps or lookup is None else 4):
                 if not ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1
@@ -277,12 +289,25 @@ class Worker:
         decode_s = t_last - t_first
         tps = (generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0
         self.pays.record(kind, meter)
+        model = model_of(lookup)
+        if model is not None and model.step_s:
+            self.draft_step_s = model.step_s
         self.conn.send(Finished(req, Stats(
             prompt_tokens=len(tokens), cached_tokens=cached, generated_tokens=generated,
             ttft_ms=(t_first - t0) * 1000 if generated else 0.0, decode_tps=tps,
             total_ms=(time.perf_counter() - t0) * 1000, stop_reason=reason,
             drafted_tokens=lookup.drafted if lookup else 0,
-            accepted_tokens=lookup.accepted if lookup else 0)))
+            accepted_tokens=lookup.accepted if lookup else 0,
+            drafter=_drafter_words(lookup), speedup=self.pays.speedup(tps))))
+
+    def _drafter(self, mode: str, kind: str) -> Drafter | None:
+        """Prompt lookup, the draft model, both, or none, as `Payoff` finds they pay."""
+        use_lookup, use_model = self.pays.drafters(mode, kind, self.draft_llm is not None)
+        single = self.pays.costs.seconds.get(1, 0.0)
+        step = self.draft_step_s / single if single and self.draft_step_s else 0.5
+        return make_drafter(self.pays.costs.relative, self.draft_llm if use_model else None,
+                            use_lookup, step, self.draft_acceptance.setdefault(kind, list(PRIOR)),
+                            force=mode == "draft")
 
     def _evaluate(self, req: int, llm: Any, tokens: list[int], cached: int) -> bool:
         """Evaluate the prompt after the `cached` tokens (all but its last token, which

@@ -245,8 +245,7 @@ class ChatScreen(Screen[None]):
                             "them, the context would be full.", severity="warning")
         if stats is not None and session is not None:
             used = stats.prompt_tokens + stats.generated_tokens
-            drafted = (f" · drafted {stats.drafted_tokens}, kept {stats.accepted_tokens}"
-                       if stats.drafted_tokens else "")
+            drafted = f" · {stats.drafting()}" if stats.drafted_tokens else ""
             self.last_stats = (f"context {used}/{session.params.context_length} · "
                                f"{stats.decode_tps:.1f} tok/s{drafted}")
             self.update_status()

@@ -155,8 +155,7 @@ class EditReview(Screen[str | None]):
         self._show_answer(result.answer)
         stats = result.stats
         if stats.drafted_tokens:
-            self.status(f"{self.status_text} · {stats.decode_tps:.0f} tok/s, "
-                        f"{stats.accepted_tokens}/{stats.drafted_tokens} drafted tokens kept")
+            self.status(f"{self.status_text} · {stats.decode_tps:.0f} tok/s, {stats.drafting()}")
 
     def _show_answer(self, answer: Answer) -> None:
         self.answer = answer
