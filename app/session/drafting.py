@@ -41,14 +41,19 @@ def header(model: LocalModel) -> GGUFHeader:
     chunks = starters.CHUNKED[model.starter].chunks() if model.starter else None
     if not chunks:
         raise DraftModelError(f"{model.name} has no file on disk.")
-    with chunks[0].open("rb") as fh:
-        data = fh.read(HEADER_READ)
-    return header_of_bytes(data, model.path.name, sum(c.stat().st_size for c in chunks), {VOCAB})
+    return _chunk_header(tuple(chunks), model.path.name, chunks[0].stat().st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=8)
 def _file_header(path: Path, mtime_ns: int) -> GGUFHeader:
     return read_header(path, {VOCAB})
+
+
+@functools.lru_cache(maxsize=8)
+def _chunk_header(chunks: tuple[Path, ...], name: str, mtime_ns: int) -> GGUFHeader:
+    with chunks[0].open("rb") as fh:
+        data = fh.read(HEADER_READ)
+    return header_of_bytes(data, name, sum(c.stat().st_size for c in chunks), {VOCAB})
 
 
 def mismatch(target: GGUFHeader, draft: GGUFHeader) -> str:
