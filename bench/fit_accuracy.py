@@ -2,11 +2,17 @@
 (where the model allows), the estimate for a 512-token prompt against the worker's measured
 peak RSS after a load and a 512-token prompt. Target: every row within +-10%.
 
-Run: .venv/bin/python bench/fit_accuracy.py
+--full fills the context instead (a prompt of the context less 64 tokens: the verdict's own
+case; a 32k prompt on the Qwen 1.5B takes minutes here). --draft adds the Qwen 1.5B with the
+0.5B loaded beside it as its draft model (speculative decoding), against `fit.with_draft`.
+--contexts and --models narrow the run.
+
+Run: .venv/bin/python bench/fit_accuracy.py [--full] [--draft] [--contexts 2048,8192]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -26,14 +32,18 @@ from app.session.context import AppContext  # noqa: E402
 from bench.common import table, write  # noqa: E402
 
 PROMPT_TOKENS = 512
+TARGET, DRAFT = "qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"
 
 
-async def measure(path: Path, context: int) -> tuple[int, int]:
+async def measure(path: Path, context: int, prompt_tokens: int,
+                  draft: Path | None = None) -> tuple[int, int]:
     backend = LlamaBackend(log_path=Path(os.environ["TRAMONTANE_HOME"]) / "worker.log")
-    params = Params(temperature=0.0, max_tokens=1, context_length=context)
-    await backend.load(ModelRef(path.stem, path, chat_format="plain"), params)
-    # about 512 tokens of prompt: "word " is one token in both vocabularies
-    async with aclosing(backend.complete("word " * (PROMPT_TOKENS - 2), "", params)) as stream:
+    # with a draft model: a few tokens, so that it drafts (its cache and buffers in use too)
+    params = Params(temperature=0.0, max_tokens=12 if draft else 1, context_length=context,
+                    speculative="draft" if draft else "off")
+    await backend.load(ModelRef(path.stem, path, chat_format="plain", draft=draft), params)
+    # the prompt: "word " is one token in every starter's vocabulary
+    async with aclosing(backend.complete("word " * (prompt_tokens - 2), "", params)) as stream:
         async for event in stream:
             last = event
     prompt = getattr(getattr(last, "stats", None), "prompt_tokens", 0)
@@ -42,31 +52,60 @@ async def measure(path: Path, context: int) -> tuple[int, int]:
     return memory["peak_rss"], prompt
 
 
+def _row(name: str, context: int, prompt: int, est: int, peak: int) -> dict[str, object]:
+    error = (est - peak) / peak
+    return {"model": name, "context": context, "prompt_tokens": prompt,
+            "estimate_mib": est / 2**20, "peak_rss_mib": peak / 2**20,
+            "error_pct": error * 100, "within_10pct": abs(error) <= 0.10}
+
+
 async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", action="store_true", help="fill the context")
+    ap.add_argument("--draft", action="store_true", help="add the 1.5B with its 0.5B draft")
+    ap.add_argument("--contexts", default="2048,8192,32768")
+    ap.add_argument("--models", default="", help="comma-separated starter names (default: all)")
+    args = ap.parse_args()
+    contexts = [int(c) for c in args.contexts.split(",")]
+    wanted = [m for m in args.models.split(",") if m]
     ctx = AppContext()
     hw = probe()
     rows = []
     for model in ctx.local_models():
-        if model.source != "starter package":
+        if model.source != "starter package" or (wanted and model.name not in wanted):
             continue
         model = ctx.resolve_model(model.name)  # a split starter is assembled now
         head = read_header(model.path)
         arch = arch_of(head)
         trained = int(head.arch("context_length", 4096))
-        for context in (2048, 8192, 32768):
+        for context in contexts:
             if context > trained:
                 continue
-            est = fit.estimate(arch, head.tensor_bytes, context, prompt_tokens=PROMPT_TOKENS,
+            prompt_tokens = context - 64 if args.full else PROMPT_TOKENS
+            est = fit.estimate(arch, head.tensor_bytes, context, prompt_tokens=prompt_tokens,
                                repack=fit.repacked(hw, head.repack_bytes))
-            peak, prompt = await measure(model.path, context)
-            error = (est.total - peak) / peak
-            rows.append({"model": model.name, "context": context, "prompt_tokens": prompt,
-                         "estimate_mib": est.total / 2**20, "peak_rss_mib": peak / 2**20,
-                         "error_pct": error * 100, "within_10pct": abs(error) <= 0.10})
+            peak, prompt = await measure(model.path, context, prompt_tokens)
+            rows.append(_row(model.name, context, prompt, est.total, peak))
+            print(f"  {model.name} {context}: {rows[-1]['error_pct']:+.1f}%", file=sys.stderr,
+                  flush=True)
+    if args.draft:
+        big, small = ctx.resolve_model(TARGET), ctx.resolve_model(DRAFT)
+        head, dhead = read_header(big.path), read_header(small.path)
+        for context in contexts:
+            verdict = fit.with_draft(
+                fit.verdict(arch_of(head), head.tensor_bytes, context, hw, 0,
+                            repack=head.repack_bytes),
+                arch_of(dhead), dhead.tensor_bytes, dhead.repack_bytes, hw)
+            peak, prompt = await measure(big.path, context, context - 80, small.path)
+            rows.append(_row(f"{TARGET} + {DRAFT} draft", context, prompt,
+                             verdict.estimate.total, peak))
+            print(f"  draft pair {context}: {rows[-1]['error_pct']:+.1f}%", file=sys.stderr,
+                  flush=True)
     print(table(rows))
     ok = all(r["within_10pct"] for r in rows)
     print(f"every row within +-10%: {ok}")
-    print(f"wrote {write('fit_accuracy', {'rows': rows, 'pass': ok})}")
+    name = "fit_accuracy" + ("_full" if args.full else "") + ("_draft" if args.draft else "")
+    print(f"wrote {write(name, {'rows': rows, 'pass': ok})}")
 
 
 if __name__ == "__main__":

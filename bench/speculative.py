@@ -7,8 +7,10 @@ Workloads, from standard-library functions (bench/code_tasks.py):
   explain  "explain this function" with the function in the prompt
   write    write a function from its docstring (little to copy)
 
-Ours: the worker with speculative = off (raw), lookup, and auto. Decode tokens/s come from the
-worker (first token to last). Greedy outputs with and without speculation are compared.
+Ours: one worker with the 0.5B starter loaded beside the target as its draft model, run with
+speculative = off (raw), lookup, draft (the draft model on every pass), and auto (what pays).
+Decode tokens/s come from the worker (first token to last). Greedy outputs with and without
+speculation are compared.
 With --anchor PATH: llama-server with the same messages, plain, `--spec-type ngram-simple`,
 and `-md` the 0.5B starter with `--spec-type draft-simple` (its defaults otherwise); its
 `timings.predicted_per_second` and draft counts.
@@ -76,7 +78,7 @@ async def ours(work: list[tuple[str, list[dict[str, str]]]]) -> list[dict[str, o
 
     ctx = AppContext()
     backend = LlamaBackend(log_path=ctx.paths.log_dir / "bench.log")
-    ref = ctx.placed(ctx.resolve_model(MODEL), Params())
+    ref = replace(ctx.placed(ctx.resolve_model(MODEL), Params()), draft=starter_path(DRAFT))
     base = replace(ctx.default_params(), temperature=0.0, seed=1, repeat_penalty=1.0)
     await backend.load(ref, base)
     rows = []
@@ -85,7 +87,7 @@ async def ours(work: list[tuple[str, list[dict[str, str]]]]) -> list[dict[str, o
             msgs = [Message(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
             row: dict[str, object] = {"kind": kind, "prompt": i}
             texts = {}
-            for mode in ("off", "lookup", "auto"):
+            for mode in ("off", "lookup", "draft", "auto"):
                 params = replace(base, speculative=mode, max_tokens=MAX_TOKENS[kind])
                 text, stats = "", None
                 async with aclosing(backend.chat(msgs, params)) as events:
@@ -102,9 +104,11 @@ async def ours(work: list[tuple[str, list[dict[str, str]]]]) -> list[dict[str, o
                     row[f"{mode}_drafted"] = stats.drafted_tokens
                     row[f"{mode}_accepted"] = stats.accepted_tokens
             row["identical"] = texts["off"] == texts["lookup"] == texts["auto"]
+            row["draft_identical"] = texts["off"] == texts["draft"]
             rows.append(row)
             print(f"  ours {i + 1}/{len(work)} {kind}: raw {row['off_tps']} tok/s, lookup "
-                  f"{row['lookup_tps']}, auto {row['auto_tps']}", file=sys.stderr, flush=True)
+                  f"{row['lookup_tps']}, draft {row['draft_tps']}, auto {row['auto_tps']}",
+                  file=sys.stderr, flush=True)
     finally:
         await backend.unload()
     return rows
@@ -138,7 +142,7 @@ def summarize(mine: list[dict[str, object]], theirs: list[dict[str, object]] | N
             continue
         raw = statistics.mean(float(r["off_tps"]) for r in rows)  # type: ignore[arg-type]
         line: dict[str, object] = {"work": kind, "prompts": len(rows), "raw tok/s": round(raw, 1)}
-        for mode in ("lookup", "auto"):
+        for mode in ("lookup", "draft", "auto"):
             tps = statistics.mean(float(r[f"{mode}_tps"]) for r in rows)  # type: ignore[arg-type]
             drafted = sum(int(r[f"{mode}_drafted"]) for r in rows)  # type: ignore[call-overload]
             kept = sum(int(r[f"{mode}_accepted"]) for r in rows)  # type: ignore[call-overload]
@@ -146,6 +150,7 @@ def summarize(mine: list[dict[str, object]], theirs: list[dict[str, object]] | N
             line[f"{mode} x raw"] = round(tps / raw, 2) if raw else 0.0
             line[f"{mode} kept"] = f"{kept}/{drafted}"
         line["identical"] = f"{sum(bool(r['identical']) for r in rows)}/{len(rows)}"
+        line["draft identical"] = f"{sum(bool(r['draft_identical']) for r in rows)}/{len(rows)}"
         if theirs:
             trows = [r for r in theirs if r["kind"] == kind]
             for mode in ("plain", "ngram-simple", "draft"):
