@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRAMONTANE_HOME", tempfile.mkdtemp(prefix="tram-bench-"))
 
-from app.engine.backend import ModelRef, Params  # noqa: E402
+from app.engine.backend import Message, ModelRef, Params  # noqa: E402
 from app.engine.llama.backend import LlamaBackend  # noqa: E402
 from app.models import fit  # noqa: E402
 from app.models.gguf_file import arch_of, read_header  # noqa: E402
@@ -42,8 +42,10 @@ async def measure(path: Path, context: int, prompt_tokens: int,
     params = Params(temperature=0.0, max_tokens=12 if draft else 1, context_length=context,
                     speculative="draft" if draft else "off")
     await backend.load(ModelRef(path.stem, path, chat_format="plain", draft=draft), params)
-    # the prompt: "word " is one token in every starter's vocabulary
-    async with aclosing(backend.complete("word " * (prompt_tokens - 2), "", params)) as stream:
+    # the prompt, as one message in the plain format (a completion's prompt would keep room to
+    # answer): "word " is one token in every starter's vocabulary
+    text = "word " * (prompt_tokens - 8)
+    async with aclosing(backend.chat([Message("user", text)], params)) as stream:
         async for event in stream:
             last = event
     prompt = getattr(getattr(last, "stats", None), "prompt_tokens", 0)
@@ -82,9 +84,10 @@ async def main() -> None:
             if context > trained:
                 continue
             prompt_tokens = context - 64 if args.full else PROMPT_TOKENS
-            est = fit.estimate(arch, head.tensor_bytes, context, prompt_tokens=prompt_tokens,
-                               repack=fit.repacked(hw, head.repack_bytes))
             peak, prompt = await measure(model.path, context, prompt_tokens)
+            # for the prompt the worker evaluated (a completion's prompt keeps room to answer)
+            est = fit.estimate(arch, head.tensor_bytes, context, prompt_tokens=prompt,
+                               repack=fit.repacked(hw, head.repack_bytes))
             rows.append(_row(model.name, context, prompt, est.total, peak))
             print(f"  {model.name} {context}: {rows[-1]['error_pct']:+.1f}%", file=sys.stderr,
                   flush=True)
@@ -92,11 +95,12 @@ async def main() -> None:
         big, small = ctx.resolve_model(TARGET), ctx.resolve_model(DRAFT)
         head, dhead = read_header(big.path), read_header(small.path)
         for context in contexts:
-            verdict = fit.with_draft(
-                fit.verdict(arch_of(head), head.tensor_bytes, context, hw, 0,
-                            repack=head.repack_bytes),
-                arch_of(dhead), dhead.tensor_bytes, dhead.repack_bytes, hw)
             peak, prompt = await measure(big.path, context, context - 80, small.path)
+            alone = fit.estimate(arch_of(head), head.tensor_bytes, context, prompt_tokens=prompt,
+                                 repack=fit.repacked(hw, head.repack_bytes))
+            verdict = fit.with_draft(fit.FitVerdict("cpu", alone, hw.ram_total, 0),
+                                     arch_of(dhead), dhead.tensor_bytes, dhead.repack_bytes, hw,
+                                     prompt_tokens=prompt)
             rows.append(_row(f"{TARGET} + {DRAFT} draft", context, prompt,
                              verdict.estimate.total, peak))
             print(f"  draft pair {context}: {rows[-1]['error_pct']:+.1f}%", file=sys.stderr,

@@ -218,13 +218,14 @@ def verdict(arch: Arch, weights: int, context: int, hw: Hardware, gpu_layers: in
 
 
 def with_draft(target: FitVerdict, arch: Arch, weights: int, repack: int = 0,
-               hw: Hardware | None = None) -> FitVerdict:
+               hw: Hardware | None = None, prompt_tokens: int | None = None) -> FitVerdict:
     """`target`'s verdict with a draft model loaded beside it in the same worker, at the same
     context: its weights, KV cache and compute buffers count, the process itself once. The
     draft goes to the GPU when the whole target does."""
     t = target.estimate
     on_gpu = target.kind == "gpu"
     d = estimate(arch, weights, t.context, arch.layers if on_gpu else 0,
+                 prompt_tokens=prompt_tokens,
                  repack=repacked(hw, repack) if hw is not None and not on_gpu else 0)
     gpu = t.gpu_bytes + (d.gpu_bytes - GPU_RESERVE if on_gpu else 0)
     cpu = t.cpu_bytes + d.cpu_bytes - PROCESS_BYTES
