@@ -85,7 +85,11 @@ class AppContext:
                 self._backends[name] = self._openai()
             else:
                 log = "code-worker.log" if name == "code" else "worker.log"
-                self._backends[name] = LlamaBackend(log_path=self.paths.log_dir / log)
+                made = LlamaBackend(log_path=self.paths.log_dir / log)
+                other = self._backends.get("llama.cpp" if name == "code" else "code")
+                if isinstance(other, LlamaBackend):  # one worker when both load the same
+                    made.peer, other.peer = other, made
+                self._backends[name] = made
         return self._backends[name]
 
     def backends(self) -> list[Backend]:

@@ -58,7 +58,13 @@ CANCEL_GRACE_S = 3.0
 
 
 class LlamaBackend:
-    """`Backend` over llama-cpp-python in a spawned worker."""
+    """`Backend` over llama-cpp-python in a spawned worker.
+
+    Two of them (chat's and code's) are each other's `peer`: when one asks for exactly what
+    the other's worker has loaded (the same file, context, threads, GPU layers and draft
+    model), it uses that worker, its lock and its request ids, instead of loading the model a
+    second time (two KV caches and two repacked copies). When the other moves to another
+    model, the next request loads a worker of its own."""
 
     name = "llama.cpp"
 
@@ -71,6 +77,15 @@ class LlamaBackend:
         self._load_key: tuple[Any, ...] | None = None
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
+        self.peer: LlamaBackend | None = None  # chat's worker for code, and code's for chat
+        self.host: LlamaBackend | None = None  # the peer whose worker this one uses now
+
+    def _owner(self) -> LlamaBackend:
+        return self.host if self.host is not None else self
+
+    def serves(self, key: tuple[Any, ...]) -> bool:
+        """Whether this backend's own worker is alive with exactly `key` loaded."""
+        return self.host is None and key == self._load_key and self._alive()
 
     # -- model lifecycle -------------------------------------------------------------------
 
@@ -81,7 +96,16 @@ class LlamaBackend:
         gpu_layers = params.gpu_layers if params.gpu_layers >= 0 else model.gpu_layers
         key = (str(model.path), params.context_length, params.thread_count, gpu_layers,
                str(model.draft or ""))
-        if self.model == model and key == self._load_key and self._alive():
+        peer = self.peer
+        if peer is not None and peer.serves(key):  # the same load: share its worker
+            if self.host is not peer:
+                await self._stop_worker()
+                self.host = peer
+            self.model, self.loaded, self._load_key, self.worker = model, peer.loaded, key, \
+                peer.worker
+            return
+        if key == self._load_key and self._alive() and self.host is None:
+            self.model = model  # the same load (a ref may differ in its formats only)
             return
         await self._stop_worker()
         self.model = model
@@ -118,7 +142,9 @@ class LlamaBackend:
         return self.worker is not None and not self.worker.dead and self.worker.proc.is_alive()
 
     async def _stop_worker(self) -> None:
-        if self.worker is not None:
+        if self.host is not None:  # the peer's worker: let go of it, never stop it
+            self.host = None
+        elif self.worker is not None:
             await self.worker.stop()
         self.worker = None
         self.loaded = {}
@@ -198,8 +224,9 @@ class LlamaBackend:
         params: Params, add_bos: bool = True, kind: str = "chat",
         data: tuple[tuple[int, int], ...] = (),
     ) -> AsyncGenerator[Event, None]:
-        async with self._lock:
-            req = next(self._ids)
+        owner = self._owner()
+        async with owner._lock:
+            req = next(owner._ids)
             opts = GenerateOptions(
                 params.max_tokens, params.temperature, params.top_p, params.top_k,
                 params.repeat_penalty, params.seed, (*stop, *params.stop),
@@ -250,16 +277,17 @@ class LlamaBackend:
                         return
         except (WorkerDied, TimeoutError, asyncio.CancelledError):
             worker.kill()
-            if self.worker is worker:
-                self.worker = None
-                self._load_key = None
+            for backend in (self, self._owner()):
+                if backend.worker is worker:
+                    backend.worker = None
+                    backend._load_key = None
 
     async def memory(self) -> dict[str, int]:
         """The worker's resident and peak resident memory, in bytes."""
         if not self._alive():
             return {"rss": 0, "peak_rss": 0}
         assert self.worker is not None
-        async with self._lock:
+        async with self._owner()._lock:
             self.worker.attach()
             self.worker.send(AskMemory())
             while True:
