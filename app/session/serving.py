@@ -27,8 +27,10 @@ from app.engine.backend import (
     Params,
 )
 from app.errors import TramontaneError
+from app.session import editor_edit
 from app.session.complete import Completion, CompletionSession
 from app.session.context import AppContext
+from app.session.editor_edit import messages_for
 
 KEY_VARIABLE = "TRAMONTANE_SERVE_API_KEY"
 
@@ -194,6 +196,20 @@ class ServeSession:
                    code_model: bool = False) -> AsyncGenerator[Event, None]:
         """A reply from the chat model (or the code model, when a client names it: edits);
         saved as a new chat in the history when asked."""
+        asked = editor_edit.parse(messages)
+        if asked is not None:  # llama.vim's instruction edit: the code pane's edit instead
+            edit_params = replace(params, work="edit",
+                                  context_length=self.code.params.context_length,
+                                  threads=self.code.params.threads,
+                                  gpu_layers=self.code.params.gpu_layers)
+            await self.code.backend.load(self.code.model, edit_params)
+            ours = messages_for(replace(asked, instruction="")) if params.max_tokens <= 0 \
+                else messages_for(asked)
+            async with aclosing(editor_edit.answered(
+                    asked, self.code.backend.chat(ours, edit_params))) as stream:
+                async for event in stream:
+                    yield event
+            return
         if code_model:
             params = replace(params, context_length=self.code.params.context_length,
                              threads=self.code.params.threads,
