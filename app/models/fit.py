@@ -7,7 +7,8 @@ The sizes follow llama.cpp's own allocations (checked against its log of buffer 
   34/32). llama-cpp-python allocates sliding-window layers at full size (swa_full); a backend
   that keeps only the window (Ollama, llama-server) pass `swa_full=False`;
 - compute buffers: with a prompt of P tokens, the attention scores of one micro-batch
-  (ubatch x P x (heads + 1) floats) and its activations; the logits of one token;
+  (chunk x P x (heads + 1) floats, the worker's 128-token chunks) and its activations; the
+  logits of one token;
 - fixed: the worker process with Python, numpy and llama.cpp loaded, and the vocabulary
   llama.cpp keeps in memory (about 226 bytes a token).
 - repacked weights: on a CPU with AVX2 or NEON, llama.cpp copies Q4_0, Q4_K and IQ4_NL layer
@@ -36,6 +37,12 @@ PROCESS_BYTES = 42 * MiB  # Python + numpy + llama_cpp imported, no model
 RUNTIME_BYTES = 45 * MiB  # llama.cpp's threads, code pages, graph and scheduler state
 VOCAB_BYTES_PER_TOKEN = 226
 N_UBATCH = 512
+# The llama.cpp worker evaluates a prompt in chunks of this many tokens (engine/llama/worker.py
+# PROMPT_CHUNK, so that a cancel is answered within one chunk): llama.cpp reserves compute
+# buffers for a micro-batch of N_UBATCH, but only a chunk's share of them is ever touched. With
+# a full 8k context this is 130 MB of attention scores less for SmolLM2 (measured with
+# bench/fit_accuracy.py --full: the estimate was 22% over, now within 7%).
+PROMPT_CHUNK_TOKENS = 128
 KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 HEADROOM = 0.90  # leave a tenth of RAM / VRAM for the system and other programs
 GPU_RESERVE = 300 * MiB  # CUDA / Metal context
@@ -122,8 +129,8 @@ def kv_bytes_per_token(arch: Arch, cache_type: str = "f16", context: int | None 
 
 
 def compute_bytes(arch: Arch, prompt_tokens: int) -> int:
-    """Compute buffers touched by a prompt of `prompt_tokens` (one micro-batch at a time)."""
-    ub = min(N_UBATCH, max(1, prompt_tokens))
+    """Compute buffers touched by a prompt of `prompt_tokens` (one chunk at a time)."""
+    ub = min(PROMPT_CHUNK_TOKENS, max(1, prompt_tokens))
     scores = ub * prompt_tokens * (arch.heads + 1) * 4
     activations = ub * (arch.embedding * 6 + arch.feed_forward * 3) * 4
     logits = arch.vocab * 4

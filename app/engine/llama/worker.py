@@ -50,7 +50,7 @@ SEND_EVERY_S = 0.05
 # cancel (an editor's next keystroke) is then answered within one chunk (about 1.4 s for a
 # 1.5B model on 2 cores; smaller chunks cost more: 32 made a warm suggestion 20 % slower)
 # instead of after the whole prompt, and the worker is not killed.
-PROMPT_CHUNK = 128
+PROMPT_CHUNK = 128  # models/fit.py PROMPT_CHUNK_TOKENS counts the compute buffers it touches
 
 
 def _redirect_stderr(log_path: str | None) -> None:
