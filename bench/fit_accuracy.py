@@ -5,7 +5,8 @@ peak RSS after a load and a 512-token prompt. Target: every row within +-10%.
 --full fills the context instead (a prompt of the context less 64 tokens: the verdict's own
 case; a 32k prompt on the Qwen 1.5B takes minutes here). --draft adds the Qwen 1.5B with the
 0.5B loaded beside it as its draft model (speculative decoding), against `fit.with_draft`.
---contexts and --models narrow the run.
+--contexts and --models narrow the run. --recount FILE takes the peaks a run measured (its
+JSON) and counts the estimates again with the current `fit.py`, for the same prompts.
 
 Run: .venv/bin/python bench/fit_accuracy.py [--full] [--draft] [--contexts 2048,8192]
 """
@@ -61,48 +62,70 @@ def _row(name: str, context: int, prompt: int, est: int, peak: int) -> dict[str,
             "error_pct": error * 100, "within_10pct": abs(error) <= 0.10}
 
 
+def _estimate(name: str, context: int, prompt: int) -> int:
+    """The estimate for `name` ("A + B draft" for a pair) with `prompt` tokens evaluated."""
+    ctx, hw = AppContext(), probe()
+    target = name.split(" + ")[0]
+    head = read_header(ctx.resolve_model(target).path)
+    alone = fit.estimate(arch_of(head), head.tensor_bytes, context, prompt_tokens=prompt,
+                         repack=fit.repacked(hw, head.repack_bytes))
+    if " + " not in name:
+        return alone.total
+    dhead = read_header(ctx.resolve_model(DRAFT).path)
+    return fit.with_draft(fit.FitVerdict("cpu", alone, hw.ram_total, 0), arch_of(dhead),
+                          dhead.tensor_bytes, dhead.repack_bytes, hw,
+                          prompt_tokens=prompt).estimate.total
+
+
+def recount(path: Path) -> None:
+    import json
+
+    old = json.loads(path.read_text())["rows"]
+    rows = [_row(r["model"], r["context"], r["prompt_tokens"],
+                 _estimate(r["model"], r["context"], r["prompt_tokens"]),
+                 int(r["peak_rss_mib"] * 2**20)) for r in old]
+    print(table(rows))
+    ok = all(r["within_10pct"] for r in rows)
+    print(f"every row within +-10%: {ok}")
+    print(f"wrote {write(path.stem + '_recounted', {'rows': rows, 'pass': ok})}")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="fill the context")
     ap.add_argument("--draft", action="store_true", help="add the 1.5B with its 0.5B draft")
     ap.add_argument("--contexts", default="2048,8192,32768")
     ap.add_argument("--models", default="", help="comma-separated starter names (default: all)")
+    ap.add_argument("--recount", metavar="FILE", help="a run's JSON: its peaks, estimated anew")
     args = ap.parse_args()
+    if args.recount:
+        recount(Path(args.recount))
+        return
     contexts = [int(c) for c in args.contexts.split(",")]
     wanted = [m for m in args.models.split(",") if m]
     ctx = AppContext()
-    hw = probe()
     rows = []
     for model in ctx.local_models():
         if model.source != "starter package" or (wanted and model.name not in wanted):
             continue
         model = ctx.resolve_model(model.name)  # a split starter is assembled now
         head = read_header(model.path)
-        arch = arch_of(head)
         trained = int(head.arch("context_length", 4096))
         for context in contexts:
             if context > trained:
                 continue
             prompt_tokens = context - 64 if args.full else PROMPT_TOKENS
             peak, prompt = await measure(model.path, context, prompt_tokens)
-            # for the prompt the worker evaluated (a completion's prompt keeps room to answer)
-            est = fit.estimate(arch, head.tensor_bytes, context, prompt_tokens=prompt,
-                               repack=fit.repacked(hw, head.repack_bytes))
-            rows.append(_row(model.name, context, prompt, est.total, peak))
+            rows.append(_row(model.name, context, prompt,
+                             _estimate(model.name, context, prompt), peak))
             print(f"  {model.name} {context}: {rows[-1]['error_pct']:+.1f}%", file=sys.stderr,
                   flush=True)
     if args.draft:
         big, small = ctx.resolve_model(TARGET), ctx.resolve_model(DRAFT)
-        head, dhead = read_header(big.path), read_header(small.path)
         for context in contexts:
             peak, prompt = await measure(big.path, context, context - 80, small.path)
-            alone = fit.estimate(arch_of(head), head.tensor_bytes, context, prompt_tokens=prompt,
-                                 repack=fit.repacked(hw, head.repack_bytes))
-            verdict = fit.with_draft(fit.FitVerdict("cpu", alone, hw.ram_total, 0),
-                                     arch_of(dhead), dhead.tensor_bytes, dhead.repack_bytes, hw,
-                                     prompt_tokens=prompt)
-            rows.append(_row(f"{TARGET} + {DRAFT} draft", context, prompt,
-                             verdict.estimate.total, peak))
+            name = f"{TARGET} + {DRAFT} draft"
+            rows.append(_row(name, context, prompt, _estimate(name, context, prompt), peak))
             print(f"  draft pair {context}: {rows[-1]['error_pct']:+.1f}%", file=sys.stderr,
                   flush=True)
     print(table(rows))
