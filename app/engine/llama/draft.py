@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.engine.llama.lookup import PromptLookup, default_costs, expected_kept
+from app.engine.llama.rows import logits
 from app.engine.llama.tokens import common_prefix
 
 P_MIN = 0.6  # the draft stops where the draft model's own top token is less likely than this
@@ -98,8 +99,6 @@ class DraftModel:
         k = self.length(room)
         if k <= 0 or not self.history:
             return []
-        from app.engine.llama.speculative import logits
-
         llm = self.llm
         self._catch_up()
         t0 = time.perf_counter()
