@@ -360,8 +360,9 @@ def test_a_busy_or_slower_calibration_never_replaces_a_better_one(
 
 
 def test_the_decode_thread_count_follows_what_is_faster(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each request times WINDOW tokens on the last winner and WINDOW on the other count; the
-    faster one is kept (the full count unless fewer are faster by the margin)."""
+    """A request times WINDOW tokens on the last winner; when it is slower than it was, or
+    every RECHECK requests, WINDOW more on the other count, and the faster one is kept (the
+    full count unless fewer are faster by the margin)."""
     import llama_cpp
 
     from app.engine.llama import threads
@@ -389,10 +390,15 @@ def test_the_decode_thread_count_follows_what_is_faster(monkeypatch: pytest.Monk
 
     request(full_s=0.6, fewer_s=0.3)  # the machine is busy: one thread wins
     assert tuner.best == 1 and calls[:3] == [2, 1, 1]
-    request(full_s=0.2, fewer_s=0.3)  # idle again: both threads win
+    for _ in range(threads.RECHECK - 1):  # one thread keeps its speed: no comparison
+        request(full_s=0.2, fewer_s=0.3)
+        assert tuner.best == 1 and tuner.choices == [1]
+    request(full_s=0.2, fewer_s=0.3)  # the periodic comparison: idle again, both threads win
     assert tuner.best == 2 and tuner.choices == [1, 2]
-    request(full_s=0.3, fewer_s=0.28)  # within the margin: the full count stays
-    assert tuner.best == 2
+    request(full_s=0.3, fewer_s=0.28)  # slower than it was: compared; within the margin
+    assert tuner.best == 2 and tuner.choices == [1, 2, 2]
+    request(full_s=0.6, fewer_s=0.3)  # busy again: the slow window brings a comparison
+    assert tuner.best == 1 and tuner.choices == [1, 2, 2, 1]
     off = threads.ThreadTuner(Llm(), 2, adapt=False)
     calls.clear()
     off.begin()

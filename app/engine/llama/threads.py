@@ -5,9 +5,15 @@ the machine holds up all of them: on a busy 2-core machine, two decode threads r
 speed of one (7 against 15-17 tok/s on SmolLM2). A prompt's batches are compute-bound and keep
 every thread (llama.cpp's n_threads_batch); only the one-token steps are tuned here.
 
-With [params] threads = 0 (auto), each request decodes WINDOW tokens with the count that won
-last time, WINDOW more with the other count, and keeps the faster (the full count unless the
-other is faster by MARGIN). A request too short to compare keeps the count it started with.
+With [params] threads = 0 (auto), a request decodes WINDOW tokens with the count that won
+last time. While that count keeps its speed, the request goes on with it. When it is slower
+than it was (under SLOWER of its known rate), and every RECHECK requests in any case (the
+other count may have become faster: the load went away), the request decodes WINDOW more
+with the other count and keeps the faster (the full count unless the other is faster by
+MARGIN). A request too short to compare keeps the count it started with. Comparing costs a
+window at the slower count, so it is done only when something may have changed: measured
+with bench/threads.py, comparing on every 64-token reply cost 6-13% against the best fixed
+count.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 
 WINDOW = 6  # tokens timed with each count
 MARGIN = 0.9  # fewer threads must take under this share of the full count's time
+SLOWER = 0.85  # a window under this share of the winner's known speed: compare again
+RECHECK = 8  # requests between comparisons while the winner keeps its speed
 
 
 class ThreadTuner:
@@ -24,7 +32,9 @@ class ThreadTuner:
         self.fewer = max(1, self.full // 2)
         self.enabled = adapt and self.full > 1
         self.best = self.full  # the count that won last
-        self.choices: list[int] = []  # the count each request kept (for stats and tests)
+        self.choices: list[int] = []  # the count each comparison kept (for stats and tests)
+        self.known = 0.0  # seconds the winner took for a window, last measured
+        self.since = 0  # requests since the last comparison
         self._state = "done"
         self._mark = 0.0
         self._first = 0.0
@@ -45,6 +55,11 @@ class ThreadTuner:
             self._mark = now
         elif generated == 2 + WINDOW and self._state == "first":
             self._first = now - self._mark
+            self.since += 1
+            if self.known and self._first <= self.known / SLOWER and self.since < RECHECK:
+                self.known = 0.7 * self.known + 0.3 * self._first  # as fast as it was
+                self._state = "done"
+                return
             self._trying = self.fewer if self.best == self.full else self.full
             self._set(self._trying)
             self._mark, self._state = now, "second"
@@ -53,6 +68,8 @@ class ThreadTuner:
             on_full = self._first if self.best == self.full else second
             on_fewer = second if self.best == self.full else self._first
             self.best = self.fewer if on_fewer < MARGIN * on_full else self.full
+            self.known = on_fewer if self.best == self.fewer else on_full
+            self.since = 0
             self._set(self.best)
             self.choices.append(self.best)
             self._state = "done"
