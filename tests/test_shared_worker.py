@@ -72,3 +72,28 @@ async def test_another_context_is_another_load(smollm2: Path) -> None:
     finally:
         await code.unload()
         await chat.unload()
+
+
+async def test_two_different_models_are_planned_together(smollm2: Path, tiny_gguf: Path) -> None:
+    """While chat holds one model in its worker, code's model is planned against the memory
+    left: on a machine just big enough for either alone, the second does not fit beside the
+    first (its warning says so), and fits again once the first is unloaded."""
+    from app.session.placement import plan_load
+
+    ctx = AppContext()
+    chat = ctx.backend_for("llama.cpp")
+    assert isinstance(chat, LlamaBackend)
+    local = ctx.resolve_model(str(tiny_gguf))
+    alone = plan_load(local, 512, ctx.hardware)
+    assert alone.verdict is not None
+    need = alone.verdict.estimate.cpu_bytes - alone.verdict.estimate.reclaimable
+    ctx.__dict__["hardware"] = replace(ctx.hardware, ram_total=int(need / 0.9 * 1.5),
+                                       gpus=[])  # either alone fits; not both
+    params = replace(PARAMS, gpu_layers=0)
+    assert ctx.placed(local, params).fit_warning == ""
+    try:
+        await chat.load(ModelRef("smollm2", smollm2), params)
+        assert "needs about" in ctx.placed(local, params).fit_warning
+    finally:
+        await chat.unload()
+    assert ctx.placed(local, params).fit_warning == ""

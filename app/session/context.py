@@ -162,17 +162,36 @@ class AppContext:
     def placed(self, local: LocalModel, params: Params) -> ModelRef:
         """`local` as a backend loads it: GPU layers from the fit verdict (or `params`), and a
         warning with the numbers when it does not fit this machine."""
-        plan = plan_load(local, params.context_length, self.hardware, params.gpu_layers)
+        hw = self._room_beside(local)
+        plan = plan_load(local, params.context_length, hw, params.gpu_layers)
         pick = drafting.choose(local, self.local_models(), params, self.paths.data_dir,
                                self.hardware, plan.gpu_layers)
         draft = None
         if pick is not None:
-            with_draft = plan_load(local, params.context_length, self.hardware,
-                                   params.gpu_layers, pick[1])
+            with_draft = plan_load(local, params.context_length, hw, params.gpu_layers,
+                                   pick[1])
             if with_draft.fits or params.speculative == "draft" or params.draft_model:
                 plan, draft = with_draft, ready_model(pick[0], self.paths.models_dir).path
         return replace(model_ref(local), gpu_layers=plan.gpu_layers, draft=draft,
                        fit_warning=plan.warning(local.name))
+
+    def _room_beside(self, local: LocalModel) -> Hardware:
+        """This machine less the RAM of another model that a llama.cpp worker of this app
+        holds now: chat and code on two different models are planned together (on one model
+        they share one worker)."""
+        taken = 0
+        for backend in self._backends.values():
+            if not isinstance(backend, LlamaBackend):
+                continue
+            ref, context = backend.model, backend.loaded_context
+            if ref is None or ref.path is None or ref.path == local.path or not context:
+                continue
+            other = plan_load(LocalModel(ref.name, ref.path, "path"), context, self.hardware)
+            if other.verdict is not None:
+                taken += other.verdict.estimate.cpu_bytes - other.verdict.estimate.reclaimable
+        if not taken:
+            return self.hardware
+        return replace(self.hardware, ram_total=max(0, self.hardware.ram_total - taken))
 
     @property
     def code_backend(self) -> Backend:

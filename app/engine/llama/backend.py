@@ -80,6 +80,12 @@ class LlamaBackend:
         self.peer: LlamaBackend | None = None  # chat's worker for code, and code's for chat
         self.host: LlamaBackend | None = None  # the peer whose worker this one uses now
 
+    @property
+    def loaded_context(self) -> int:
+        """The context its own worker was loaded with (0: no worker of its own)."""
+        return int(self._load_key[1]) if self._load_key and self.host is None \
+            and self._alive() else 0
+
     def _owner(self) -> LlamaBackend:
         return self.host if self.host is not None else self
 
