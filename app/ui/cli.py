@@ -26,6 +26,14 @@ from app.ui import (
 )
 
 
+def add_speculation(p: argparse.ArgumentParser) -> None:
+    """`--speculative` and `--draft-model`, for chat, edit and serve."""
+    p.add_argument("--speculative", choices=["auto", "off", "lookup", "draft"],
+                   help="speculative decoding (default: [params] speculative)")
+    p.add_argument("--draft-model", metavar="NAME|PATH",
+                   help="the draft model: a name from `models list` or a .gguf of the same vocabulary")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tramontane", description="Offline chat and code completion with local models."
@@ -62,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "[mcp.servers] (each call asks first)")
     chat.add_argument("--hide-thinking", action="store_true",
                       help="leave out a thinking model's reasoning (it is still saved)")
-    cli_chat.add_speculation(chat)
+    add_speculation(chat)
     chat.add_argument("prompt", nargs="?", help="the question; - reads standard input")
     chat.set_defaults(func=cli_chat.run)
 
@@ -107,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_models.add_parser(sub)
     cli_complete.add_parser(sub)
-    cli_edit.add_parser(sub)
-    cli_serve.add_parser(sub)
+    add_speculation(cli_edit.add_parser(sub))
+    add_speculation(cli_serve.add_parser(sub))
     get_host().call("register_commands", subparsers=sub, plugins=get_host())
     parser.set_defaults(commands=frozenset(sub.choices))
     return parser

@@ -19,15 +19,6 @@ from app.session.front import Tramontane, remote_server
 from app.session.placement import DoesNotFitError
 from app.session.slash import ChatPrompt
 
-
-def add_speculation(p: argparse.ArgumentParser) -> None:
-    """`--speculative` and `--draft-model`, for chat, edit and serve."""
-    p.add_argument("--speculative", choices=["auto", "off", "lookup", "draft"],
-                   help="speculative decoding (default: [params] speculative)")
-    p.add_argument("--draft-model", metavar="NAME|PATH",
-                   help="the draft model: a name from `models list` or a .gguf of the same vocabulary")
-
-
 _PARAM_FLAGS = ("temperature", "top_p", "top_k", "repeat_penalty", "seed", "max_tokens",
                 "context_length", "threads", "gpu_layers")
 

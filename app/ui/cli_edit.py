@@ -17,10 +17,9 @@ from app.session.complete import decode_text, read_text_file
 from app.session.front import Tramontane
 from app.session.placement import DoesNotFitError
 from app.session.serving import KEY_VARIABLE
-from app.ui.cli_chat import add_speculation
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("edit", help="change code by instruction (prints a diff; --apply writes)")
     p.add_argument("file", help="the file (with --stdin it names the buffer)")
     p.add_argument("instruction", help='what to change, e.g. "fix the off-by-one"')
@@ -39,8 +38,8 @@ def add_parser(sub: Any) -> None:
                    help="load the model even when it does not fit this machine's memory")
     p.add_argument("--no-server", action="store_true",
                    help="load the model here even when `tramontane serve` is running")
-    add_speculation(p)
     p.set_defaults(func=run)
+    return p  # type: ignore[no-any-return]
 
 
 def run(args: argparse.Namespace) -> int:

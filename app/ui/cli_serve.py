@@ -10,10 +10,9 @@ from typing import Any
 
 from app.session.front import Tramontane
 from app.session.serving import KEY_VARIABLE, UsageError
-from app.ui.cli_chat import add_speculation
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve /infill (llama.vim, llama.vscode) and the OpenAI "
                                      "API (/v1) from warm models")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; any other needs "
@@ -23,8 +22,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-m", "--model", help="chat model (default: [chat] model)")
     p.add_argument("--code-model", help="completion model (default: [code] model)")
     p.add_argument("--backend", choices=["llama.cpp", "ollama", "openai"])
-    add_speculation(p)
     p.set_defaults(func=run)
+    return p  # type: ignore[no-any-return]
 
 
 def run(args: argparse.Namespace) -> int:
