@@ -198,25 +198,15 @@ class ServeSession:
         saved as a new chat in the history when asked."""
         asked = editor_edit.parse(messages)
         if asked is not None:  # llama.vim's instruction edit: the code pane's edit instead
-            edit_params = replace(params, work="edit",
-                                  context_length=self.code.params.context_length,
-                                  threads=self.code.params.threads,
-                                  gpu_layers=self.code.params.gpu_layers)
-            await self.code.backend.load(self.code.model, edit_params)
             ours = messages_for(replace(asked, instruction="")) if params.max_tokens <= 0 \
                 else messages_for(asked)
             async with aclosing(editor_edit.answered(
-                    asked, self.code.backend.chat(ours, edit_params))) as stream:
+                    asked, self._code_reply(ours, replace(params, work="edit")))) as stream:
                 async for event in stream:
                     yield event
             return
         if code_model:
-            params = replace(params, context_length=self.code.params.context_length,
-                             threads=self.code.params.threads,
-                             gpu_layers=self.code.params.gpu_layers)
-            await self.code.backend.load(self.code.model, params)
-            async with aclosing(_checked(self.code.backend.chat(messages, params),
-                                         params)) as stream:
+            async with aclosing(self._code_reply(messages, params)) as stream:
                 async for event in stream:
                     yield event
             return
@@ -231,6 +221,18 @@ class ServeSession:
             return
         await self.chat_backend.load(self.chat_model, params)
         async with aclosing(_checked(self.chat_backend.chat(messages, params), params)) as stream:
+            async for event in stream:
+                yield event
+
+    async def _code_reply(self, messages: list[Message],
+                          params: Params) -> AsyncGenerator[Event, None]:
+        """A chat reply from the code model, loaded as the code worker holds it."""
+        params = replace(params, context_length=self.code.params.context_length,
+                         threads=self.code.params.threads,
+                         gpu_layers=self.code.params.gpu_layers)
+        await self.code.backend.load(self.code.model, params)
+        async with aclosing(_checked(self.code.backend.chat(messages, params),
+                                     params)) as stream:
             async for event in stream:
                 yield event
 
