@@ -6,7 +6,6 @@ it. The vocabulary check reads both GGUF headers."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,9 @@ from typing import Any
 import pytest
 
 from app.engine.llama.draft import DraftModel
-from app.engine.llama.messages import GenerateOptions
 from app.models.local import LocalModel
 from app.session import drafting
-from tests.test_speculative import _prompts, agreement
+from tests.test_speculative import _prompts, agreement, decoded, sampled
 
 pytestmark = pytest.mark.qwen
 
@@ -50,32 +48,10 @@ def pair(qwen_file: Path, qwen_small_file: Path) -> tuple[Any, Any]:
 
 def _run(pair: tuple[Any, Any], prompt: str, draft: bool, n: int, temp: float = 0.0,
          seed: int = 1) -> tuple[list[int], list[float], DraftModel | None]:
-    from app.engine.llama.speculative import decode, logits, margin
-    from app.engine.llama.tokens import common_prefix
-
     llm, small = pair
-    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-    cached = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens[:-1])
-    llm.n_tokens = cached
-    llm._ctx.kv_cache_seq_rm(-1, cached, -1)
-    llm.eval(tokens[cached:-1])
-    llm.set_seed(seed)
     # forced: the point is the check of drafts, not whether they pay on this machine
     model = DraftModel(small, step_cost=0.5, force=True) if draft else None
-    if model is not None:
-        model.start(tokens)
-    opts = GenerateOptions(max_tokens=1024, temperature=temp, top_p=1.0, top_k=40,
-                           repeat_penalty=1.0, seed=seed)
-    out: list[int] = []
-    margins: list[float] = []
-    steps = decode(llm, tokens[-1], opts, model, 1024)
-    for token in steps:
-        if not draft:
-            margins.append(margin(logits(llm, -1), [], 1.0))
-        out.append(token)
-        if len(out) >= n:
-            break
-    steps.close()
+    out, margins = decoded(llm, prompt, model, n, temp, seed)
     return out, margins, model
 
 
@@ -92,7 +68,7 @@ def test_a_drafted_token_is_kept_as_often_as_the_big_model_picks_it(
     model's own distribution gives it."""
     import numpy as np
 
-    from app.engine.llama.speculative import logits
+    from app.engine.llama.rows import logits
 
     prompt = next(_prompts(1))
     llm, small = pair
@@ -101,17 +77,8 @@ def test_a_drafted_token_is_kept_as_often_as_the_big_model_picks_it(
     top = np.argsort(row)[-40:]  # the sampler's top-k 40, temperature 1
     probs = np.exp(row[top] - row[top].max())
     p_of = dict(zip(top.tolist(), (probs / probs.sum()).tolist(), strict=True))
-    counts: dict[bool, Counter[int]] = {}
-    kept = 0
-    for draft in (False, True):
-        seen: Counter[int] = Counter()
-        for seed in range(200):
-            out, _, model = _run(pair, prompt, draft=draft, n=1, temp=1.0, seed=seed + 1)
-            seen[out[0]] += 1
-            kept += model.accepted if model is not None else 0
-        counts[draft] = seen
-    keys = set(counts[False]) | set(counts[True])
-    tv = sum(abs(counts[False][k] - counts[True][k]) for k in keys) / 400
+    counts, tv, kept = sampled(
+        lambda spec, seed: _run(pair, prompt, draft=spec, n=1, temp=1.0, seed=seed), 200, 0)
     assert tv < 0.15, (tv, counts)
     assert kept > 0
     tokens = small.tokenize(prompt.encode(), add_bos=False, special=True)
@@ -133,7 +100,7 @@ def test_the_draft_model_counts_in_the_fit_verdict(qwen_file: Path,
     hw = probe()
     alone = plan_load(_local(qwen_file), 8192, hw)
     small = drafting.header(_local(qwen_small_file))
-    both = plan_load(_local(qwen_file), 8192, hw, draft=small)
+    both = alone.beside(small, hw)
     assert alone.verdict is not None and both.verdict is not None
     a, b = alone.verdict.estimate, both.verdict.estimate
     assert b.weights == a.weights + small.tensor_bytes

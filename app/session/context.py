@@ -164,12 +164,11 @@ class AppContext:
         warning with the numbers when it does not fit this machine."""
         hw = self._room_beside(local)
         plan = plan_load(local, params.context_length, hw, params.gpu_layers)
-        pick = drafting.choose(local, self.local_models(), params, self.paths.data_dir,
+        pick = drafting.choose(local, self.local_models, params, self.paths.data_dir,
                                self.hardware, plan.gpu_layers)
         draft = None
         if pick is not None:
-            with_draft = plan_load(local, params.context_length, hw, params.gpu_layers,
-                                   pick[1])
+            with_draft = plan.beside(pick[1], hw)
             if with_draft.fits or params.speculative == "draft" or params.draft_model:
                 plan, draft = with_draft, ready_model(pick[0], self.paths.models_dir).path
         return replace(model_ref(local), gpu_layers=plan.gpu_layers, draft=draft,

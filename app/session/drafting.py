@@ -15,6 +15,7 @@ On a CPU, where a batch costs nearly what its tokens do, it does not, and nothin
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 from app.engine.backend import Params
@@ -73,11 +74,11 @@ def mismatch(target: GGUFHeader, draft: GGUFHeader) -> str:
     return ""
 
 
-def pays(target: GGUFHeader, draft: GGUFHeader, data_dir: Path, hw: Hardware,
-         gpu_layers: int) -> bool:
-    """Whether the speed model predicts that drafting with `draft` beats plain decoding here
-    (False with no calibration: nothing to predict from)."""
-    measured = speedmod.load_cached(data_dir, hw)
+def pays(target: GGUFHeader, draft: GGUFHeader, measured: speedmod.MachineSpeed | None,
+         hw: Hardware, gpu_layers: int) -> bool:
+    """Whether the speed model predicts, from this machine's `measured` figures, that drafting
+    with `draft` beats plain decoding here (False with no calibration: nothing to predict
+    from)."""
     if measured is None:
         return False
     big = speedmod.predict(speedmod.shape_of_header(target), hw, measured, gpu_layers)
@@ -91,33 +92,37 @@ def pays(target: GGUFHeader, draft: GGUFHeader, data_dir: Path, hw: Hardware,
     return model.length(64) > 0
 
 
-def choose(model: LocalModel, models: list[LocalModel], params: Params, data_dir: Path,
-           hw: Hardware, gpu_layers: int) -> tuple[LocalModel, GGUFHeader] | None:
+def choose(model: LocalModel, installed: Callable[[], list[LocalModel]], params: Params,
+           data_dir: Path, hw: Hardware, gpu_layers: int
+           ) -> tuple[LocalModel, GGUFHeader] | None:
     """The draft model for `model` under `params` (its header too, for the fit verdict), or
-    None: speculation off or by lookup alone, no candidate, or one that would not pay."""
+    None: speculation off or by lookup alone, no candidate, or one that would not pay. The
+    `installed` models are listed only when a draft model may be wanted."""
     if params.speculative in ("off", "lookup") or not model.path.is_file():
         return None
-    if params.speculative == "auto" and not params.draft_model and \
-            speedmod.load_cached(data_dir, hw) is None:
+    measured = speedmod.load_cached(data_dir, hw)
+    if params.speculative == "auto" and not params.draft_model and measured is None:
         return None  # no calibration, no prediction: prompt lookup alone
     try:
         target = header(model)
     except TramontaneError:
         return None
     if params.draft_model:
+        models = installed()
         named = [m for m in models if params.draft_model in (m.name, str(m.path))]
         loose = Path(params.draft_model).expanduser()
         if not named and not loose.is_file():
             raise DraftModelError(f"No model named {params.draft_model} to draft with "
                                   "(`tramontane models list` names them).")
         pick = named[0] if named else LocalModel(loose.stem, loose, "path")
-        why = mismatch(target, header(pick))
+        head = header(pick)
+        why = mismatch(target, head)
         if why:
             raise DraftModelError(f"{pick.name} cannot draft for {model.name}: {why}.")
-        return pick, header(pick)
-    size = model.size
-    for cand in sorted(models, key=_size):
-        if cand.path == model.path or not 0 < _size(cand) <= size * SMALLER:
+        return pick, head
+    limit = model.size * SMALLER
+    for size, cand in sorted(((_size(m), m) for m in installed()), key=lambda sm: sm[0]):
+        if cand.path == model.path or not 0 < size <= limit:
             continue
         try:
             head = header(cand)
@@ -125,7 +130,7 @@ def choose(model: LocalModel, models: list[LocalModel], params: Params, data_dir
             continue
         if mismatch(target, head):
             continue
-        if params.speculative == "draft" or pays(target, head, data_dir, hw, gpu_layers):
+        if params.speculative == "draft" or pays(target, head, measured, hw, gpu_layers):
             return cand, head
     if params.speculative == "draft":
         raise DraftModelError(f"No installed model shares {model.name}'s vocabulary to draft "

@@ -30,6 +30,13 @@ class LoadPlan:
     def fits(self) -> bool:
         return self.verdict is None or self.verdict.fits
 
+    def beside(self, draft: GGUFHeader, hw: Hardware) -> LoadPlan:
+        """This plan with a draft model (speculative decoding) loaded in the same worker."""
+        if self.verdict is None:
+            return self
+        return LoadPlan(fit.with_draft(self.verdict, arch_of(draft), draft.tensor_bytes,
+                                       draft.repack_bytes, hw))
+
     def warning(self, name: str) -> str:
         """One line with the numbers, when the model does not fit; "" when it does."""
         if self.fits or self.verdict is None:
@@ -45,10 +52,9 @@ class LoadPlan:
 
 
 def plan_load(model: LocalModel, context_length: int, hw: Hardware,
-              gpu_layers: int = -1, draft: GGUFHeader | None = None) -> LoadPlan:
+              gpu_layers: int = -1) -> LoadPlan:
     """The placement for `model` at `context_length`: all layers on the GPU, some, or none, as
-    the fit verdict finds; `gpu_layers` >= 0 is the user's own choice. A `draft` model loaded
-    beside it (speculative decoding) counts in the verdict."""
+    the fit verdict finds; `gpu_layers` >= 0 is the user's own choice."""
     if not model.path.is_file():
         return LoadPlan(None)
     try:
@@ -56,8 +62,5 @@ def plan_load(model: LocalModel, context_length: int, hw: Hardware,
     except TramontaneError:
         return LoadPlan(None)  # the load itself will say what is wrong with the file
     chosen = gpu_layers if gpu_layers >= 0 else None
-    found = fit.verdict(arch_of(head), head.tensor_bytes, context_length, hw, chosen,
-                        repack=head.repack_bytes)
-    if draft is not None:
-        found = fit.with_draft(found, arch_of(draft), draft.tensor_bytes, draft.repack_bytes, hw)
-    return LoadPlan(found)
+    return LoadPlan(fit.verdict(arch_of(head), head.tensor_bytes, context_length, hw, chosen,
+                                repack=head.repack_bytes))
