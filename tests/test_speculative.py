@@ -68,16 +68,20 @@ def test_draft_length_follows_the_price_of_a_pass() -> None:
 
 def test_payoff_turns_lookup_off_where_it_does_not_pay_and_retries() -> None:
     pays = Payoff()
-    assert pays.wants_lookup("auto", "chat") and not pays.wants_lookup("off", "chat")
-    assert pays.wants_lookup("lookup", "edit")
+
+    def wants_lookup(mode: str, kind: str) -> bool:
+        return pays.drafters(mode, kind, has_model=False)[0]
+
+    assert wants_lookup("auto", "chat") and not wants_lookup("off", "chat")
+    assert wants_lookup("lookup", "edit")
     pays.record("chat", Meter(single_s=1.0, single_n=10))  # 10 tok/s alone
     pays.record("chat", Meter(single_s=1.0, single_n=10, spec_s={"lookup": 2.0},
                               spec_tokens={"lookup": 12}))
     assert pays.gains["chat", "lookup"] == pytest.approx(0.6)
-    assert not pays.wants_lookup("auto", "chat")
+    assert not wants_lookup("auto", "chat")
     pays.record("edit", Meter(spec_s={"lookup": 1.0}, spec_tokens={"lookup": 40}))  # 4x
-    assert pays.wants_lookup("auto", "edit")
-    tries = [pays.wants_lookup("auto", "chat") for _ in range(RETRY_EVERY - 1)]
+    assert wants_lookup("auto", "edit")
+    tries = [wants_lookup("auto", "chat") for _ in range(RETRY_EVERY - 1)]
     assert tries[-1] and not any(tries[:-1])  # measured again after a while
 
 
@@ -159,6 +163,25 @@ def agreement(run: Callable[[str, bool], tuple[list[int], list[float], Any]],
     return same, drafted, accepted
 
 
+def sampled(run: Callable[[bool, int], tuple[list[int], list[float], Any]], samples: int,
+            at: int) -> tuple[dict[bool, Counter[int]], float, int]:
+    """The token at position `at` over `samples` seeds, plain and with speculation
+    (`run(speculate, seed)`): the counts of each, their total variation, and the drafted
+    tokens kept."""
+    counts: dict[bool, Counter[int]] = {}
+    kept = 0
+    for speculate in (False, True):
+        seen: Counter[int] = Counter()
+        for seed in range(samples):
+            out, _, drafter = run(speculate, seed + 1)
+            seen[out[at]] += 1
+            kept += drafter.accepted if drafter is not None else 0
+        counts[speculate] = seen
+    keys = set(counts[False]) | set(counts[True])
+    tv = sum(abs(counts[False][k] - counts[True][k]) for k in keys) / (2 * samples)
+    return counts, tv, kept
+
+
 @pytest.fixture(scope="module")
 def llm(smollm2: Any) -> Any:
     llama_cpp = pytest.importorskip("llama_cpp")
@@ -166,37 +189,43 @@ def llm(smollm2: Any) -> Any:
                            seed=1)
 
 
-def _run(llm: Any, prompt: str, lookup: bool, n: int, temp: float = 0.0,
-         seed: int = 1) -> tuple[list[int], list[float], PromptLookup | None]:
-    from app.engine.llama.speculative import decode, logits, margin
+def decoded(llm: Any, prompt: str, drafter: Any, n: int, temp: float = 0.0,
+            seed: int = 1) -> tuple[list[int], list[float]]:
+    """`n` tokens after `prompt` (its start reused from the cache, as the worker does), with
+    `drafter`'s drafts checked, or plainly with None: then also each choice's margin."""
+    from app.engine.llama.rows import logits, margin
+    from app.engine.llama.speculative import decode
+    from app.engine.llama.tokens import common_prefix
 
     tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-    cached = 0  # the prompt's start that the cache holds already (as the worker reuses it)
-    for a, b in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens[:-1], strict=False):
-        if a != b:
-            break
-        cached += 1
+    cached = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens[:-1])
     llm.n_tokens = cached
     llm._ctx.kv_cache_seq_rm(-1, cached, -1)
     llm.eval(tokens[cached:-1])
     llm.set_seed(seed)
-    # drafts whatever it finds (as on a machine where a batch costs what one token does): the
-    # point here is the check of drafts, not the choice of when to make them
-    lk = PromptLookup(costs=lambda n: 1.0) if lookup else None
-    if lk is not None:
-        lk.start(tokens)
+    if drafter is not None:
+        drafter.start(tokens)
     opts = GenerateOptions(max_tokens=1024, temperature=temp, top_p=1.0, top_k=40,
                            repeat_penalty=1.0, seed=seed)
     out: list[int] = []
     margins: list[float] = []
-    steps = decode(llm, tokens[-1], opts, lk, 1024)
+    steps = decode(llm, tokens[-1], opts, drafter, 1024)
     for token in steps:
-        if not lookup:  # plain decoding: how clear each choice was
+        if drafter is None:  # plain decoding: how clear each choice was
             margins.append(margin(logits(llm, -1), [], 1.0))
         out.append(token)
         if len(out) >= n:
             break
     steps.close()
+    return out, margins
+
+
+def _run(llm: Any, prompt: str, lookup: bool, n: int, temp: float = 0.0,
+         seed: int = 1) -> tuple[list[int], list[float], PromptLookup | None]:
+    # drafts whatever it finds (as on a machine where a batch costs what one token does): the
+    # point here is the check of drafts, not the choice of when to make them
+    lk = PromptLookup(costs=lambda n: 1.0) if lookup else None
+    out, margins = decoded(llm, prompt, lk, n, temp, seed)
     return out, margins, lk
 
 
@@ -216,17 +245,8 @@ def test_sampled_output_keeps_the_distribution(llm: Any) -> None:
     """With temperature 1, the second token (checked from a batch row when a draft exists)
     is distributed as without speculation: total variation under 0.15 over 300 samples."""
     prompt = next(_prompts(3))
-    counts = {}
-    kept = 0
-    for lookup in (False, True):
-        seen: Counter[int] = Counter()
-        for seed in range(300):
-            out, _, lk = _run(llm, prompt, lookup=lookup, n=2, temp=1.0, seed=seed + 1)
-            seen[out[1]] += 1
-            kept += lk.accepted if lk else 0
-        counts[lookup] = seen
-    keys = set(counts[False]) | set(counts[True])
-    tv = sum(abs(counts[False][k] - counts[True][k]) for k in keys) / 600
+    counts, tv, kept = sampled(
+        lambda spec, seed: _run(llm, prompt, lookup=spec, n=2, temp=1.0, seed=seed), 300, 1)
     assert kept > 0  # drafts were checked and kept
     assert tv < 0.15, (tv, counts)
 
@@ -235,7 +255,7 @@ def test_sampled_output_keeps_the_distribution(llm: Any) -> None:
 def test_the_greedy_pick_is_llama_cpps(llm: Any) -> None:
     """The worker's greedy choice (numpy, repetition penalty included) equals llama.cpp's
     penalties + greedy sampler chain on every row of a real pass."""
-    from app.engine.llama.speculative import greedy, logits
+    from app.engine.llama.rows import greedy, logits
 
     tokens = llm.tokenize(PROMPTS_SOURCE.encode(), add_bos=False)
     llm.n_tokens = 0

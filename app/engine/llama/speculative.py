@@ -32,9 +32,7 @@ from app.engine.llama.draft import Both, Drafter, DraftModel
 from app.engine.llama.grammar import GrammarGate
 from app.engine.llama.lookup import default_costs
 from app.engine.llama.messages import GenerateOptions
-from app.engine.llama.rows import greedy, logits, margin, penalized
-
-__all__ = ["Meter", "Payoff", "decode", "greedy", "logits", "margin", "penalized", "who"]
+from app.engine.llama.rows import greedy, logits, penalized
 
 MODES = ("auto", "off", "lookup", "draft")
 RETRY_EVERY = 8  # requests of a kind run plain before lookup is tried again
@@ -191,9 +189,6 @@ class Payoff:
         if mode != "auto":
             return False, False
         return self._pays(kind, "lookup"), has_model and self._pays(kind, "model")
-
-    def wants_lookup(self, mode: str, kind: str) -> bool:
-        return self.drafters(mode, kind, False)[0]
 
     def _pays(self, kind: str, drafter: str) -> bool:
         key = (kind, drafter)
