@@ -67,7 +67,7 @@ class HeaderIncomplete(CorruptModelError):
     """The bytes read so far end inside the header: read more of the file (a range read)."""
 
 
-class _Cursor:
+class Cursor:
     def __init__(self, buf: Any, path: Path, partial: bool = False) -> None:
         self.buf, self.pos, self.path = buf, 0, path
         self.partial = partial  # the start of a longer file: running out means "read more"
@@ -157,7 +157,7 @@ def _read_one(path: Path, want: set[str] | None) -> GGUFHeader:
                 "Tramontane runs .gguf files made for llama.cpp."
             )
         try:
-            return _parse(_Cursor(buf, path), path, size, want or set())
+            return _parse(Cursor(buf, path), path, size, want or set())
         except struct.error as exc:
             raise CorruptModelError(
                 f"{path} is truncated inside its header ({size:,} bytes). Download or copy it again."
@@ -174,7 +174,7 @@ def header_of_bytes(data: bytes, name: str, size: int,
     if data[:4] != b"GGUF":
         raise CorruptModelError(f"{name} is not a GGUF model (it starts with {data[:4]!r}).")
     try:
-        return _parse(_Cursor(data, path, partial=len(data) < size), path, size, want or set())
+        return _parse(Cursor(data, path, partial=len(data) < size), path, size, want or set())
     except struct.error as exc:
         if len(data) < size:
             raise HeaderIncomplete(f"{name}: the header goes past the {len(data):,} bytes "
@@ -184,7 +184,19 @@ def header_of_bytes(data: bytes, name: str, size: int,
         raise CorruptModelError(f"{name} has a damaged header ({exc}).") from exc
 
 
-def _parse(cur: _Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
+def _parse(cur: Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
+    head, n_kv = start(cur, path, size)
+    for _ in range(n_kv):
+        one_kv(cur, head, want)
+    data_end = 0
+    for _ in range(head.tensor_count):
+        data_end = max(data_end, one_tensor(cur, head))
+    finish(head, cur.pos, data_end)
+    return head
+
+
+def start(cur: Cursor, path: Path, size: int) -> tuple[GGUFHeader, int]:
+    """The fixed start: the version and the counts; the header to fill, and how many keys."""
     cur.pos = 4
     version = cur.take("<I")
     if version not in (2, 3):
@@ -192,66 +204,77 @@ def _parse(cur: _Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
     n_tensors, n_kv = cur.take("<Q"), cur.take("<Q")
     if n_tensors > 1_000_000 or n_kv > 1_000_000:
         raise CorruptModelError(f"{path} has a damaged header (impossible counts).")
-    head = GGUFHeader(path=path, size=size, version=version, tensor_count=n_tensors)
-    for _ in range(n_kv):
-        key = cur.string()
-        vtype = cur.take("<I")
-        if vtype == GGUFValueType.ARRAY:
-            itype, count = cur.take("<I"), cur.take("<Q")
-            if itype == GGUFValueType.STRING and VOCAB in want and key == "tokenizer.ggml.tokens":
-                items = None
-                head.tokens = [cur.string() for _ in range(count)]
-            elif itype == GGUFValueType.STRING and want and key == "tokenizer.ggml.tokens":
-                items = None
-                for _ in range(count):
-                    token = cur.string()
-                    if token in want:
-                        head.found_tokens.add(token)
-            elif itype == GGUFValueType.STRING:
-                items = _strings(cur, count)
-            else:
-                items = _skip_scalars(cur, itype, count)
-            head.array_lengths[key] = count
-            if count <= _KEEP_ARRAY_ITEMS and items is not None:
-                head.metadata[key] = items
-        else:
-            head.metadata[key] = cur.value(vtype)
-    data_end = 0
-    for _ in range(n_tensors):
-        name = cur.string()
-        n_dims = cur.take("<I")
-        if n_dims > 8:
-            raise CorruptModelError(f"{path} has a damaged header (a tensor with {n_dims} dims).")
-        dims = [cur.take("<Q") for _ in range(n_dims)]
-        ttype, offset = cur.take("<I"), cur.take("<Q")
-        nbytes = _tensor_bytes(path, ttype, dims)
-        head.tensor_bytes += nbytes
-        head.parameters += _elements(dims)
-        if name == "token_embd.weight":
-            head.embedding_bytes = nbytes
-        elif name == "output.weight":
-            head.output_bytes = nbytes
-        elif "_exps." in name:
-            head.expert_bytes += nbytes
-        if name.startswith("blk.") and ttype in _REPACKED and n_dims == 2:
-            head.repack_bytes += nbytes
-        data_end = max(data_end, offset + nbytes)
+    return GGUFHeader(path=path, size=size, version=version, tensor_count=n_tensors), n_kv
+
+
+def one_kv(cur: Cursor, head: GGUFHeader, want: set[str]) -> None:
+    """One key and its value into `head` (an array's length as soon as it is known)."""
+    key = cur.string()
+    vtype = cur.take("<I")
+    if vtype != GGUFValueType.ARRAY:
+        head.metadata[key] = cur.value(vtype)
+        return
+    itype, count = cur.take("<I"), cur.take("<Q")
+    head.array_lengths[key] = count
+    if itype == GGUFValueType.STRING and VOCAB in want and key == "tokenizer.ggml.tokens":
+        items = None
+        head.tokens = [cur.string() for _ in range(count)]
+    elif itype == GGUFValueType.STRING and want and key == "tokenizer.ggml.tokens":
+        items = None
+        for _ in range(count):
+            token = cur.string()
+            if token in want:
+                head.found_tokens.add(token)
+    elif itype == GGUFValueType.STRING:
+        items = _strings(cur, count)
+    else:
+        items = _skip_scalars(cur, itype, count)
+    if count <= _KEEP_ARRAY_ITEMS and items is not None:
+        head.metadata[key] = items
+
+
+def one_tensor(cur: Cursor, head: GGUFHeader) -> int:
+    """One entry of the tensor table into `head`; where its data ends (from the data start)."""
+    path = head.path
+    name = cur.string()
+    n_dims = cur.take("<I")
+    if n_dims > 8:
+        raise CorruptModelError(f"{path} has a damaged header (a tensor with {n_dims} dims).")
+    dims = [cur.take("<Q") for _ in range(n_dims)]
+    ttype, offset = cur.take("<I"), cur.take("<Q")
+    nbytes = _tensor_bytes(path, ttype, dims)
+    head.tensor_bytes += nbytes
+    head.parameters += _elements(dims)
+    if name == "token_embd.weight":
+        head.embedding_bytes = nbytes
+    elif name == "output.weight":
+        head.output_bytes = nbytes
+    elif "_exps." in name:
+        head.expert_bytes += nbytes
+    if name.startswith("blk.") and ttype in _REPACKED and n_dims == 2:
+        head.repack_bytes += nbytes
+    return int(offset + nbytes)
+
+
+def finish(head: GGUFHeader, table_end: int, data_end: int) -> None:
+    """Where the data starts (the table's end, aligned) and ends; a file too short for it
+    is truncated."""
+    path = head.path
     align = head.metadata.get("general.alignment", 32)
     if not isinstance(align, int) or isinstance(align, bool) or not 1 <= align <= 1 << 20 \
             or align & (align - 1):
         raise CorruptModelError(f"{path} has a damaged header (general.alignment = {align!r}, "
                                 "not a power of two).")
-    data_start = (cur.pos + align - 1) // align * align
+    data_start = (table_end + align - 1) // align * align
     head.data_end = data_start + data_end
-    if head.data_end > size:
+    if head.data_end > head.size:
         raise CorruptModelError(
-            f"{path} is truncated: {size:,} bytes on disk, {head.data_end:,} expected. "
+            f"{path} is truncated: {head.size:,} bytes on disk, {head.data_end:,} expected. "
             "Download or copy it again."
         )
-    return head
 
 
-def _strings(cur: _Cursor, count: int) -> list[Any] | None:
+def _strings(cur: Cursor, count: int) -> list[Any] | None:
     if count <= _KEEP_ARRAY_ITEMS:
         return [cur.string() for _ in range(count)]
     buf, pos, unpack = cur.buf, cur.pos, struct.unpack_from
@@ -263,7 +286,7 @@ def _strings(cur: _Cursor, count: int) -> list[Any] | None:
     return None
 
 
-def _skip_scalars(cur: _Cursor, itype: int, count: int) -> list[Any] | None:
+def _skip_scalars(cur: Cursor, itype: int, count: int) -> list[Any] | None:
     if itype not in _SCALARS:
         raise CorruptModelError(f"{cur.path} has a damaged header (array of type {itype}).")
     width = struct.calcsize(_SCALARS[itype])

@@ -9,11 +9,13 @@ search, or one without a network, reads nothing again.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import TramontaneError
+from app.models import header_ranges
 from app.models.catalog import CatalogModel, Quant
 from app.models.gguf_file import GGUFHeader, HeaderIncomplete, header_of_bytes
 
@@ -56,8 +58,32 @@ class HubRepo:
 
 def _api(endpoint: str | None) -> object:
     from huggingface_hub import HfApi
+    from huggingface_hub.utils import logging as hub_logging
 
+    hub_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # its retry notes
     return HfApi(endpoint=endpoint)
+
+
+def reachable(endpoint: str | None) -> str:
+    """'' when one connection to the hub opens (5 s at most), else why not. Offline,
+    huggingface_hub retries for 23 s before it gives up; this answers at once. Behind a proxy
+    the answer is left to the request itself."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+                                       "http_proxy", "ALL_PROXY", "all_proxy")):
+        return ""
+    url = urlsplit(endpoint or constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=5).close()
+    except OSError as exc:
+        return f"{url.hostname} cannot be reached ({exc.strerror or exc})"
+    return ""
 
 
 def search(query: str, endpoint: str | None = None, limit: int = 20,
@@ -67,12 +93,10 @@ def search(query: str, endpoint: str | None = None, limit: int = 20,
     `cache`). Offline with nothing kept: `HubError`, one line."""
     import hashlib
     import json
-    import logging
     import time
 
     kept = cache / f"search-{hashlib.sha256(f'{query}|{limit}'.encode()).hexdigest()[:16]}" \
         f".json" if cache is not None else None
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries are not ours
     try:
         found = _search(query, endpoint, limit)
     except HubError:
@@ -95,6 +119,9 @@ def search(query: str, endpoint: str | None = None, limit: int = 20,
 def _search(query: str, endpoint: str | None, limit: int) -> list[HubRepo]:
     from concurrent.futures import ThreadPoolExecutor
 
+    why = reachable(endpoint)
+    if why:
+        raise HubError(f"Could not search the Hugging Face hub: {why}.")
     api = _api(endpoint)
     try:
         found = list(api.list_models(search=query, filter="gguf", sort="downloads",  # type: ignore[attr-defined]
@@ -144,46 +171,85 @@ class RemoteHeader:
 
 def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
                 want: set[str] | None = None) -> RemoteHeader:
-    """The header of a hub file (its first part, for a split model): range reads of its start,
-    each as long as all read before, until the header ends; kept in `cache` by sha256.
-    `want`: vocabulary strings to look for (FIM tokens)."""
+    """The header of a hub file (its first part, for a split model), from range reads of its
+    two ends (header_ranges.py), or of its whole start where those do not check out; kept in
+    `cache` by sha256. `want`: vocabulary strings to look for (FIM tokens)."""
     import httpx
     from huggingface_hub import hf_hub_url
 
+    want = want or set()
     first_size = file.parts[0][1] if file.parts else file.size
-    cached = cache / f"{file.sha256 or re.sub(r'[^A-Za-z0-9]', '_', file.repo + file.file)}.head"
-    if cached.is_file():
-        data = cached.read_bytes()
-        try:
-            return RemoteHeader(header_of_bytes(data, file.file, first_size, want), 0)
-        except HeaderIncomplete:
-            pass
+    cached = cache / f"{file.sha256 or re.sub(r'[^A-Za-z0-9]', '_', file.repo + file.file)}.json"
+    kept = _from_cache(cached, file.file, want)
+    if kept is not None:
+        return RemoteHeader(kept, 0)
     url = hf_hub_url(file.repo, file.file, endpoint=endpoint)
+    try:
+        with httpx.Client(timeout=30, follow_redirects=True) as client:
+            def fetch(begin: int, end: int) -> bytes:
+                nonlocal url
+                answer = client.get(url, headers={"Range": f"bytes={begin}-{end - 1}"})
+                answer.raise_for_status()
+                url = str(answer.url)  # the hub redirects to its CDN: ask there next time
+                return answer.content[:end - begin]
+
+            got = header_ranges.read(fetch, first_size, file.file, want) or \
+                _whole_start(fetch, file, first_size, want)
+    except httpx.HTTPError as exc:
+        raise HubError(f"Could not read {file.repo}/{file.file}: {exc}.") from None
+    cache.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(_as_json(got[0], want)), encoding="utf-8")
+    return RemoteHeader(*got)
+
+
+def _whole_start(fetch: header_ranges.Fetch, file: HubFile, size: int,
+                 want: set[str]) -> tuple[GGUFHeader, int]:
+    """The header read from the start, each read as long as all before, until it ends."""
     data, upto = b"", FIRST_READ
     while True:
+        data += fetch(len(data), min(upto, size))
         try:
-            answer = httpx.get(url, headers={"Range": f"bytes={len(data)}-{upto - 1}"},
-                               timeout=30, follow_redirects=True)
-            answer.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise HubError(f"Could not read {file.repo}/{file.file}: {exc}.") from None
-        data += answer.content[:upto - len(data)]
-        try:
-            header = header_of_bytes(data, file.file, first_size, want)
+            return header_of_bytes(data, file.file, size, want), len(data)
         except HeaderIncomplete:
-            if upto >= MAX_READ or len(data) >= first_size:
+            if upto >= MAX_READ or len(data) >= size:
                 raise HubError(f"{file.repo}/{file.file} has a header over "
                                f"{MAX_READ >> 20} MB; it is not a model this reads.") from None
             upto *= 2
-            continue
-        cache.mkdir(parents=True, exist_ok=True)
-        cached.write_bytes(data)
-        return RemoteHeader(header, len(data))
+
+
+_NUMBERS = ("size", "version", "tensor_count", "data_end", "tensor_bytes", "parameters",
+            "embedding_bytes", "output_bytes", "expert_bytes", "repack_bytes")
+
+
+def _as_json(head: GGUFHeader, want: set[str]) -> dict[str, object]:
+    return {"metadata": head.metadata, "array_lengths": head.array_lengths,
+            "found_tokens": sorted(head.found_tokens), "wanted": sorted(want)} | \
+        {name: getattr(head, name) for name in _NUMBERS}
+
+
+def _from_cache(cached: Path, name: str, want: set[str]) -> GGUFHeader | None:
+    """A header kept by an earlier search, if it looked for every token wanted now."""
+    try:
+        kept = json.loads(cached.read_text(encoding="utf-8"))
+        if not want <= set(kept["wanted"]):
+            return None
+        head = GGUFHeader(Path(name), int(kept["size"]), int(kept["version"]))
+        for number in _NUMBERS:
+            setattr(head, number, int(kept[number]))
+        head.metadata, head.array_lengths = dict(kept["metadata"]), dict(kept["array_lengths"])
+        head.found_tokens = set(kept["found_tokens"])
+        return head
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none kept, or damaged: read it again
 
 
 def hub_file(ref: str, endpoint: str | None) -> tuple[CatalogModel, Quant]:
     """REPO:FILE or REPO:QUANT on the hub, as a pull knows it (its sha256 from the hub)."""
     repo, _, wanted = ref.partition(":")
+    offline = reachable(endpoint)
+    if offline:
+        raise TramontaneError(f"Cannot pull {repo}: {offline}. `tramontane models list` "
+                              "shows what is on this machine.")
     try:
         files = repo_files(repo, endpoint).files
     except Exception as exc:
