@@ -280,8 +280,10 @@ def _search(m: ModelManager, args: argparse.Namespace) -> int:
             print(f"{'':>11}{r.why}")
     if not found.rows:
         print("No GGUF model on the hub matches.", file=sys.stderr)
-    print(f"{len(found.rows)} files from the hub in {found.seconds:.1f} s "
-          f"({human_size(found.bytes_read)} of headers read).", file=sys.stderr)
+    read = (f"{found.bytes_read / 2**20:.1f} MiB of {found.headers_read} headers read"
+            if found.bytes_read else "the headers kept from an earlier search")
+    print(f"{len(found.rows)} files from the hub in {found.seconds:.1f} s ({read}).",
+          file=sys.stderr)
     return 0
 
 
