@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.models import hub, starters
-from app.models.gguf_file import header_of_bytes, read_header
+from app.models import starters
 from app.session.context import AppContext
 from app.session.hub_search import search
 from app.session.models import ModelManager
@@ -38,19 +37,17 @@ def _manager(endpoint: str) -> ModelManager:
     return ModelManager(AppContext(), endpoint=endpoint, speed=RECORDED)
 
 
-def test_a_header_read_in_ranges_is_the_whole_files_header(smollm2: Path) -> None:
-    data, size = smollm2.read_bytes(), smollm2.stat().st_size
-    whole = read_header(smollm2)
-    for start in (1 << 20, 2 << 20):
-        try:
-            part = header_of_bytes(data[:start], smollm2.name, size)
-        except hub.HeaderIncomplete:
-            continue
-        assert (part.tensor_bytes, part.parameters, part.metadata) == \
-            (whole.tensor_bytes, whole.parameters, whole.metadata)
-        break
-    else:
-        pytest.fail("the header did not end within 2 MB")
+def test_a_server_that_ignores_ranges_is_one_line_and_not_a_download(
+        hub_server: HubServer, home: Path, qwen_file: Path) -> None:
+    """A header past the first read needs a range from the middle of the file; a server that
+    answers with the whole file instead is named in one line, and the reply is not read on."""
+    hub_server.files["someone/qwen-GGUF/qwen.Q4_K_M.gguf"] = qwen_file
+    hub_server.ranges = False
+    with hub_server:
+        out = tramontane("models", "search", "qwen", env={"HF_ENDPOINT": hub_server.url})
+        assert out.returncode == 1 and "does not answer range requests" in out.stderr
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert hub_server.served_bytes < qwen_file.stat().st_size  # not the whole file read
 
 
 def test_search_ranks_the_hubs_files_with_fit_and_speed(hub_server: HubServer,

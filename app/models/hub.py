@@ -188,10 +188,19 @@ def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
         with httpx.Client(timeout=30, follow_redirects=True) as client:
             def fetch(begin: int, end: int) -> bytes:
                 nonlocal url
-                answer = client.get(url, headers={"Range": f"bytes={begin}-{end - 1}"})
-                answer.raise_for_status()
-                url = str(answer.url)  # the hub redirects to its CDN: ask there next time
-                return answer.content[:end - begin]
+                data = bytearray()
+                with client.stream("GET", url, headers={"Range": f"bytes={begin}-{end - 1}"}) \
+                        as answer:
+                    answer.raise_for_status()
+                    if answer.status_code != 206 and begin:  # the whole file, from its start
+                        raise HubError(f"{file.repo}/{file.file}: the server does not answer "
+                                       "range requests, so its header cannot be read alone.")
+                    url = str(answer.url)  # the hub redirects to its CDN: ask there next time
+                    for chunk in answer.iter_bytes():
+                        data += chunk
+                        if len(data) >= end - begin:
+                            break
+                return bytes(data[:end - begin])
 
             got = header_ranges.read(fetch, first_size, file.file, want) or \
                 _whole_start(fetch, file, first_size, want)
