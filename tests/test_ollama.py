@@ -165,7 +165,8 @@ async def test_unload_at_exit_does_not_wait_on_a_hung_server(server: OllamaFixtu
 
 def test_cli_chat_through_ollama(server: OllamaFixture, home: Path) -> None:
     out = tramontane("chat", "--backend", "ollama", "-m", "smollm2:135m", "--max-tokens", "8",
-                     "--stats", "Say hello.", env={"OLLAMA_HOST": server.host})
+                     "--temperature", "0", "--stats", "Say hello.",
+                     env={"OLLAMA_HOST": server.host})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() and "tok/s" in out.stderr
     chats = json.loads(tramontane("history", "list", "--json").stdout)
@@ -181,8 +182,8 @@ def test_a_chat_saved_on_ollama_continues_on_ollama_from_the_cli(server: OllamaF
                        "Say hello.", env=env)
     assert first.returncode == 0, first.stderr
     (chat,) = json.loads(tramontane("history", "list", "--json").stdout)
-    again = tramontane("chat", "--chat", str(chat["id"]), "--max-tokens", "6", "And again.",
-                       env=env)
+    again = tramontane("chat", "--chat", str(chat["id"]), "--max-tokens", "6", "--temperature",
+                       "0", "And again.", env=env)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip()
     shown = json.loads(tramontane("history", "export", str(chat["id"]), "--format", "json").stdout)

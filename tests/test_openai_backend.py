@@ -61,7 +61,7 @@ async def test_chat_streams_with_stats(server: LlamaCppServer) -> None:
 def test_cli_chat_models_and_history(home: Path, server: LlamaCppServer) -> None:
     env = _configure(home, server)
     out = tramontane("chat", "--backend", "openai", "-m", "smollm2", "--stats",
-                     "--max-tokens", "8", "Name a colour.", env=env)
+                     "--max-tokens", "8", "--temperature", "0", "Name a colour.", env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() and "generated" in out.stderr
     assert KEY not in out.stdout + out.stderr
