@@ -50,6 +50,18 @@ def test_a_server_that_ignores_ranges_is_one_line_and_not_a_download(
         assert hub_server.served_bytes < qwen_file.stat().st_size  # not the whole file read
 
 
+def test_a_repository_whose_header_is_unreadable_is_left_out_with_a_note(
+        hub_server: HubServer, home: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.gguf"
+    damaged.write_bytes(b"<html>not a model</html>" * 100)
+    hub_server.files["someone/damaged-GGUF/damaged.Q4_K_M.gguf"] = damaged
+    hub_server.downloads["someone/damaged-GGUF"] = 10**6  # first in the hub's answer
+    with hub_server:
+        found = search(_manager(hub_server.url), "GGUF", "chat")
+    assert {r.repo for r in found.rows} == {SMOL, "someone/tiny-chat-GGUF"}
+    assert "someone/damaged-GGUF" in found.note and "not a GGUF" in found.note
+
+
 def test_search_ranks_the_hubs_files_with_fit_and_speed(hub_server: HubServer,
                                                         home: Path) -> None:
     with hub_server:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.prompts import fim
+from app.errors import TramontaneError
 from app.models import fit as fitmod
 from app.models import hub
 from app.models import speed as speedmod
@@ -82,12 +83,24 @@ def search(manager: ModelManager, query: str, purpose: str = "chat", limit: int 
     from concurrent.futures import ThreadPoolExecutor
 
     repos, note = hub.search(query, endpoint, limit, cache)
+
+    def header(repo: hub.HubRepo) -> hub.RemoteHeader | str:
+        try:
+            return hub.read_header(_representative(repo.files), cache, endpoint,
+                                   set(fim.MARKERS))
+        except TramontaneError as exc:  # one repository's file, not the search
+            return f"{repo.repo}: {exc}"
+
     with ThreadPoolExecutor(max_workers=8) as pool:  # range reads in parallel
-        heads = list(pool.map(lambda r: hub.read_header(_representative(r.files), cache,
-                                                        endpoint, set(fim.MARKERS)), repos))
+        heads = list(pool.map(header, repos))
     rows = [_row(manager, repo, file, got.header, purpose)
-            for repo, got in zip(repos, heads, strict=True) for file in repo.files]
-    read, headers = sum(h.bytes_read for h in heads), len(heads)
+            for repo, got in zip(repos, heads, strict=True)
+            if isinstance(got, hub.RemoteHeader) for file in repo.files]
+    skipped = [got for got in heads if isinstance(got, str)]
+    if skipped:
+        note = " ".join([note, f"Left out, header unreadable: {'; '.join(skipped)}"]).strip()
+    read = sum(h.bytes_read for h in heads if isinstance(h, hub.RemoteHeader))
+    headers = len(heads) - len(skipped)
     rows.sort(key=lambda r: r.score, reverse=True)
     _explain(rows, purpose)
     return SearchResult(rows, time.perf_counter() - t0, read, headers, note)
