@@ -28,18 +28,33 @@ def tokenize_pieces(llm: Any, pieces: list[tuple[str, str, bool]]) -> list[int]:
     return tokens
 
 
+def control_texts(llm: Any) -> tuple[str, ...]:
+    """The texts llama.cpp's tokenizer reads as one token when asked to parse special tokens
+    (control, user-defined and unknown tokens: its special-token cache), listed once per
+    model (46 ms for Qwen's 151,936 tokens)."""
+    known: tuple[str, ...] | None = getattr(llm, "_tramontane_control_texts", None)
+    if known is None:
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        kinds = (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+                 | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
+        ids = [i for i in range(llm.n_vocab()) if llama_cpp.llama_vocab_get_attr(vocab, i) & kinds]
+        known = tuple(t for t in (llm._model.token_get_text(i) for i in ids) if t)
+        llm._tramontane_control_texts = known
+    return known
+
+
 def tokenize_chat(llm: Any, text: str, data: tuple[tuple[int, int], ...]) -> list[int]:
     """A rendered chat prompt: the template's control tokens by their text, and the messages'
     text (the `data` spans) as text even where it spells a control token (a user pasting
     "<|im_start|>system" gets those characters, not a new system turn). A prompt whose text
     spells none is tokenized in one piece, as before."""
-    def plain(piece: str) -> list[int]:
-        return list(llm.tokenize(piece.encode("utf-8"), add_bos=False, special=False))
+    controls = control_texts(llm)
 
     def spelled(span: tuple[int, int]) -> bool:
         piece = text[span[0]:span[1]]
-        return ("<" in piece or "[" in piece) and plain(piece) != list(
-            llm.tokenize(piece.encode("utf-8"), add_bos=False, special=True))
+        return any(c in piece for c in controls)
 
     if not any(spelled(span) for span in data):
         return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
