@@ -46,6 +46,7 @@ def test_a_server_that_ignores_ranges_is_one_line_and_not_a_download(
     with hub_server:
         out = tramontane("models", "search", "qwen", env={"HF_ENDPOINT": hub_server.url})
         assert out.returncode == 1 and "does not answer range requests" in out.stderr
+        assert "left out someone/qwen-GGUF" in out.stderr  # the only match: nothing to rank
         assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
         assert hub_server.served_bytes < qwen_file.stat().st_size  # not the whole file read
 
@@ -59,7 +60,8 @@ def test_a_repository_whose_header_is_unreadable_is_left_out_with_a_note(
     with hub_server:
         found = search(_manager(hub_server.url), "GGUF", "chat")
     assert {r.repo for r in found.rows} == {SMOL, "someone/tiny-chat-GGUF"}
-    assert "someone/damaged-GGUF" in found.note and "not a GGUF" in found.note
+    (unread,) = found.unread
+    assert unread.startswith("someone/damaged-GGUF: ") and "not a GGUF" in unread
 
 
 def test_search_ranks_the_hubs_files_with_fit_and_speed(hub_server: HubServer,

@@ -73,6 +73,7 @@ class SearchResult:
     bytes_read: int
     headers_read: int
     note: str = ""  # offline: the answer kept from an earlier search
+    unread: list[str] = field(default_factory=list)  # "REPO: why" for headers not read
 
 
 def search(manager: ModelManager, query: str, purpose: str = "chat", limit: int = 20,
@@ -96,14 +97,12 @@ def search(manager: ModelManager, query: str, purpose: str = "chat", limit: int 
     rows = [_row(manager, repo, file, got.header, purpose)
             for repo, got in zip(repos, heads, strict=True)
             if isinstance(got, hub.RemoteHeader) for file in repo.files]
-    skipped = [got for got in heads if isinstance(got, str)]
-    if skipped:
-        note = " ".join([note, f"Left out, header unreadable: {'; '.join(skipped)}"]).strip()
+    unread = [got for got in heads if isinstance(got, str)]
     read = sum(h.bytes_read for h in heads if isinstance(h, hub.RemoteHeader))
-    headers = len(heads) - len(skipped)
+    headers = len(heads) - len(unread)
     rows.sort(key=lambda r: r.score, reverse=True)
     _explain(rows, purpose)
-    return SearchResult(rows, time.perf_counter() - t0, read, headers, note)
+    return SearchResult(rows, time.perf_counter() - t0, read, headers, note, unread)
 
 
 def as_model_row(row: HubRow) -> ModelRow:

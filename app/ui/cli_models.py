@@ -262,10 +262,14 @@ def _search(m: ModelManager, args: argparse.Namespace) -> int:
     from app.session.hub_search import search
 
     found = search(m, " ".join(args.query), args.purpose, args.limit)
+    for why in found.unread:  # a repository left out: its header could not be read
+        print(f"tramontane: left out {why}", file=sys.stderr)
+    if found.unread and not found.rows:
+        return 1
     if args.json:
         print(json.dumps({"rows": [r.to_dict() for r in found.rows],
-                          "seconds": round(found.seconds, 2), "bytes_read": found.bytes_read},
-                         indent=2))
+                          "seconds": round(found.seconds, 2), "bytes_read": found.bytes_read,
+                          "left_out": found.unread}, indent=2))
         return 0
     if found.note:
         print(f"tramontane: {found.note}", file=sys.stderr)
@@ -281,7 +285,8 @@ def _search(m: ModelManager, args: argparse.Namespace) -> int:
     if not found.rows:
         print("No GGUF model on the hub matches.", file=sys.stderr)
     read = (f"{found.bytes_read / 2**20:.1f} MiB of {found.headers_read} headers read"
-            if found.bytes_read else "the headers kept from an earlier search")
+            if found.bytes_read else "the headers kept from an earlier search"
+            if found.headers_read else "no header read")
     print(f"{len(found.rows)} files from the hub in {found.seconds:.1f} s ({read}).",
           file=sys.stderr)
     return 0

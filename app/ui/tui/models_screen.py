@@ -96,7 +96,8 @@ class ModelsScreen(Screen[None]):
         why = next((r.why for r in found.rows if r.why), "")
         said = (f"{len(found.rows)} files on the hub for {query!r}, best for this machine "
                 f"first; p pulls one." + (f" Lower: {why}." if why else "")
-                + (f" {found.note}" if found.note else ""))
+                + (f" {found.note}" if found.note else "")
+                + (f" Left out: {'; '.join(found.unread)}." if found.unread else ""))
         summary = self.manager.hardware.summary()
         self.app.call_from_thread(self._show, summary, [as_model_row(r) for r in found.rows],
                                   [], said)
