@@ -184,10 +184,11 @@ def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
     if kept is not None:
         return RemoteHeader(kept, 0)
     url = hf_hub_url(file.repo, file.file, endpoint=endpoint)
+    fetched = 0  # bytes over the network, whichever way the header was read
     try:
         with httpx.Client(timeout=30, follow_redirects=True) as client:
             def fetch(begin: int, end: int) -> bytes:
-                nonlocal url
+                nonlocal url, fetched
                 data = bytearray()
                 with client.stream("GET", url, headers={"Range": f"bytes={begin}-{end - 1}"}) \
                         as answer:
@@ -200,6 +201,7 @@ def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
                         data += chunk
                         if len(data) >= end - begin:
                             break
+                fetched += min(len(data), end - begin)
                 return bytes(data[:end - begin])
 
             got = header_ranges.read(fetch, first_size, file.file, want) or \
@@ -208,7 +210,7 @@ def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
         raise HubError(f"Could not read {file.repo}/{file.file}: {exc}.") from None
     cache.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(_as_json(got[0], want)), encoding="utf-8")
-    return RemoteHeader(*got)
+    return RemoteHeader(got[0], fetched)
 
 
 def _whole_start(fetch: header_ranges.Fetch, file: HubFile, size: int,
