@@ -64,7 +64,14 @@ class GGUFHeader:
 
 
 class HeaderIncomplete(CorruptModelError):
-    """The bytes read so far end inside the header: read more of the file (a range read)."""
+    """The bytes read so far end inside the header: read more of the file (a range read).
+    Raised by the parser, it says how far it got: `header` holds every key read whole,
+    `keys_left` were not (the one it stopped in among them), and `stopped_at` is where that
+    key starts (-1: it stopped in the tensor table)."""
+
+    header: GGUFHeader | None = None
+    keys_left = 0
+    stopped_at = -1
 
 
 class Cursor:
@@ -185,9 +192,14 @@ def header_of_bytes(data: bytes, name: str, size: int,
 
 
 def _parse(cur: Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
-    head, n_kv = start(cur, path, size)
-    for _ in range(n_kv):
-        one_kv(cur, head, want)
+    head, n_kv = _start(cur, path, size)
+    for done in range(n_kv):
+        mark = cur.pos
+        try:
+            one_kv(cur, head, want)
+        except HeaderIncomplete as short:
+            short.header, short.keys_left, short.stopped_at = head, n_kv - done, mark
+            raise
     data_end = 0
     for _ in range(head.tensor_count):
         data_end = max(data_end, one_tensor(cur, head))
@@ -195,7 +207,7 @@ def _parse(cur: Cursor, path: Path, size: int, want: set[str]) -> GGUFHeader:
     return head
 
 
-def start(cur: Cursor, path: Path, size: int) -> tuple[GGUFHeader, int]:
+def _start(cur: Cursor, path: Path, size: int) -> tuple[GGUFHeader, int]:
     """The fixed start: the version and the counts; the header to fill, and how many keys."""
     cur.pos = 4
     version = cur.take("<I")
@@ -278,9 +290,14 @@ def _strings(cur: Cursor, count: int) -> list[Any] | None:
     if count <= _KEEP_ARRAY_ITEMS:
         return [cur.string() for _ in range(count)]
     buf, pos, unpack = cur.buf, cur.pos, struct.unpack_from
-    for _ in range(count):
-        pos += 8 + unpack("<Q", buf, pos)[0]
+    try:
+        for _ in range(count):
+            pos += 8 + unpack("<Q", buf, pos)[0]
+    except struct.error:
+        cur._short()  # the start of a longer file: read more
+        raise
     if pos > len(buf):
+        cur._short()
         raise CorruptModelError(f"{cur.path} is truncated inside its header.")
     cur.pos = pos
     return None
@@ -293,6 +310,7 @@ def _skip_scalars(cur: Cursor, itype: int, count: int) -> list[Any] | None:
     if count <= _KEEP_ARRAY_ITEMS:
         return [cur.value(itype) for _ in range(count)]
     if cur.pos + width * count > len(cur.buf):
+        cur._short()
         raise CorruptModelError(f"{cur.path} is truncated inside its header.")
     cur.pos += width * count
     return None

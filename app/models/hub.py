@@ -204,23 +204,24 @@ def read_header(file: HubFile, cache: Path, endpoint: str | None = None,
                 fetched += min(len(data), end - begin)
                 return bytes(data[:end - begin])
 
-            got = header_ranges.read(fetch, first_size, file.file, want) or \
+            ranged = header_ranges.read(fetch, first_size, file.file, want)
+            header = ranged[0] if ranged is not None else \
                 _whole_start(fetch, file, first_size, want)
     except httpx.HTTPError as exc:
         raise HubError(f"Could not read {file.repo}/{file.file}: {exc}.") from None
     cache.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(_as_json(got[0], want)), encoding="utf-8")
-    return RemoteHeader(got[0], fetched)
+    cached.write_text(json.dumps(_as_json(header, want)), encoding="utf-8")
+    return RemoteHeader(header, fetched)
 
 
 def _whole_start(fetch: header_ranges.Fetch, file: HubFile, size: int,
-                 want: set[str]) -> tuple[GGUFHeader, int]:
+                 want: set[str]) -> GGUFHeader:
     """The header read from the start, each read as long as all before, until it ends."""
     data, upto = b"", FIRST_READ
     while True:
         data += fetch(len(data), min(upto, size))
         try:
-            return header_of_bytes(data, file.file, size, want), len(data)
+            return header_of_bytes(data, file.file, size, want)
         except HeaderIncomplete:
             if upto >= MAX_READ or len(data) >= size:
                 raise HubError(f"{file.repo}/{file.file} has a header over "
