@@ -37,7 +37,7 @@ PROCESS_BYTES = 42 * MiB  # Python + numpy + llama_cpp imported, no model
 RUNTIME_BYTES = 45 * MiB  # llama.cpp's threads, code pages, graph and scheduler state
 VOCAB_BYTES_PER_TOKEN = 226
 N_UBATCH = 512
-# The llama.cpp worker evaluates a prompt in chunks of this many tokens (engine/llama/worker.py
+# The llama.cpp worker evaluates a prompt in chunks of this many tokens (engine/llama/tokens.py
 # PROMPT_CHUNK, so that a cancel is answered within one chunk): llama.cpp reserves compute
 # buffers for a micro-batch of N_UBATCH, but only a chunk's share of them is ever touched. With
 # a full 8k context this is 130 MB of attention scores less for SmolLM2 (measured with

@@ -53,7 +53,7 @@ from app.errors import BackendError
 
 # How long a cancelled request may take to stop before its worker is killed (and the next
 # request reloads the model): the worker looks for a cancel between tokens and between prompt
-# chunks (worker.PROMPT_CHUNK), and a chunk takes up to about 1.5 s for a 1.5B model here.
+# chunks (tokens.PROMPT_CHUNK), and a chunk takes up to about 1.5 s for a 1.5B model here.
 CANCEL_GRACE_S = 3.0
 
 

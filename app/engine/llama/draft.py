@@ -25,13 +25,12 @@ from typing import Any, Protocol
 
 from app.engine.llama.lookup import PromptLookup, default_costs, expected_kept
 from app.engine.llama.rows import logits
-from app.engine.llama.tokens import common_prefix
+from app.engine.llama.tokens import PROMPT_CHUNK, common_prefix
 
 P_MIN = 0.6  # the draft stops where the draft model's own top token is less likely than this
 LENGTHS = (1, 2, 3, 4, 5, 7, 11, 15)  # draft lengths weighed; with the pending token, the
 # batches of 8 and 16 are the sizes llama.cpp's CPU kernels do best
 PRIOR = (7.0, 3.0)  # acceptance per drafted token before any is measured: (kept, rejected)
-CHUNK = 128  # tokens evaluated at a time (worker.PROMPT_CHUNK)
 VOCAB_SLACK = 128  # vocabularies may differ by this many trailing tokens (llama.cpp's rule)
 
 
@@ -123,8 +122,8 @@ class DraftModel:
         keep = min(common_prefix(have, h), len(h) - 1)
         llm.n_tokens = keep
         llm._ctx.kv_cache_seq_rm(-1, keep, -1)
-        for i in range(keep, len(h), CHUNK):  # in the worker's chunks, as the fit verdict counts
-            llm.eval(h[i:i + CHUNK])
+        for i in range(keep, len(h), PROMPT_CHUNK):  # as the fit verdict counts
+            llm.eval(h[i:i + PROMPT_CHUNK])
 
     def result(self, drafted: int, accepted: int, next_token: int) -> None:
         self.drafted += drafted

@@ -44,10 +44,5 @@ def margin(row_logits: Any, recent: list[int], penalty: float) -> float:
     llama.cpp's batch and one-token passes may choose differently."""
     import numpy as np
 
-    row = np.array(row_logits, dtype=np.float32)
-    if penalty != 1.0 and recent:
-        seen = np.fromiter(set(recent), dtype=np.int64)
-        vals = row[seen]
-        row[seen] = np.where(vals <= 0, vals * penalty, vals / penalty)
-    top = np.partition(row, -2)[-2:]
+    top = np.partition(np.asarray(penalized(row_logits, recent, penalty), np.float32), -2)[-2:]
     return float(top[1] - top[0])

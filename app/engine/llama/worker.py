@@ -41,16 +41,11 @@ from app.engine.llama.speculative import decode as _decode
 from app.engine.llama.stops import StopScanner
 from app.engine.llama.thinking_budget import ThinkBudget
 from app.engine.llama.threads import ThreadTuner
-from app.engine.llama.tokens import common_prefix, tokenize_chat, tokenize_pieces
+from app.engine.llama.tokens import PROMPT_CHUNK, common_prefix, tokenize_chat, tokenize_pieces
 
 # Text is sent at the first token, then in batches at most this far apart: one wake-up of the
 # app per batch instead of per token leaves the CPU to llama.cpp's threads.
 SEND_EVERY_S = 0.05
-# The prompt is evaluated this many tokens at a time, with a look at the pipe between: a
-# cancel (an editor's next keystroke) is then answered within one chunk (about 1.4 s for a
-# 1.5B model on 2 cores; smaller chunks cost more: 32 made a warm suggestion 20 % slower)
-# instead of after the whole prompt, and the worker is not killed.
-PROMPT_CHUNK = 128  # models/fit.py PROMPT_CHUNK_TOKENS counts the compute buffers it touches
 
 
 def _redirect_stderr(log_path: str | None) -> None:
