@@ -30,7 +30,6 @@ from app.errors import TramontaneError
 from app.session import editor_edit
 from app.session.complete import Completion, CompletionSession
 from app.session.context import AppContext
-from app.session.editor_edit import messages_for
 
 KEY_VARIABLE = "TRAMONTANE_SERVE_API_KEY"
 
@@ -198,8 +197,8 @@ class ServeSession:
         saved as a new chat in the history when asked."""
         asked = editor_edit.parse(messages)
         if asked is not None:  # llama.vim's instruction edit: the code pane's edit instead
-            ours = messages_for(replace(asked, instruction="")) if params.max_tokens <= 0 \
-                else messages_for(asked)
+            ours = editor_edit.messages_for(replace(asked, instruction="")) \
+                if params.max_tokens <= 0 else editor_edit.messages_for(asked)
             async with aclosing(editor_edit.answered(
                     asked, self._code_reply(ours, replace(params, work="edit")))) as stream:
                 async for event in stream:
