@@ -27,7 +27,7 @@ from app.models.gguf_file import VOCAB, GGUFHeader, header_of_bytes, read_header
 from app.models.hardware import Hardware
 from app.models.local import LocalModel
 
-HEADER_READ = 16 * 2**20  # a starter's first chunk holds its header (Qwen's is 7.5 MB)
+HEADER_READ = 16 * 2**20  # a starter's first chunk holds its header (Qwen's is 6 MB)
 SMALLER = 0.5  # a draft model is at most half the size of the model it drafts for
 
 
