@@ -156,7 +156,8 @@ def test_where_the_ends_do_not_check_out_the_header_is_read_whole(tmp_path: Path
 
 def test_what_a_probe_of_the_file_looks_like(qwen_file: Path) -> None:
     whole = read_header(qwen_file)
-    data = qwen_file.open("rb").read(whole.data_end - whole.tensor_bytes + (8 << 20))
+    with qwen_file.open("rb") as fh:
+        data = fh.read(whole.data_end - whole.tensor_bytes + (8 << 20))
     assert header_ranges.kind(data[100_000:104_096]) == "tokens"
     assert header_ranges.kind(data[-(4 << 20):-(4 << 20) + 4096]) == "data"
     assert header_ranges.kind(bytes(4096)) == "zero"
@@ -166,7 +167,8 @@ def test_a_read_that_ends_inside_any_array_asks_for_more(qwen_file: Path) -> Non
     """The start of a file cut inside the token strings, the token types (numbers) or the
     merges says "read more", with how far the parse got; never that the file is truncated."""
     size = qwen_file.stat().st_size
-    data = qwen_file.open("rb").read(8 << 20)
+    with qwen_file.open("rb") as fh:
+        data = fh.read(8 << 20)
     for cut in (1 << 20, 2_400_000, 2_800_000, 4 << 20, 5_800_000):
         with pytest.raises(HeaderIncomplete) as short:
             header_of_bytes(data[:cut], qwen_file.name, size)
